@@ -1,0 +1,193 @@
+"""The ``asrd`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from . import __version__
+from .config import EX_CONFIG, LANGUAGES, ConfigError, Settings, dump_settings, find_config, load_settings
+
+log = logging.getLogger("asrd")
+
+
+def _formats(value: str) -> list[str]:
+    return [part.strip() for part in value.split(",") if part.strip()]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="asrd", description="Local speech-to-text: transcripts and subtitles.")
+    parser.add_argument("--version", action="version", version=f"asrd {__version__}")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv for debug)")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("transcribe", help="transcribe files now, with a progress bar")
+    p.add_argument("files", nargs="+", type=Path, metavar="FILE")
+    p.add_argument("--config", type=Path, help="config file (default: $ASRD_CONFIG, ~/.config/asrd, /etc/asrd)")
+    p.add_argument("--format", type=_formats, help="comma-separated: txt,srt,vtt,json")
+    p.add_argument("--language", choices=LANGUAGES, help="spoken language, or auto")
+    p.add_argument("--model", help="hub id (iic/SenseVoiceSmall) or a local FunASR model directory")
+    p.add_argument("--device", help="auto, cpu, cuda, cuda:N or mps")
+    p.add_argument("--output-dir", type=Path, help="write sidecars here instead of next to each file")
+    p.add_argument("--overwrite", action="store_true", help="replace existing sidecars asrd did not write")
+
+    p = sub.add_parser("check-config", help="validate and print the effective configuration (exit 78 if invalid)")
+    p.add_argument("file", nargs="?", type=Path)
+
+    p = sub.add_parser("model", help="download or check the configured model")
+    p.add_argument("action", choices=("fetch", "check"))
+    p.add_argument("--config", type=Path)
+    p.add_argument("--model", help="hub id or local directory (default: the configured one)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    _setup_logging(args.verbose)
+    try:
+        if args.command == "transcribe":
+            return _transcribe(args)
+        if args.command == "check-config":
+            return _check_config(args)
+        if args.command == "model":
+            return _model(args)
+    except ConfigError as err:
+        print(f"asrd: invalid configuration:\n{err}", file=sys.stderr)
+        return EX_CONFIG
+    except KeyboardInterrupt:
+        return 130
+    return 2
+
+
+def _setup_logging(verbose: int) -> None:
+    level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
+    # journald adds its own timestamps.
+    fmt = "%(levelname)s %(name)s: %(message)s" if os.environ.get("JOURNAL_STREAM") else (
+        "%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    logging.basicConfig(level=level, format=fmt, stream=sys.stderr)
+
+
+def _settings(config: Path | None, overrides: dict[str, dict[str, Any]]) -> Settings:
+    return load_settings(find_config(config), {k: v for k, v in overrides.items() if v})
+
+
+def _check_config(args: argparse.Namespace) -> int:
+    path = find_config(args.file)
+    settings = load_settings(path)
+    print(f"# effective configuration ({path or 'defaults'} + ASRD_* environment)")
+    print(dump_settings(settings), end="")
+    return 0
+
+
+def _model(args: argparse.Namespace) -> int:
+    from .recognizer import ModelError
+    from .recognizer.modeldir import fetch, resolve
+
+    overrides = {"model": {"name": args.model} if args.model else {}}
+    settings = _settings(args.config, overrides)
+    try:
+        if args.action == "fetch":
+            path = fetch(settings.model.name, settings.model.hub)
+            if settings.vad.engine == "fsmn":
+                fetch(settings.vad.fsmn_model, settings.model.hub)
+        else:
+            path = resolve(settings.model.name, settings.model.hub, download=False)
+            from .recognizer.funasr import FunASRRecognizer
+
+            FunASRRecognizer(path, device=settings.model.device, threads=settings.model.resolved_threads()).close()
+    except ModelError as err:
+        print(f"asrd: {err}", file=sys.stderr)
+        return 1
+    print(f"{path}: ok")
+    return 0
+
+
+def _transcribe(args: argparse.Namespace) -> int:
+    from .audio import DecodeError, probe
+    from .recognizer import ModelError
+    from .sidecars import SidecarError
+
+    overrides: dict[str, dict[str, Any]] = {
+        "model": {k: v for k, v in (("name", args.model), ("device", args.device)) if v},
+        "output": {k: v for k, v in (("formats", args.format), ("output_dir", args.output_dir)) if v},
+        "transcribe": {"language": args.language} if args.language else {},
+    }
+    settings = _settings(args.config, overrides)
+    failures: list[str] = []
+    todo: list[Path] = []
+    for path in args.files:
+        # Cheap header checks first: no point loading a model for a text file named .mp3.
+        try:
+            if not path.is_file():
+                raise DecodeError(path, "no such file" if not path.exists() else "not a regular file")
+            probe(path)
+            todo.append(path)
+        except DecodeError as err:
+            failures.append(str(err))
+        except OSError as err:
+            failures.append(f"{path}: {err.strerror}")
+    if todo:
+        try:
+            pipeline = _pipeline(settings, args.overwrite)
+        except ModelError as err:
+            print(f"asrd: {err}", file=sys.stderr)
+            failures.extend(f"{p}: model unavailable" for p in todo)
+            todo = []
+        for path in todo:
+            try:
+                _run_one(pipeline, path)
+            except (DecodeError, SidecarError, ModelError) as err:
+                failures.append(str(err))
+            except OSError as err:
+                failures.append(f"{path}: {err.strerror or err}")
+            except Exception as err:  # a model crash must not lose the other files' results
+                log.exception("unexpected error on %s", path)
+                failures.append(f"{path}: {type(err).__name__}: {err}")
+    if failures:
+        print(f"asrd: {len(failures)} of {len(args.files)} file(s) failed:", file=sys.stderr)
+        for line in failures:
+            print(f"  {line}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _pipeline(settings: Settings, overwrite: bool):  # type: ignore[no-untyped-def]
+    from .pipeline import Pipeline
+    from .recognizer.funasr import FunASRRecognizer
+    from .recognizer.modeldir import resolve
+
+    model = settings.model
+    print(f"loading model {model.name} ...", file=sys.stderr)
+    recognizer = FunASRRecognizer(
+        resolve(model.name, model.hub),
+        device=model.device,
+        threads=model.resolved_threads(),
+        precision=model.precision,
+    )
+    return Pipeline(settings, recognizer, overwrite=overwrite)
+
+
+def _run_one(pipeline: Any, path: Path) -> None:
+    from tqdm import tqdm
+    from tqdm.contrib.logging import logging_redirect_tqdm
+
+    with tqdm(total=0, unit="s", unit_scale=True, desc=path.name, leave=True, file=sys.stderr) as bar, \
+            logging_redirect_tqdm():
+        def progress(done: int, total: int) -> None:
+            bar.total = round(total / 16000, 1)
+            bar.n = round(done / 16000, 1)
+            bar.refresh()
+
+        outcome = pipeline.transcribe(path, progress)
+    for sidecar in outcome.sidecars:
+        print(sidecar.path)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

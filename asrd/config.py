@@ -1,0 +1,250 @@
+"""Configuration: one typed tree, read from TOML with ``ASRD_...`` environment overrides.
+
+Precedence, highest first: explicit overrides (command-line flags), environment variables
+(``ASRD_MODEL__DEVICE=cpu``; nested keys joined by ``__``), the TOML file, the defaults here.
+Every field is documented in ``config.example.toml``; keep the two in step.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import string
+import sys
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic.fields import FieldInfo
+from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings.exceptions import SettingsError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
+
+EX_CONFIG = 78  # sysexits.h: configuration error; systemd's RestartPreventExitStatus uses it
+
+ENV_PREFIX = "ASRD_"
+LANGUAGES = ("auto", "zh", "en", "yue", "ja", "ko")
+FORMATS = ("txt", "srt", "vtt", "json")
+_DEVICE_RE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
+_NAMING_FIELDS = {"stem", "ext", "lang", "name"}
+
+
+class ConfigError(Exception):
+    """An invalid configuration; the message names the file or key and says what is wrong."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _split_list(value: Any) -> Any:
+    # Environment variables arrive as strings; accept "txt,srt" as well as JSON lists.
+    if isinstance(value, str):
+        if value.startswith("["):
+            return json.loads(value)
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
+class ModelSettings(_Section):
+    name: str = Field("iic/SenseVoiceSmall", min_length=1)
+    """Hub id (``iic/SenseVoiceSmall``) or a local FunASR model directory."""
+    hub: Literal["ms", "hf"] = "ms"
+    """Where hub ids are downloaded from: ModelScope or Hugging Face."""
+    device: str = "auto"
+    """auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps. An explicit device that is absent is an error."""
+    threads: int = Field(0, ge=0)
+    """CPU threads for inference; 0 = the CPUs this process may use."""
+    precision: Literal["auto", "fp32", "fp16", "bf16", "int8"] = "auto"
+    """auto = fp32 on CPU, fp16 on GPU."""
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, value: str) -> str:
+        if not _DEVICE_RE.match(value):
+            raise ValueError("must be auto, cpu, cuda, cuda:N or mps")
+        return value
+
+    def resolved_threads(self) -> int:
+        return self.threads or available_cpus()
+
+
+class VadSettings(_Section):
+    engine: Literal["webrtc", "fsmn"] = "webrtc"
+    """webrtc (fast, no model) or fsmn (FunASR's FSMN-VAD model, see fsmn_model)."""
+    fsmn_model: str = "fsmn-vad"
+    """FSMN-VAD model: a local directory or a hub id; used when engine = "fsmn"."""
+    aggressiveness: int = Field(2, ge=0, le=3)
+    """webrtc: 0 (keeps most audio) to 3 (drops most non-speech)."""
+    max_segment_seconds: float = Field(30.0, ge=2.0, le=60.0)
+    """Longer speech is split at its quietest point."""
+    min_silence_ms: int = Field(500, ge=30, le=5000)
+    """Silence needed to end a segment."""
+    padding_ms: int = Field(200, ge=0, le=2000)
+    """Audio kept before and after each segment so no word is clipped."""
+    min_speech_ms: int = Field(250, ge=0, le=5000)
+    """Shorter bursts are dropped as noise."""
+
+
+class OutputSettings(_Section):
+    formats: Annotated[tuple[Literal["txt", "srt", "vtt", "json"], ...], NoDecode] = ("txt", "srt")
+    """Sidecar formats to write."""
+    naming: str = "{stem}.{ext}"
+    """Sidecar file name template: {stem}, {name} (file name with extension), {lang}, {ext}."""
+    output_dir: Path | None = None
+    """Write sidecars here instead of next to the original (for read-only shares)."""
+
+    _split = field_validator("formats", mode="before")(_split_list)
+
+    @field_validator("formats")
+    @classmethod
+    def _formats(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if not value:
+            raise ValueError("at least one format is needed")
+        return tuple(dict.fromkeys(value))
+
+    @field_validator("naming")
+    @classmethod
+    def _naming(cls, value: str) -> str:
+        try:
+            fields = {f for _, f, _, _ in string.Formatter().parse(value) if f is not None}
+        except ValueError as err:
+            raise ValueError(f"bad template: {err}") from None
+        unknown = fields - _NAMING_FIELDS
+        if unknown:
+            raise ValueError(f"unknown placeholder {{{sorted(unknown)[0]}}}; use {{stem}} {{name}} {{lang}} {{ext}}")
+        if "ext" not in fields:
+            raise ValueError("must contain {ext}, or every format would get the same file name")
+        if "/" in value or "\\" in value:
+            raise ValueError("must be a file name, not a path (use output_dir)")
+        return value
+
+
+class TranscribeSettings(_Section):
+    language: Literal["auto", "zh", "en", "yue", "ja", "ko"] = "auto"
+    """Spoken language, or auto to detect it per segment."""
+    itn: bool = True
+    """Inverse text normalisation: punctuation, numbers as digits."""
+    hotwords: Annotated[tuple[str, ...], NoDecode] = ()
+    """Words to favour; only models that support them use them (a warning says when they are ignored)."""
+
+    _split = field_validator("hotwords", mode="before")(_split_list)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, env_nested_delimiter="__", extra="forbid", frozen=True
+    )
+
+    model: ModelSettings = ModelSettings()
+    vad: VadSettings = VadSettings()
+    output: OutputSettings = OutputSettings()
+    transcribe: TranscribeSettings = TranscribeSettings()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        toml = init_settings.init_kwargs.pop("_toml", {})  # type: ignore[attr-defined]
+        return (init_settings, env_settings, _DictSource(settings_cls, toml))
+
+
+class _DictSource(PydanticBaseSettingsSource):
+    """The already-parsed TOML file as the lowest-priority source."""
+
+    def __init__(self, settings_cls: type[BaseSettings], data: dict[str, Any]) -> None:
+        super().__init__(settings_cls)
+        self._data = data
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return self._data.get(field_name), field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return self._data
+
+
+def available_cpus() -> int:
+    """CPUs this process may run on (respects taskset/cgroup cpusets), not the machine's count."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS has no sched_getaffinity
+        return os.cpu_count() or 1
+
+
+def default_config_paths() -> list[Path]:
+    return [Path.home() / ".config" / "asrd" / "config.toml", Path("/etc/asrd/config.toml")]
+
+
+def find_config(explicit: Path | None) -> Path | None:
+    """``--config``, then ``$ASRD_CONFIG``, then the user's and the system's file; None if none exists."""
+    if explicit is not None:
+        if not explicit.is_file():
+            raise ConfigError(f"{explicit}: config file not found")
+        return explicit
+    env = os.environ.get("ASRD_CONFIG")
+    if env:
+        path = Path(env).expanduser()
+        if not path.is_file():
+            raise ConfigError(f"{path}: config file not found (from $ASRD_CONFIG)")
+        return path
+    return next((p for p in default_config_paths() if p.is_file()), None)
+
+
+def load_settings(path: Path | None = None, overrides: dict[str, dict[str, Any]] | None = None) -> Settings:
+    """Read the config file (if any), apply environment and explicit overrides, validate.
+
+    Raises ConfigError with one message per problem, each naming the key.
+    """
+    data: dict[str, Any] = {}
+    if path is not None:
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except OSError as err:
+            raise ConfigError(f"{path}: cannot read: {err.strerror}") from None
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
+            raise ConfigError(f"{path}: not valid TOML: {err}") from None
+    kwargs: dict[str, Any] = {"_toml": data}
+    for section, values in (overrides or {}).items():
+        kwargs[section] = values
+    try:
+        return Settings(**kwargs)
+    except ValidationError as err:
+        raise ConfigError(_explain(err, path)) from None
+    except (SettingsError, ValueError) as err:  # an environment value that cannot be parsed
+        raise ConfigError(f"environment: {err}") from None
+
+
+def _explain(err: ValidationError, path: Path | None) -> str:
+    where = str(path) if path else "configuration"
+    lines = []
+    for problem in err.errors():
+        loc = [str(part) for part in problem["loc"] if not isinstance(part, int)]
+        key = ".".join(loc) or "(top level)"
+        if problem["type"] == "extra_forbidden":
+            text = "unknown key"
+        else:
+            text = problem["msg"].removeprefix("Value error, ")
+            if "input" in problem and not isinstance(problem["input"], dict):
+                text += f" (got {problem['input']!r})"
+        env = ENV_PREFIX + "__".join(part.upper() for part in loc)
+        origin = f" [from ${env}]" if env in os.environ else ""
+        lines.append(f"{where}: {key}: {text}{origin}")
+    return "\n".join(lines)
+
+
+def dump_settings(settings: Settings) -> str:
+    """The effective configuration as TOML (what ``asrd check-config`` prints)."""
+    import tomli_w
+
+    data = settings.model_dump(mode="json", exclude_none=True)
+    return tomli_w.dumps(data)

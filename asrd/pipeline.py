@@ -1,0 +1,122 @@
+"""One file through the whole pipeline: decode -> VAD -> recognize -> assemble -> sidecars.
+
+Audio streams through: decoding, VAD and recognition work on bounded pieces, and only the
+recognised text (small) is kept until the sidecars are written, so memory does not grow
+with the length of the file.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .audio import decode, probe
+from .batching import BatchBudget, batches
+from .config import Settings
+from .recognizer import Recognizer, RecognizeOptions
+from .sidecars import Sidecar, choose_paths, render, write_sidecars
+from .transcript import assemble
+from .types import SAMPLE_RATE, AudioChunk, Recognized, Transcript
+from .vad import Segmenter, VadParams, WebrtcSegmenter, cut_spans
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[int, int], None]  # (samples done, samples in the file)
+
+
+def vad_params(settings: Settings) -> VadParams:
+    vad = settings.vad
+    return VadParams(
+        aggressiveness=vad.aggressiveness,
+        min_silence_ms=vad.min_silence_ms,
+        padding_ms=vad.padding_ms,
+        min_speech_ms=vad.min_speech_ms,
+        max_segment_samples=int(vad.max_segment_seconds * SAMPLE_RATE),
+    )
+
+
+def segmenter_factory(settings: Settings) -> Callable[[], Segmenter]:
+    """A new segmenter per file; FSMN-VAD loads its model once and is reused."""
+    params = vad_params(settings)
+    if settings.vad.engine == "webrtc":
+        return lambda: WebrtcSegmenter(params)
+    from .recognizer.modeldir import resolve
+    from .vad_fsmn import FsmnSegmenter
+
+    model_dir = resolve(settings.vad.fsmn_model, settings.model.hub)
+    return lambda: FsmnSegmenter(model_dir, params, ncpu=1)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    source: Path
+    transcript: Transcript
+    sidecars: tuple[Sidecar, ...] = field(default_factory=tuple)
+
+
+class Pipeline:
+    def __init__(
+        self,
+        settings: Settings,
+        recognizer: Recognizer,
+        *,
+        overwrite: bool = False,
+        segmenter: Callable[[], Segmenter] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.recognizer = recognizer
+        self.overwrite = overwrite
+        self._segmenter = segmenter or segmenter_factory(settings)
+        self._budget = BatchBudget.for_device(recognizer.device)
+        self._claimed: set[Path] = set()
+        t = settings.transcribe
+        self._options = RecognizeOptions(language=t.language, itn=t.itn, hotwords=t.hotwords)
+
+    def transcribe(self, source: Path, progress: Progress | None = None) -> Outcome:
+        """Transcribe one file and write its sidecars. Raises DecodeError, SidecarError, ModelError."""
+        out = self.settings.output
+        if "{lang}" not in out.naming:
+            # Refuse early, before spending compute, when the sidecars could not be written anyway.
+            choose_paths(source, out.formats, out.naming, out.output_dir, None, overwrite=self.overwrite)
+        transcript = self.recognize_file(source, progress)
+        rendered = render(transcript, out.formats)
+        paths = choose_paths(
+            source,
+            out.formats,
+            out.naming,
+            out.output_dir,
+            transcript.language,
+            overwrite=self.overwrite,
+            claimed=self._claimed,
+        )
+        written = write_sidecars(source, rendered, paths, overwrite=self.overwrite)
+        for sidecar in written:
+            log.info("wrote %s", sidecar.path)
+        return Outcome(source, transcript, tuple(written))
+
+    def recognize_file(self, source: Path, progress: Progress | None = None) -> Transcript:
+        total = probe(source).duration
+        meter = _Meter()
+        spans = cut_spans(meter.count(decode(source)), self._segmenter(), str(source))
+        results: list[Recognized] = []
+        for batch in batches(spans, self._budget):
+            results.extend(self.recognizer.recognize(batch, self._options))
+            if progress is not None:
+                progress(min(meter.decoded, total) if total else meter.decoded, total or meter.decoded)
+        if progress is not None:
+            progress(meter.decoded, meter.decoded)
+        return assemble(source, meter.decoded, results)
+
+
+class _Meter:
+    """Counts decoded samples as chunks stream past, for progress and the file's duration."""
+
+    def __init__(self) -> None:
+        self.decoded = 0
+
+    def count(self, chunks: Iterable[AudioChunk]) -> Iterator[AudioChunk]:
+        for chunk in chunks:
+            self.decoded = chunk.end
+            yield chunk

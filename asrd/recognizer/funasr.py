@@ -1,0 +1,217 @@
+"""The FunASR engine. Imports torch and funasr: only the process that runs the model loads this."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import re
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from ..types import Recognized, SpeechSpan, Token, ms_to_samples
+from . import ModelError, RecognizeOptions
+from .modeldir import check_model_dir
+
+log = logging.getLogger(__name__)
+
+_TAG = re.compile(r"<\|([^|<>]*)\|>")
+_LANGUAGES = {"zh", "en", "yue", "ja", "ko", "nospeech"}
+_EMOTIONS = {"HAPPY", "SAD", "ANGRY", "NEUTRAL", "FEARFUL", "DISGUSTED", "SURPRISED", "EMO_UNKNOWN"}
+_TEXTNORM = {"withitn", "woitn"}
+# Only these model classes use `hotword`; SenseVoice and plain Paraformer ignore it silently.
+_HOTWORD_MODELS = {"SeacoParaformer", "FunASRNano", "ContextualParaformer"}
+
+
+class _LogWriter(io.TextIOBase):
+    """File-like sink sending FunASR's print() output (banner, notices) to the log, not our stdout."""
+
+    def write(self, text: str) -> int:
+        for line in text.splitlines():
+            if line.strip():
+                log.debug("funasr: %s", line.rstrip())
+        return len(text)
+
+
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    with contextlib.redirect_stdout(_LogWriter()):
+        yield
+
+
+def resolve_device(requested: str) -> str:
+    """``auto`` picks cuda, then mps, then cpu. An explicit device that is absent is an error."""
+    import torch
+
+    cuda = torch.cuda.is_available()
+    mps = bool(getattr(torch.backends, "mps", None) and torch.backends.mps.is_available())
+    if requested == "auto":
+        return "cuda" if cuda else "mps" if mps else "cpu"
+    if requested == "cpu":
+        return "cpu"
+    if requested == "mps":
+        if not mps:
+            raise ModelError("device 'mps' requested but Apple Metal (MPS) is not available here")
+        return "mps"
+    if requested.startswith("cuda"):
+        if not cuda:
+            raise ModelError(f"device {requested!r} requested but no CUDA GPU is available (torch sees none)")
+        index = int(requested.split(":", 1)[1]) if ":" in requested else 0
+        if index >= torch.cuda.device_count():
+            raise ModelError(f"device {requested!r} requested but only {torch.cuda.device_count()} CUDA GPU(s) exist")
+        return requested
+    raise ModelError(f"unknown device {requested!r}")
+
+
+def parse_tags(text: str) -> tuple[str, str | None, str | None, tuple[str, ...]]:
+    """Split SenseVoice's ``<|en|><|NEUTRAL|><|Speech|><|woitn|>text`` into text, language, emotion, events."""
+    language = emotion = None
+    events: list[str] = []
+    for tag in _TAG.findall(text):
+        if tag in _LANGUAGES:
+            language = language or tag
+        elif tag in _EMOTIONS:
+            emotion = emotion or tag
+        elif tag in _TEXTNORM:
+            continue
+        elif tag and tag not in events:
+            events.append(tag)
+    clean = re.sub(r"\s+", " ", _TAG.sub(" ", text)).strip()
+    return clean, language, emotion, tuple(events)
+
+
+def _model_class(model_dir: Path) -> str:
+    for line in (model_dir / "config.yaml").read_text(encoding="utf-8", errors="replace").splitlines():
+        if line.startswith("model:"):
+            return line.split(":", 1)[1].strip().strip("'\"")
+    return "unknown"
+
+
+class FunASRRecognizer:
+    """A FunASR model loaded once from a checked local directory; batches go through ``generate()``."""
+
+    def __init__(
+        self,
+        model_dir: Path,
+        *,
+        device: str = "auto",
+        threads: int = 1,
+        precision: str = "auto",
+        timestamps: bool = True,
+    ) -> None:
+        check_model_dir(model_dir)
+        self._dir = model_dir
+        self._class = _model_class(model_dir)
+        self._timestamps = timestamps
+        self._warned_hotwords = False
+        started = time.monotonic()
+        with _quiet():
+            import torch
+            from funasr import AutoModel
+
+            self._device = resolve_device(device)
+            # FunASR's default of 4 threads on a 2-core machine made inference 60x slower
+            # (thread oversubscription); always set it to what this process may use.
+            torch.set_num_threads(threads)
+            self._model: Any = AutoModel(
+                model=str(model_dir),
+                device=self._device,
+                ncpu=threads,
+                disable_update=True,  # else it asks PyPI for updates with no timeout
+                disable_pbar=True,
+                disable_log=True,
+                frontend_conf={"dither": 0.0},  # dither makes identical input give different text
+            )
+        self._precision = self._apply_precision(precision)
+        self.load_seconds = time.monotonic() - started
+        log.info(
+            "loaded %s (%s) on %s, %s, %d thread(s) in %.1f s",
+            model_dir, self._class, self._device, self._precision, threads, self.load_seconds,
+        )
+
+    def _apply_precision(self, precision: str) -> str:
+        if precision in ("auto", "fp32"):
+            return "fp32"
+        if precision == "int8":
+            if self._device != "cpu":
+                raise ModelError("precision 'int8' is for the CPU; use fp16 or bf16 on a GPU")
+            import torch
+
+            # Dynamic int8 quantisation of the Linear layers: about 2x faster on CPU.
+            self._model.model = torch.ao.quantization.quantize_dynamic(
+                self._model.model, {torch.nn.Linear}, dtype=torch.qint8
+            )
+            return "int8"
+        raise ModelError(f"precision {precision!r} is not supported yet; use auto, fp32 or int8")
+
+    @property
+    def name(self) -> str:
+        return str(self._dir)
+
+    @property
+    def device(self) -> str:
+        return self._device
+
+    @property
+    def precision(self) -> str:
+        return self._precision
+
+    def recognize(self, spans: Sequence[SpeechSpan], options: RecognizeOptions) -> list[Recognized]:
+        if not spans:
+            return []
+        kwargs: dict[str, Any] = {
+            "batch_size": len(spans),
+            "language": options.language,
+            "use_itn": options.itn,
+            "disable_pbar": True,
+        }
+        if self._timestamps:
+            kwargs["output_timestamp"] = True
+        if options.hotwords:
+            if self._class in _HOTWORD_MODELS:
+                kwargs["hotword"] = " ".join(options.hotwords)
+            elif not self._warned_hotwords:
+                log.warning("hotwords are ignored: model %s (%s) does not support them", self._dir, self._class)
+                self._warned_hotwords = True
+        with _quiet():
+            # Results come back in input order; numpy inputs in one call share a key, so match by position.
+            raw = self._model.generate(input=[span.samples for span in spans], **kwargs)
+        if len(raw) != len(spans):
+            raise RuntimeError(f"model returned {len(raw)} results for {len(spans)} inputs")
+        return [self._result(span, item) for span, item in zip(spans, raw)]
+
+    def _result(self, span: SpeechSpan, item: dict[str, Any]) -> Recognized:
+        text, language, emotion, events = parse_tags(str(item.get("text", "")))
+        return Recognized(
+            source=span.source,
+            index=span.index,
+            start=span.start,
+            end=span.end,
+            text=text,
+            language=language if language != "nospeech" else None,
+            emotion=emotion,
+            events=events,
+            tokens=_tokens(span, text, item),
+        )
+
+    def close(self) -> None:
+        self._model = None
+
+
+def _tokens(span: SpeechSpan, text: str, item: dict[str, Any]) -> tuple[Token, ...]:
+    stamps = item.get("timestamp")
+    if not stamps:
+        return ()
+    words = item.get("words")
+    if not isinstance(words, list):
+        words = text.split()
+    if len(words) != len(stamps):
+        return ()  # cannot pair them safely; the cue builder falls back to character timing
+    tokens = []
+    for word, pair in zip(words, stamps):
+        start = min(span.end, span.start + ms_to_samples(float(pair[0])))
+        end = min(span.end, max(start, span.start + ms_to_samples(float(pair[1]))))
+        tokens.append(Token(str(word), start, end))
+    return tuple(tokens)

@@ -1,0 +1,247 @@
+"""Sidecar files (.txt .srt .vtt .json): naming, rendering, and atomic, ownership-aware writing.
+
+Every sidecar asrd writes carries an extended attribute ``user.asrd`` recording which source
+it belongs to and a hash of its content. A file at a target path without that mark (or whose
+content no longer matches it, i.e. a person edited it) is the user's and is never replaced
+unless ``overwrite`` is set. Originals are only ever opened for reading, elsewhere.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from .cues import build_cues
+from .transcript import paragraphs
+from .types import SAMPLE_RATE, Cue, Transcript
+
+XATTR = "user.asrd"
+TEMP_PREFIX = ".asrd-tmp-"  # the watcher ignores these; a crash may leave one behind
+
+
+class SidecarError(Exception):
+    """A sidecar could not be written; ``path`` names the file, the message says why."""
+
+    def __init__(self, path: Path, reason: str, *, environmental: bool = False) -> None:
+        super().__init__(f"{path}: {reason}")
+        self.path = path
+        self.reason = reason
+        # Disk full, read-only, permission denied: a retry later may succeed without any change to the source.
+        self.environmental = environmental
+
+
+@dataclass(frozen=True)
+class Sidecar:
+    fmt: str
+    path: Path
+    content: bytes
+
+
+# ---------------------------------------------------------------- rendering
+
+
+def _clock(samples: int, sep: str) -> str:
+    ms = samples * 1000 // SAMPLE_RATE
+    hours, ms = divmod(ms, 3_600_000)
+    minutes, ms = divmod(ms, 60_000)
+    seconds, ms = divmod(ms, 1000)
+    return f"{hours:02d}:{minutes:02d}:{seconds:02d}{sep}{ms:03d}"
+
+
+def render_txt(transcript: Transcript, cues: Sequence[Cue]) -> str:
+    return "".join(p + "\n\n" for p in paragraphs(transcript)).rstrip("\n") + "\n"
+
+
+def render_srt(transcript: Transcript, cues: Sequence[Cue]) -> str:
+    blocks = [
+        f"{i}\n{_clock(c.start, ',')} --> {_clock(c.end, ',')}\n{c.text}\n" for i, c in enumerate(cues, 1)
+    ]
+    return "\n".join(blocks)
+
+
+def render_vtt(transcript: Transcript, cues: Sequence[Cue]) -> str:
+    # "-->" may not appear in a cue payload; a blank line would end the cue early.
+    blocks = [
+        f"{_clock(c.start, '.')} --> {_clock(c.end, '.')}\n{c.text.replace('-->', '->')}\n" for c in cues
+    ]
+    return "WEBVTT\n\n" + "\n".join(blocks)
+
+
+def _seconds(samples: int) -> float:
+    return round(samples / SAMPLE_RATE, 3)
+
+
+def render_json(transcript: Transcript, cues: Sequence[Cue]) -> str:
+    doc = {
+        "source": transcript.source.name,
+        "duration": _seconds(transcript.duration),
+        "language": transcript.language,
+        "segments": [
+            {
+                "start": _seconds(s.start),
+                "end": _seconds(s.end),
+                "text": s.text,
+                "language": s.language,
+                "emotion": s.emotion,
+                "events": list(s.events),
+                "tokens": [
+                    {"text": t.text, "start": _seconds(t.start), "end": _seconds(t.end)} for t in s.tokens
+                ],
+            }
+            for s in transcript.segments
+        ],
+        "cues": [{"start": _seconds(c.start), "end": _seconds(c.end), "text": c.text} for c in cues],
+    }
+    return json.dumps(doc, ensure_ascii=False, indent=2) + "\n"
+
+
+RENDERERS = {"txt": render_txt, "srt": render_srt, "vtt": render_vtt, "json": render_json}
+
+
+def render(transcript: Transcript, formats: Sequence[str]) -> dict[str, bytes]:
+    cues = build_cues(transcript)
+    return {fmt: RENDERERS[fmt](transcript, cues).encode("utf-8") for fmt in formats}
+
+
+# ---------------------------------------------------------------- naming and ownership
+
+
+def target_paths(
+    source: Path, formats: Sequence[str], naming: str, output_dir: Path | None, language: str | None
+) -> dict[str, Path]:
+    folder = output_dir if output_dir is not None else source.parent
+    fields = {"stem": source.stem, "name": source.name, "lang": language or "und"}
+    return {fmt: folder / naming.format(ext=fmt, **fields) for fmt in formats}
+
+
+def _mark(source: Path, content: bytes) -> bytes:
+    return json.dumps({"source": source.name, "sha256": hashlib.sha256(content).hexdigest()}).encode()
+
+
+def owner(path: Path) -> str | None:
+    """The source file name an existing sidecar was written for, or None if asrd did not write it
+    as it now stands (no mark, mark unreadable, or content changed since)."""
+    try:
+        mark = json.loads(os.getxattr(path, XATTR))
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    except (OSError, ValueError):
+        return None
+    if not isinstance(mark, dict) or mark.get("sha256") != digest:
+        return None
+    source = mark.get("source")
+    return source if isinstance(source, str) else None
+
+
+def choose_paths(
+    source: Path,
+    formats: Sequence[str],
+    naming: str,
+    output_dir: Path | None,
+    language: str | None,
+    *,
+    overwrite: bool,
+    claimed: set[Path] | None = None,
+) -> dict[str, Path]:
+    """Target paths for one source's sidecars.
+
+    If the configured names are held by asrd's sidecars of ANOTHER source with the same stem
+    (``memo.wav`` and ``memo.m4a``), fall back to names that include the source's extension
+    (``memo.m4a.txt``), so neither overwrites the other. ``claimed`` holds paths already given
+    to other sources in this run. A name held by the user's own file is refused unless
+    ``overwrite``.
+    """
+    claimed = claimed if claimed is not None else set()
+    primary = target_paths(source, formats, naming, output_dir, language)
+
+    def taken_by_other(path: Path) -> bool:
+        if path in claimed:
+            return True
+        if not path.exists():
+            return False
+        held = owner(path)
+        return held is not None and held != source.name
+
+    if any(taken_by_other(p) for p in primary.values()) and "{name}" not in naming:
+        primary = target_paths(source, formats, naming.replace("{stem}", "{name}"), output_dir, language)
+    for path in primary.values():
+        if path in claimed:
+            raise SidecarError(path, "another input in this run writes the same sidecar")
+        if path.exists() and not overwrite and owner(path) != source.name:
+            raise SidecarError(path, "exists and was not written by asrd for this file (use --overwrite)")
+    claimed.update(primary.values())
+    return primary
+
+
+# ---------------------------------------------------------------- atomic writing
+
+
+def _fsync_dir(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+_ENVIRONMENTAL = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.ESTALE, errno.EIO}
+
+
+def write_atomic(path: Path, content: bytes, source: Path, *, replace: bool) -> None:
+    """Write ``content`` to ``path`` so that readers see the old file or the whole new one.
+
+    Temp file in the same directory, fsync, then ``os.replace`` (``replace``) or a hard link that
+    fails if the name appeared meanwhile (never clobbering a file created behind our back), then
+    fsync the directory. On any error the temp file is removed and nothing partial is left.
+    """
+    folder = path.parent
+    tmp: str | None = None
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=TEMP_PREFIX, suffix=".tmp", dir=folder)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(content)
+            handle.flush()
+            os.fsync(handle.fileno())
+        try:
+            os.setxattr(tmp, XATTR, _mark(source, content))
+        except OSError as err:
+            if err.errno not in (errno.ENOTSUP, errno.EOPNOTSUPP):
+                raise
+            # Filesystem without user xattrs: the file is written but later runs cannot prove it is ours.
+        if replace:
+            os.replace(tmp, path)
+        else:
+            try:
+                os.link(tmp, path)
+            except FileExistsError:
+                raise SidecarError(path, "appeared while writing; left untouched") from None
+            os.unlink(tmp)
+        tmp = None
+        _fsync_dir(folder)
+    except OSError as err:
+        reason = err.strerror or str(err)
+        raise SidecarError(path, f"cannot write: {reason}", environmental=err.errno in _ENVIRONMENTAL) from err
+    finally:
+        if tmp is not None:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+
+
+def write_sidecars(
+    source: Path, rendered: Mapping[str, bytes], paths: Mapping[str, Path], *, overwrite: bool
+) -> list[Sidecar]:
+    written: list[Sidecar] = []
+    for fmt, content in rendered.items():
+        path = paths[fmt]
+        ours = path.exists() and owner(path) == source.name
+        write_atomic(path, content, source, replace=overwrite or ours)
+        written.append(Sidecar(fmt, path, content))
+    return written

@@ -1,0 +1,64 @@
+"""Assemble recognizer results into one transcript per file, and the text helpers writers share."""
+
+from __future__ import annotations
+
+import unicodedata
+from collections.abc import Iterable
+from pathlib import Path
+
+from .types import SAMPLE_RATE, Recognized, Transcript
+
+PARAGRAPH_GAP = 2 * SAMPLE_RATE  # a pause this long starts a new paragraph in .txt
+
+
+def assemble(source: Path, duration: int, results: Iterable[Recognized]) -> Transcript:
+    """Order a file's results by time and drop the ones with no text."""
+    segments = tuple(sorted((r for r in results if r.text.strip()), key=lambda r: (r.start, r.index)))
+    return Transcript(source=source, duration=duration, segments=segments)
+
+
+def is_cjk(char: str) -> bool:
+    """Scripts written without spaces between words (Han, kana, Hangul counts as spaced: it is not)."""
+    if not char:
+        return False
+    code = ord(char)
+    return (
+        0x3040 <= code <= 0x30FF  # hiragana, katakana
+        or 0x3400 <= code <= 0x4DBF  # CJK extension A
+        or 0x4E00 <= code <= 0x9FFF  # CJK unified
+        or 0xF900 <= code <= 0xFAFF  # compatibility ideographs
+        or 0x3000 <= code <= 0x303F  # CJK punctuation
+        or 0xFF00 <= code <= 0xFFEF  # full-width forms
+        or 0x20000 <= code <= 0x2FFFF
+    )
+
+
+def mostly_cjk(text: str) -> bool:
+    letters = [c for c in text if not c.isspace() and unicodedata.category(c)[0] in "LN"]
+    return bool(letters) and sum(is_cjk(c) for c in letters) * 2 >= len(letters)
+
+
+def join_text(left: str, right: str) -> str:
+    """Join two pieces of text, with a space only where the script uses spaces."""
+    left, right = left.rstrip(), right.lstrip()
+    if not left or not right:
+        return left + right
+    if is_cjk(left[-1]) or is_cjk(right[0]):
+        return left + right
+    return f"{left} {right}"
+
+
+def paragraphs(transcript: Transcript) -> list[str]:
+    """Segment texts joined into paragraphs, split where the speaker paused for long."""
+    result: list[str] = []
+    current = ""
+    last_end: int | None = None
+    for seg in transcript.segments:
+        if current and last_end is not None and seg.start - last_end >= PARAGRAPH_GAP:
+            result.append(current)
+            current = ""
+        current = join_text(current, seg.text.strip())
+        last_end = seg.end
+    if current:
+        result.append(current)
+    return result
