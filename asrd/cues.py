@@ -14,11 +14,11 @@ from .types import SAMPLE_RATE, Cue, Recognized, Transcript
 
 SENTENCE_END = set(".!?。！？…")
 CLAUSE_END = set(",;:，、；：")
+_NO_BREAK_BEFORE = SENTENCE_END | CLAUSE_END | set("」』）)]】》")
 
 
 @dataclass(frozen=True)
 class CueRules:
-    max_lines: int = 2
     max_line_chars: int = 42
     max_line_chars_cjk: int = 16
     max_duration: int = 7 * SAMPLE_RATE
@@ -47,7 +47,7 @@ def build_cues(transcript: Transcript, rules: CueRules = CueRules()) -> list[Cue
 
 
 def _units(seg: Recognized) -> list[_Unit]:
-    if seg.tokens:
+    if seg.tokens and _squash("".join(t.text for t in seg.tokens)) == _squash(seg.text):
         return [_Unit(t.text, t.start, t.end) for t in seg.tokens if t.text.strip()]
     pieces: list[str] = []
     for word in seg.text.split():
@@ -74,20 +74,25 @@ def _units(seg: Recognized) -> list[_Unit]:
     return units
 
 
+def _squash(text: str) -> str:
+    return "".join(text.split())
+
+
 def _segment_cues(seg: Recognized, rules: CueRules) -> list[Cue]:
     units = _units(seg)
     if not units:
         return []
     line_chars = rules.max_line_chars_cjk if mostly_cjk(seg.text) else rules.max_line_chars
-    max_chars = line_chars * rules.max_lines
     cues: list[Cue] = []
     group: list[_Unit] = []
     text = ""
     for unit in units:
         candidate = join_text(text, unit.text)
-        too_long = len(candidate) > max_chars or (group and unit.end - group[0].start > rules.max_duration)
+        too_long = _wrap(candidate, line_chars) is None or (
+            group and unit.end - group[0].start > rules.max_duration
+        )
         if group and too_long:
-            cut = _best_cut(group, max_chars)
+            cut = _best_cut(group)
             cues.append(_cue(group[:cut], line_chars))
             group = group[cut:]
             text = ""
@@ -101,7 +106,7 @@ def _segment_cues(seg: Recognized, rules: CueRules) -> list[Cue]:
     return cues
 
 
-def _best_cut(group: list[_Unit], max_chars: int) -> int:
+def _best_cut(group: list[_Unit]) -> int:
     """Where to end a full cue: after sentence punctuation, else clause punctuation, else here."""
     half = len(group) // 2
     for marks in (SENTENCE_END, CLAUSE_END):
@@ -115,20 +120,27 @@ def _cue(group: list[_Unit], line_chars: int) -> Cue:
     text = ""
     for unit in group:
         text = join_text(text, unit.text)
-    return Cue(group[0].start, max(group[-1].end, group[0].start + 1), _wrap(text, line_chars))
+    # A single unit longer than two lines (a very long "word") is hard-wrapped rather than lost.
+    wrapped = _wrap(text, line_chars) or text
+    return Cue(group[0].start, max(group[-1].end, group[0].start + 1), wrapped)
 
 
-def _wrap(text: str, line_chars: int) -> str:
-    """Two balanced lines when the text is longer than one line allows."""
+def _wrap(text: str, line_chars: int) -> str | None:
+    """Split into at most two lines of at most ``line_chars``, as balanced as possible; None if it cannot fit."""
     if len(text) <= line_chars:
         return text
     middle = len(text) // 2
     spaces = [i for i, c in enumerate(text) if c == " "]
     if spaces:
-        cut = min(spaces, key=lambda i: abs(i - middle))
-        return text[:cut].rstrip() + "\n" + text[cut + 1 :].lstrip()
+        fitting = [i for i in spaces if i <= line_chars and len(text) - i - 1 <= line_chars]
+        if not fitting:
+            return None
+        cut = min(fitting, key=lambda i: abs(i - middle))
+        return text[:cut] + "\n" + text[cut + 1 :]
     # No spaces (CJK): break anywhere except right before closing punctuation.
     cut = middle
-    while cut < len(text) - 1 and text[cut] in SENTENCE_END | CLAUSE_END | set("」』）)"):
+    while cut < len(text) - 1 and text[cut] in _NO_BREAK_BEFORE:
         cut += 1
+    if cut > line_chars or len(text) - cut > line_chars:
+        return None
     return text[:cut] + "\n" + text[cut:]

@@ -15,7 +15,7 @@ from pathlib import Path
 from .audio import decode, probe
 from .batching import BatchBudget, batches
 from .config import Settings
-from .recognizer import Recognizer, RecognizeOptions
+from .recognizer import RecognizeOptions, Recognizer
 from .sidecars import Sidecar, choose_paths, render, write_sidecars
 from .transcript import assemble
 from .types import SAMPLE_RATE, AudioChunk, Recognized, Transcript

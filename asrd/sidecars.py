@@ -8,6 +8,7 @@ unless ``overwrite`` is set. Originals are only ever opened for reading, elsewhe
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import json
@@ -229,10 +230,8 @@ def write_atomic(path: Path, content: bytes, source: Path, *, replace: bool) -> 
         raise SidecarError(path, f"cannot write: {reason}", environmental=err.errno in _ENVIRONMENTAL) from err
     finally:
         if tmp is not None:
-            try:
+            with contextlib.suppress(OSError):
                 os.unlink(tmp)
-            except OSError:
-                pass
 
 
 def write_sidecars(

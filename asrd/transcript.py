@@ -43,7 +43,7 @@ def join_text(left: str, right: str) -> str:
     left, right = left.rstrip(), right.lstrip()
     if not left or not right:
         return left + right
-    if is_cjk(left[-1]) or is_cjk(right[0]):
+    if is_cjk(left[-1]) and is_cjk(right[0]):
         return left + right
     return f"{left} {right}"
 

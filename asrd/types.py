@@ -19,7 +19,7 @@ def samples_to_ms(samples: int) -> int:
 
 
 def ms_to_samples(ms: float) -> int:
-    return int(round(ms * SAMPLE_RATE / 1000))
+    return round(ms * SAMPLE_RATE / 1000)
 
 
 @dataclass(frozen=True, eq=False)

@@ -78,7 +78,7 @@ def parse_tags(text: str) -> tuple[str, str | None, str | None, tuple[str, ...]]
             continue
         elif tag and tag not in events:
             events.append(tag)
-    clean = re.sub(r"\s+", " ", _TAG.sub(" ", text)).strip()
+    clean = re.sub(r"\s+", " ", _TAG.sub("", text)).strip()
     return clean, language, emotion, tuple(events)
 
 
@@ -180,7 +180,7 @@ class FunASRRecognizer:
             raw = self._model.generate(input=[span.samples for span in spans], **kwargs)
         if len(raw) != len(spans):
             raise RuntimeError(f"model returned {len(raw)} results for {len(spans)} inputs")
-        return [self._result(span, item) for span, item in zip(spans, raw)]
+        return [self._result(span, item) for span, item in zip(spans, raw, strict=False)]
 
     def _result(self, span: SpeechSpan, item: dict[str, Any]) -> Recognized:
         text, language, emotion, events = parse_tags(str(item.get("text", "")))
@@ -210,7 +210,7 @@ def _tokens(span: SpeechSpan, text: str, item: dict[str, Any]) -> tuple[Token, .
     if len(words) != len(stamps):
         return ()  # cannot pair them safely; the cue builder falls back to character timing
     tokens = []
-    for word, pair in zip(words, stamps):
+    for word, pair in zip(words, stamps, strict=False):
         start = min(span.end, span.start + ms_to_samples(float(pair[0])))
         end = min(span.end, max(start, span.start + ms_to_samples(float(pair[1]))))
         tokens.append(Token(str(word), start, end))
