@@ -52,7 +52,7 @@ def test_incomplete_dir_is_refused(tmp_path: Path, missing: str) -> None:
 
 def test_am_mvn_required_without_configuration_json(tmp_path: Path) -> None:
     files = {"config.yaml": "model: Paraformer\nfrontend: WavFrontend\n", "model.pt": "w", "tokens.json": "[]"}
-    with pytest.raises(ModelError, match="am.mvn"):
+    with pytest.raises(ModelError, match=r"am\.mvn"):
         check_model_dir(make_dir(tmp_path / "m", files))
     (tmp_path / "m" / "am.mvn").write_text("cmvn")
     check_model_dir(tmp_path / "m")
