@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 from pydantic_settings.exceptions import SettingsError
@@ -83,12 +83,18 @@ class VadSettings(_Section):
     """webrtc: 0 (keeps most audio) to 3 (drops most non-speech)."""
     max_segment_seconds: float = Field(30.0, ge=2.0, le=60.0)
     """Longer speech is split at its quietest point."""
-    min_silence_ms: int = Field(500, ge=30, le=5000)
-    """Silence needed to end a segment."""
-    padding_ms: int = Field(200, ge=0, le=2000)
-    """Audio kept before and after each segment so no word is clipped."""
-    min_speech_ms: int = Field(250, ge=0, le=5000)
-    """Shorter bursts are dropped as noise."""
+    min_silence_ms: int = Field(600, ge=30, le=5000)
+    """webrtc: silence needed to end a segment."""
+    padding_ms: int = Field(300, ge=0, le=2000)
+    """webrtc: audio kept before and after each segment so no word is clipped."""
+    min_speech_ms: int = Field(150, ge=0, le=5000)
+    """webrtc: shorter bursts are dropped as noise."""
+
+    @model_validator(mode="after")
+    def _padding_fits(self) -> VadSettings:
+        if self.padding_ms * 4 > self.max_segment_seconds * 1000:
+            raise ValueError("padding_ms must be at most a quarter of max_segment_seconds")
+        return self
 
 
 class OutputSettings(_Section):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from .audio import decode, probe
@@ -38,15 +38,18 @@ def vad_params(settings: Settings) -> VadParams:
 
 
 def segmenter_factory(settings: Settings) -> Callable[[], Segmenter]:
-    """A new segmenter per file; FSMN-VAD loads its model once and is reused."""
+    """A new segmenter per file; FSMN-VAD's model is loaded once here and shared."""
     params = vad_params(settings)
     if settings.vad.engine == "webrtc":
         return lambda: WebrtcSegmenter(params)
     from .recognizer.modeldir import resolve
-    from .vad_fsmn import FsmnSegmenter
+    from .vad_fsmn import FSMN_DEFAULT_PARAMS, FsmnSegmenter, load_fsmn
 
     model_dir = resolve(settings.vad.fsmn_model, settings.model.hub)
-    return lambda: FsmnSegmenter(model_dir, params, ncpu=1)
+    model = load_fsmn(model_dir, ncpu=1)
+    # FSMN's own published settings decide speech; only the segment length limit is ours.
+    fsmn_params = replace(FSMN_DEFAULT_PARAMS, max_segment_samples=params.max_segment_samples)
+    return lambda: FsmnSegmenter(model_dir, fsmn_params, model=model)
 
 
 @dataclass(frozen=True)

@@ -121,13 +121,17 @@ def target_paths(
     return {fmt: folder / naming.format(ext=fmt, **fields) for fmt in formats}
 
 
+def _source_id(source: Path) -> str:
+    return str(source.resolve())
+
+
 def _mark(source: Path, content: bytes) -> bytes:
-    return json.dumps({"source": source.name, "sha256": hashlib.sha256(content).hexdigest()}).encode()
+    return json.dumps({"source": _source_id(source), "sha256": hashlib.sha256(content).hexdigest()}).encode()
 
 
 def owner(path: Path) -> str | None:
-    """The source file name an existing sidecar was written for, or None if asrd did not write it
-    as it now stands (no mark, mark unreadable, or content changed since)."""
+    """The source (absolute path) an existing sidecar was written for, or None if asrd did not
+    write it as it now stands (no mark, mark unreadable, or content changed since)."""
     try:
         mark = json.loads(os.getxattr(path, XATTR))
         digest = hashlib.sha256(path.read_bytes()).hexdigest()
@@ -137,6 +141,13 @@ def owner(path: Path) -> str | None:
         return None
     source = mark.get("source")
     return source if isinstance(source, str) else None
+
+
+def is_ours(path: Path, source: Path) -> bool:
+    return owner(path) == _source_id(source)
+
+
+_MAX_VARIANTS = 100
 
 
 def choose_paths(
@@ -152,13 +163,13 @@ def choose_paths(
     """Target paths for one source's sidecars.
 
     If the configured names are held by asrd's sidecars of ANOTHER source with the same stem
-    (``memo.wav`` and ``memo.m4a``), fall back to names that include the source's extension
-    (``memo.m4a.txt``), so neither overwrites the other. ``claimed`` holds paths already given
-    to other sources in this run. A name held by the user's own file is refused unless
-    ``overwrite``.
+    (``memo.wav`` and ``memo.m4a``, or two ``test.wav`` from different folders sharing an
+    output_dir), fall back to names with the source's extension (``memo.m4a.txt``), then with a
+    number (``test.wav.2.txt``), so no source overwrites another's sidecars. ``claimed`` holds
+    paths already given to other sources in this run. A name held by a file asrd did not write
+    is refused unless ``overwrite``.
     """
     claimed = claimed if claimed is not None else set()
-    primary = target_paths(source, formats, naming, output_dir, language)
 
     def taken_by_other(path: Path) -> bool:
         if path in claimed:
@@ -166,17 +177,22 @@ def choose_paths(
         if not path.exists():
             return False
         held = owner(path)
-        return held is not None and held != source.name
+        return held is not None and held != _source_id(source)
 
-    if any(taken_by_other(p) for p in primary.values()) and "{name}" not in naming:
-        primary = target_paths(source, formats, naming.replace("{stem}", "{name}"), output_dir, language)
-    for path in primary.values():
-        if path in claimed:
-            raise SidecarError(path, "another input in this run writes the same sidecar")
-        if path.exists() and not overwrite and owner(path) != source.name:
+    paths = target_paths(source, formats, naming, output_dir, language)
+    variants = [naming.replace("{stem}", "{name}")] if "{name}" not in naming else []
+    variants += [naming.replace("{stem}", "{name}").replace("{ext}", f"{n}.{{ext}}") for n in range(2, _MAX_VARIANTS)]
+    for variant in variants:
+        if not any(taken_by_other(p) for p in paths.values()):
+            break
+        paths = target_paths(source, formats, variant, output_dir, language)
+    for path in paths.values():
+        if taken_by_other(path):
+            raise SidecarError(path, "every sidecar name for this file is taken by other sources")
+        if path.exists() and not overwrite and not is_ours(path, source):
             raise SidecarError(path, "exists and was not written by asrd for this file (use --overwrite)")
-    claimed.update(primary.values())
-    return primary
+    claimed.update(paths.values())
+    return paths
 
 
 # ---------------------------------------------------------------- atomic writing
@@ -240,7 +256,7 @@ def write_sidecars(
     written: list[Sidecar] = []
     for fmt, content in rendered.items():
         path = paths[fmt]
-        ours = path.exists() and owner(path) == source.name
+        ours = path.exists() and is_ours(path, source)
         write_atomic(path, content, source, replace=overwrite or ours)
         written.append(Sidecar(fmt, path, content))
     return written

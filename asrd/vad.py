@@ -2,7 +2,7 @@
 
 A segmenter turns ``AudioChunk``s into ``Segment``s as soon as they are final; ``cut_spans`` pairs
 it with a small rolling audio buffer and yields ``SpeechSpan``s. The detector (webrtcvad here,
-FSMN-VAD in ``vad_fsmn``) only decides raw speech regions; ``_Shaper`` applies the rules every
+FSMN-VAD in ``vad_fsmn``) only decides raw speech regions; ``Shaper`` applies the rules every
 detector shares: padding, minimum speech length, no overlaps, and splitting over-long segments at
 the quietest point rather than blindly at the limit.
 
@@ -25,10 +25,14 @@ FRAME = 480  # 30 ms at 16 kHz: the webrtcvad frame, also the energy grid used f
 
 @dataclass(frozen=True)
 class VadParams:
-    """What a segmenter should produce. Defaults were chosen from ``python -m asrd.testing.vad_report``."""
+    """What a segmenter should produce.
 
-    aggressiveness: int = 3  # webrtcvad mode 0-3 (ignored by FSMN)
-    min_silence_ms: int = 500  # silence that ends a segment (hangover)
+    Defaults come from ``python -m asrd.testing.vad_report``: recall first (mode 3 dropped quiet speech
+    the human dev00 annotation marks), 600 ms silence for segments of several seconds.
+    """
+
+    aggressiveness: int = 2  # webrtcvad mode 0-3 (ignored by FSMN)
+    min_silence_ms: int = 600  # silence that ends a segment (hangover)
     padding_ms: int = 300  # added before and after the detected speech
     min_speech_ms: int = 150  # detected speech shorter than this is dropped
     max_segment_samples: int = 30 * SAMPLE_RATE
@@ -73,7 +77,7 @@ def frame_energies(frames: np.ndarray) -> np.ndarray:
     return np.einsum("ij,ij->i", frames, frames, dtype=np.float64) / frames.shape[1]
 
 
-class _Framer:
+class Framer:
     """Cuts a contiguous chunk stream into whole FRAMEs, carrying the remainder between chunks."""
 
     def __init__(self) -> None:
@@ -90,7 +94,7 @@ class _Framer:
         return data[: n * FRAME].reshape(n, FRAME)
 
 
-class _Shaper:
+class Shaper:
     """Raw speech regions in, final segments out.
 
     A detector calls ``open(start)``, ``voiced(end)`` while speech goes on, ``close(end)``, and
@@ -111,6 +115,7 @@ class _Shaper:
         self._raw_start = 0
         self._voiced_end = 0
         self._was_split = False
+        self._pos = 0  # everything before this is decided (see advance)
 
     @property
     def is_open(self) -> bool:
@@ -129,6 +134,7 @@ class _Shaper:
         self._voiced_end = max(self._voiced_end, end)
 
     def advance(self, pos: int) -> None:
+        self._pos = pos
         # One frame beyond the limit is needed so the smoothed energy at the limit is known.
         while self._start is not None and pos - self._start >= self.max_len + FRAME:
             self._split(self._start)
@@ -160,11 +166,14 @@ class _Shaper:
 
     def _quietest(self, lo: int, hi: int) -> int:
         """Middle of the quietest frame lying wholly in [lo, hi] (3-frame smoothed); ``hi`` if none known."""
+        # Only frames up to the decided position: energies beyond it depend on how the audio was
+        # chunked, and the result must not.
+        known = min(self._e0 + len(self._energy), self._pos // FRAME)
         k0 = max(-(-lo // FRAME), self._e0)
-        k1 = min(hi // FRAME, self._e0 + len(self._energy))  # exclusive
+        k1 = min(hi // FRAME, known)  # exclusive
         if k1 <= k0:
             return hi
-        a, b = max(k0 - 1, self._e0), min(k1 + 1, self._e0 + len(self._energy))
+        a, b = max(k0 - 1, self._e0), min(k1 + 1, known)
         e = self._energy[a - self._e0 : b - self._e0]
         # A mean (not a sum) at the slice edges, or edge frames would look quieter than they are.
         kernel = np.ones(3)
@@ -205,6 +214,12 @@ class _Shaper:
         return keep
 
 
+class FrameClassifier(Protocol):
+    """What WebrtcSegmenter needs from webrtcvad.Vad (tests pass a deterministic stand-in)."""
+
+    def is_speech(self, buf: bytes, sample_rate: int) -> bool: ...
+
+
 class WebrtcSegmenter:
     """webrtcvad on 30 ms frames with onset/offset smoothing.
 
@@ -212,15 +227,24 @@ class WebrtcSegmenter:
     first of them. Offset: ``min_silence_ms`` of unvoiced frames; it ends after the last voiced frame.
     """
 
-    def __init__(self, params: VadParams = DEFAULT_PARAMS, *, onset_window: int = 5, onset_voiced: int = 3):
-        import webrtcvad  # C extension; imported here so importing asrd.vad stays cheap
-
+    def __init__(
+        self,
+        params: VadParams = DEFAULT_PARAMS,
+        *,
+        onset_window: int = 5,
+        onset_voiced: int = 3,
+        classifier: FrameClassifier | None = None,
+    ) -> None:
         if not 1 <= onset_voiced <= onset_window:
             raise ValueError("need 1 <= onset_voiced <= onset_window")
+        if classifier is None:
+            import webrtcvad  # C extension; imported here so importing asrd.vad stays cheap
+
+            classifier = webrtcvad.Vad(params.aggressiveness)
         self.params = params
-        self._vad = webrtcvad.Vad(params.aggressiveness)
-        self._shaper = _Shaper(params)
-        self._framer = _Framer()
+        self._vad = classifier
+        self._shaper = Shaper(params)
+        self._framer = Framer()
         self._hangover = max(1, -(-ms_to_samples(params.min_silence_ms) // FRAME))
         self._onset_window = onset_window
         self._onset_voiced = onset_voiced
@@ -286,7 +310,7 @@ class SpanCutter:
 
     @property
     def buffered(self) -> int:
-        """Samples currently held."""
+        """Samples held: at most max_segment_samples + max(padding, 60 ms) + one chunk."""
         return sum(len(c.samples) for c in self._chunks)
 
     def push(self, chunk: AudioChunk) -> list[SpeechSpan]:

@@ -92,7 +92,7 @@ def test_atomic_write_marks_ownership(source: Path) -> None:
     target = source.with_suffix(".txt")
     write_atomic(target, b"hello\n", source, replace=False)
     assert target.read_bytes() == b"hello\n"
-    assert owner(target) == "memo.wav"
+    assert owner(target) == str(source.resolve())
     target.write_bytes(b"edited by a person\n")  # the mark no longer matches the content
     assert owner(target) is None
     assert not [p for p in source.parent.iterdir() if p.name.startswith(sidecars.TEMP_PREFIX)]
@@ -176,6 +176,22 @@ def test_same_stem_in_one_run_even_with_overwrite(tmp_path: Path) -> None:
     a = choose_paths(tmp_path / "memo.wav", ["txt"], "{stem}.{ext}", None, None, overwrite=True, claimed=claimed)
     b = choose_paths(tmp_path / "memo.m4a", ["txt"], "{stem}.{ext}", None, None, overwrite=True, claimed=claimed)
     assert a["txt"] != b["txt"]
+
+
+def test_same_name_from_different_folders_into_one_output_dir(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    chosen = []
+    for folder in ("a", "b", "c"):
+        src = tmp_path / folder / "test.wav"
+        src.parent.mkdir()
+        src.write_bytes(b"audio")
+        paths = choose_paths(src, ["txt"], "{stem}.{ext}", out, None, overwrite=False)
+        write_sidecars(src, {"txt": folder.encode()}, paths, overwrite=False)
+        chosen.append(paths["txt"].name)
+    assert chosen == ["test.txt", "test.wav.txt", "test.wav.2.txt"]
+    # Stable on a second run: each source finds its own sidecar again.
+    again = choose_paths(tmp_path / "c" / "test.wav", ["txt"], "{stem}.{ext}", out, None, overwrite=False)
+    assert again["txt"].name == "test.wav.2.txt"
 
 
 def test_naming_with_language_and_output_dir(source: Path, tmp_path: Path) -> None:
