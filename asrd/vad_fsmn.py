@@ -23,7 +23,6 @@ from asrd.recognizer.modeldir import check_model_dir
 from asrd.types import AudioChunk, Segment, ms_to_samples
 from asrd.vad import FRAME, Framer, Shaper, VadParams, frame_energies
 
-
 # FSMN's published behaviour: max_end_silence_time 800 ms and nothing added on top.
 FSMN_DEFAULT_PARAMS = VadParams(min_silence_ms=800, padding_ms=0, min_speech_ms=0)
 

@@ -18,10 +18,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from asrd.types import SAMPLE_RATE, AudioChunk, Segment
-from asrd.vad import FRAME, SpanCutter, VadParams, WebrtcSegmenter, cut_spans
 from asrd.recognizer import ModelError
 from asrd.recognizer.modeldir import check_model_dir
+from asrd.types import SAMPLE_RATE, AudioChunk, Segment
+from asrd.vad import FRAME, SpanCutter, VadParams, WebrtcSegmenter, cut_spans
 
 F = FRAME
 RAW = VadParams(padding_ms=0, min_speech_ms=0)  # detector output without shaping
