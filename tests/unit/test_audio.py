@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from asrd import audio
+from asrd import decoders
 from asrd.audio import MEDIA_EXTENSIONS, DecodeError, decode, load, probe
 from asrd.types import SAMPLE_RATE
 
@@ -225,7 +225,7 @@ def test_os_errors_mid_stream_are_not_decode_errors(monkeypatch: pytest.MonkeyPa
     def failing_open(name: Path, mode: str, **_: object) -> _FailingFile:
         return _FailingFile(name, err, path.stat().st_size // 2)
 
-    monkeypatch.setattr(audio, "open", failing_open, raising=False)
+    monkeypatch.setattr(decoders, "open", failing_open, raising=False)
     with pytest.raises(OSError) as caught:
         for _ in decode(path, chunk_samples=SAMPLE_RATE):
             pass
