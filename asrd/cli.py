@@ -39,6 +39,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("check-config", help="validate and print the effective configuration (exit 78 if invalid)")
     p.add_argument("file", nargs="?", type=Path)
 
+    from .bench import add_arguments as bench_arguments
+
+    p = sub.add_parser("bench", help="measure speed against FunASR's own pipelines on the same files")
+    bench_arguments(p)
+
     p = sub.add_parser("model", help="download or check the configured model")
     p.add_argument("action", choices=("fetch", "check"))
     p.add_argument("--config", type=Path)
@@ -56,6 +61,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _check_config(args)
         if args.command == "model":
             return _model(args)
+        if args.command == "bench":
+            from .bench import main as bench
+
+            return bench(args)
     except ConfigError as err:
         print(f"asrd: invalid configuration:\n{err}", file=sys.stderr)
         return EX_CONFIG

@@ -104,10 +104,13 @@ class Pipeline:
         meter = _Meter()
         spans = cut_spans(meter.count(decode(source)), self._segmenter(), str(source))
         results: list[Recognized] = []
+        done = 0
         for batch in batches(spans, self._budget):
             results.extend(self.recognizer.recognize(batch, self._options))
+            done = max(done, *(span.end for span in batch))
             if progress is not None:
-                progress(min(meter.decoded, total) if total else meter.decoded, total or meter.decoded)
+                # Decoding runs ahead of recognition; progress is what has been recognised.
+                progress(min(done, total or done), total or meter.decoded)
         if progress is not None:
             progress(meter.decoded, meter.decoded)
         return assemble(source, meter.decoded, results)
