@@ -62,6 +62,9 @@ class ModelSettings(_Section):
     """CPU threads for inference; 0 = the CPUs this process may use."""
     precision: Literal["auto", "fp32", "fp16", "bf16", "int8"] = "auto"
     """auto = fp32 on CPU, fp16 on GPU."""
+    idle_unload_seconds: float = Field(300, ge=-1)
+    """The model's worker process exits after this long with nothing to do (GPU memory back to 0);
+    -1 never, 0 as soon as the queue is empty."""
 
     @field_validator("device")
     @classmethod
@@ -142,6 +145,60 @@ class TranscribeSettings(_Section):
     _split = field_validator("hotwords", mode="before")(_split_list)
 
 
+def _default_state_dir() -> Path:
+    # systemd's StateDirectory= sets $STATE_DIRECTORY; otherwise the XDG state home.
+    env = os.environ.get("STATE_DIRECTORY")
+    if env:
+        return Path(env.split(":")[0])
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(base) / "asrd"
+
+
+class DaemonSettings(_Section):
+    state_dir: Path = Field(default_factory=_default_state_dir)
+    """Job database and status; must be on a local disk (SQLite WAL does not work on network shares)."""
+    rescan_seconds: float = Field(300, ge=0)
+    """Full rescan of every inbox this often, for what watchers miss; 0 = only at start."""
+    max_attempts: int = Field(3, ge=1, le=100)
+    """Failed attempts before a file is quarantined (environmental failures do not count)."""
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+
+WATCH_MODES = ("auto", "native", "poll")
+
+
+class InboxSettings(_Section):
+    path: Path
+    """The folder to watch."""
+    recursive: bool = True
+    include: Annotated[tuple[str, ...], NoDecode] = ()
+    """Glob patterns of files to transcribe (matched against the name); empty = common audio and video types."""
+    exclude: Annotated[tuple[str, ...], NoDecode] = ()
+    """Glob patterns to skip (matched against the name and the path relative to the inbox)."""
+    language: Literal["auto", "zh", "en", "yue", "ja", "ko"] | None = None
+    hotwords: Annotated[tuple[str, ...] | None, NoDecode] = None
+    formats: Annotated[tuple[Literal["txt", "srt", "vtt", "json"], ...] | None, NoDecode] = None
+    naming: str | None = None
+    output_dir: Path | None = None
+    settle_seconds: float | None = Field(None, gt=0)
+    """Quiet time before a file counts as complete; default 5 s, 30 s on polled (network) folders."""
+    watch: Literal["auto", "native", "poll"] = "auto"
+    """auto = native events on local disks, polling on network and FUSE mounts."""
+    poll_interval_seconds: float = Field(10, ge=0.1)
+
+    _split = field_validator("include", "exclude", "hotwords", "formats", mode="before")(_split_list)
+
+    @field_validator("naming")
+    @classmethod
+    def _naming(cls, value: str | None) -> str | None:
+        return None if value is None else OutputSettings._naming(value)
+
+    @field_validator("path", "output_dir")
+    @classmethod
+    def _expand(cls, value: Path | None) -> Path | None:
+        return None if value is None else value.expanduser()
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix=ENV_PREFIX, env_nested_delimiter="__", extra="forbid", frozen=True
@@ -151,6 +208,8 @@ class Settings(BaseSettings):
     vad: VadSettings = VadSettings()
     output: OutputSettings = OutputSettings()
     transcribe: TranscribeSettings = TranscribeSettings()
+    daemon: DaemonSettings = DaemonSettings()
+    inbox: tuple[InboxSettings, ...] = ()
 
     @classmethod
     def settings_customise_sources(
@@ -235,7 +294,10 @@ def _explain(err: ValidationError, path: Path | None) -> str:
     lines = []
     for problem in err.errors():
         loc = [str(part) for part in problem["loc"] if not isinstance(part, int)]
-        key = ".".join(loc) or "(top level)"
+        key = ""
+        for part in problem["loc"]:
+            key += f"[{part + 1}]" if isinstance(part, int) else f".{part}" if key else str(part)
+        key = key or "(top level)"
         if problem["type"] == "extra_forbidden":
             text = "unknown key"
         else:
@@ -246,6 +308,13 @@ def _explain(err: ValidationError, path: Path | None) -> str:
         origin = f" [from ${env}]" if env in os.environ else ""
         lines.append(f"{where}: {key}: {text}{origin}")
     return "\n".join(lines)
+
+
+def with_folders(settings: Settings, folders: list[Path]) -> Settings:
+    """Add folders given on the command line as inboxes with default settings."""
+    known = {i.path.resolve() for i in settings.inbox}
+    extra = tuple(InboxSettings(path=f) for f in folders if f.expanduser().resolve() not in known)
+    return settings.model_copy(update={"inbox": settings.inbox + extra})
 
 
 def dump_settings(settings: Settings) -> str:

@@ -57,6 +57,8 @@ def test_file_then_env_then_overrides(tmp_path: Path, monkeypatch: pytest.Monkey
         ('[output]\nnaming = "{stem}.{foo}.{ext}"\n', "unknown placeholder {foo}"),
         ('[transcribe]\nlanguage = "klingon"\n', "transcribe.language"),
         ("[nonsense]\nx = 1\n", "nonsense: unknown key"),
+        ('[[inbox]]\npath = "/a"\n[[inbox]]\npath = "/b"\nwatch = "inotify"\n', "inbox[2].watch"),
+        ("[[inbox]]\nrecursive = true\n", "inbox[1].path: Field required"),
     ],
 )
 def test_invalid_values_name_the_key(tmp_path: Path, text: str, key: str) -> None:
@@ -102,9 +104,12 @@ def test_example_config_is_valid_and_complete() -> None:
     example = REPO / "config.example.toml"
     settings = load_settings(example)
     text = example.read_text()
+    from asrd.config import InboxSettings
+
     for section, model in Settings.model_fields.items():
-        assert f"[{section}]" in text, section
-        for key in model.annotation.model_fields:  # type: ignore[union-attr]
+        fields = InboxSettings.model_fields if section == "inbox" else model.annotation.model_fields  # type: ignore[union-attr]
+        assert f"[{section}]" in text or f"[[{section}]]" in text, section
+        for key in fields:
             assert f"{key} =" in text, f"{section}.{key} is not documented in config.example.toml"
     assert settings == load_settings()  # the example shows the defaults
 
