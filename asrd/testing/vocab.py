@@ -53,13 +53,13 @@ SENSEVOICE_TAG_IDS: dict[str, int] = {
 }
 SPECIAL_REGION_START = 24884
 """First id of the tag region; ids from here on that are not tags are reserved placeholders."""
+SENSEVOICE_TRAINED = 1000
+"""Ids below this are <unk>, <s>, </s> and pieces trained on the made-up text."""
 
 _TEXT_SEED = 20240707  # fixed: the vocabularies do not depend on the weight seed
-_SYLLABLES = (
-    "ba be bi bo bu da de di do du fa fe fi ka ke ki ko ku la le li lo lu ma me mi mo mu na ne ni no"
-    " nu pa pe pi po pu ra re ri ro ru sa se si so su ta te ti to tu va ve vi vo wa we wi ya yo za ze"
-    " an en in on un ar er or st th sh ch tr pl gr"
-).split()
+_SYLLABLES = [c + v for c in "bdfklmnprstvwyz" for v in "aeiou"] + [
+    *("an", "en", "in", "on", "un", "ar", "er", "or", "st", "th", "sh", "ch", "tr", "pl", "gr"),
+]
 _CJK_FIRST, _CJK_LAST = 0x4E00, 0x9FA5  # CJK unified ideographs (the range funasr calls Chinese)
 _KANA = [chr(c) for c in range(0x3041, 0x3097)] + [chr(c) for c in range(0x30A1, 0x30FB)]
 _HANGUL_FIRST = 0xAC00
@@ -73,7 +73,7 @@ def made_up_words(count: int, rng: random.Random) -> list[str]:
     return list(words)
 
 
-def common_cjk(count: int, rng: random.Random) -> list[str]:
+def cjk_characters(count: int, rng: random.Random) -> list[str]:
     """``count`` distinct CJK ideographs, a fixed pseudo-random pick over the whole block."""
     picked = rng.sample(range(_CJK_FIRST, _CJK_LAST + 1), count)
     return [chr(c) for c in picked]
@@ -81,7 +81,7 @@ def common_cjk(count: int, rng: random.Random) -> list[str]:
 
 def _made_up_corpus(rng: random.Random) -> list[str]:
     words = made_up_words(400, rng)
-    hanzi = common_cjk(600, rng)
+    hanzi = cjk_characters(600, rng)
     lines = []
     for _ in range(3000):
         parts = []
@@ -103,6 +103,12 @@ def _train_bpe(lines: list[str], vocab_size: int) -> sp_pb2.ModelProto:
         vocab_size=vocab_size,
         character_coverage=1.0,
         num_threads=1,  # one thread keeps merges, and so the file bytes, reproducible
+        # Tags must encode to exactly one id each (SenseVoice reads label ids 0 and 3 as the
+        # language and text-norm tags), so no "▁" may be put in front of the text; and every
+        # piece must re-encode to itself (SenseVoice's timestamp code re-encodes pieces one by
+        # one and indexes out of range otherwise), so a leading "▁" must not be stripped.
+        add_dummy_prefix=False,
+        remove_extra_whitespaces=False,
         minloglevel=2,
     )
     proto = sp_pb2.ModelProto()
@@ -118,7 +124,7 @@ def sensevoice_bpe_model() -> bytes:
     the tag region, then the tags (user-defined pieces, matched whole when encoding).
     """
     rng = random.Random(_TEXT_SEED)
-    proto = _train_bpe(_made_up_corpus(rng), 1000)
+    proto = _train_bpe(_made_up_corpus(rng), SENSEVOICE_TRAINED)
     piece_type = sp_pb2.ModelProto.SentencePiece.Type
     seen = {p.piece for p in proto.pieces}
     lowest = min(p.score for p in proto.pieces)
@@ -153,7 +159,7 @@ def paraformer_tokens(n_hanzi: int = 300, n_words: int = 120) -> list[str]:
     the next one (funasr's ``sentence_postprocess`` joins those into words).
     """
     rng = random.Random(_TEXT_SEED + 1)
-    hanzi = common_cjk(n_hanzi, rng)
+    hanzi = cjk_characters(n_hanzi, rng)
     pieces: list[str] = []
     for word in made_up_words(n_words, rng):
         pieces.append(word if rng.random() < 0.6 else word + "@@")
