@@ -11,6 +11,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from ..transcript import join_text
 from ..types import Recognized, SpeechSpan, Token, ms_to_samples
 from . import ModelError, RecognizeOptions
 from .modeldir import check_model_dir
@@ -186,15 +187,36 @@ class FunASRRecognizer:
             elif not self._warned_hotwords:
                 log.warning("hotwords are ignored: model %s (%s) does not support them", self._dir, self._class)
                 self._warned_hotwords = True
+        raw = self._generate(spans, kwargs)
+        if len(raw) != len(spans):
+            # When the CIF predictor finds no token in ANY item of a batch, FunASR returns a single
+            # {'text': ''} for the whole batch; redo one by one so every span gets its own result.
+            single = {**kwargs, "batch_size": 1}
+            raw = [(self._generate([span], single) or [{}])[0] for span in spans]
+        return [self._result(span, item) for span, item in zip(spans, raw, strict=True)]
+
+    def _generate(self, spans: Sequence[SpeechSpan], kwargs: dict[str, Any]) -> list[dict[str, Any]]:
         with _quiet():
             # Results come back in input order; numpy inputs in one call share a key, so match by position.
-            raw = self._model.generate(input=[span.samples for span in spans], **kwargs)
-        if len(raw) != len(spans):
-            raise RuntimeError(f"model returned {len(raw)} results for {len(spans)} inputs")
-        return [self._result(span, item) for span, item in zip(spans, raw, strict=False)]
+            try:
+                return list(self._model.generate(input=[span.samples for span in spans], **kwargs))
+            except IndexError:
+                if not kwargs.get("output_timestamp"):
+                    raise
+                # SenseVoice's timestamp code re-encodes each decoded piece and crashes when one does
+                # not round-trip to a single id; the text is still good without times.
+                log.warning("token timestamps failed for this batch; continuing without them")
+                retry = {**kwargs, "output_timestamp": False}
+                return list(self._model.generate(input=[s.samples for s in spans], **retry))
 
     def _result(self, span: SpeechSpan, item: dict[str, Any]) -> Recognized:
         text, language, emotion, events = parse_tags(str(item.get("text", "")))
+        tokens = _tokens(span, text, item)
+        if tokens:
+            # With timestamps Paraformer separates every token by a space, CJK included; rejoin.
+            text = ""
+            for token in tokens:
+                text = join_text(text, token.text)
         return Recognized(
             source=span.source,
             index=span.index,
@@ -204,7 +226,7 @@ class FunASRRecognizer:
             language=language if language != "nospeech" else None,
             emotion=emotion,
             events=events,
-            tokens=_tokens(span, text, item),
+            tokens=tokens,
         )
 
     def close(self) -> None:
@@ -218,6 +240,7 @@ def _tokens(span: SpeechSpan, text: str, item: dict[str, Any]) -> tuple[Token, .
     words = item.get("words")
     if not isinstance(words, list):
         words = text.split()
+    words = [str(w).lstrip("▁") for w in words]  # SenseVoice may keep sentencepiece's word marker
     if len(words) != len(stamps):
         return ()  # cannot pair them safely; the cue builder falls back to character timing
     tokens = []
