@@ -112,7 +112,7 @@ def test_service_basics(unit: Path) -> None:
     assert values(unit, "Restart") == ["on-failure"]
     assert values(unit, "RestartPreventExitStatus") == ["78"]
     assert values(unit, "KillMode") == ["mixed"]
-    assert values(unit, "WatchdogSec") == ["60"]
+    assert values(unit, "WatchdogSec") == ["120"]
     # PyTorch's JIT and the CUDA driver need writable+executable memory.
     assert values(unit, "MemoryDenyWriteExecute") == []
 
