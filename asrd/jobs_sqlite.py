@@ -1,0 +1,199 @@
+"""The job queue on SQLite: WAL, ``synchronous=FULL``, ``BEGIN IMMEDIATE`` for every read-then-write.
+
+The database must live on a local disk: SQLite's write-ahead log does not work on network shares.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import random
+import sqlite3
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from .jobs import SCHEMA_VERSION, Fingerprint, Job, JobDatabaseError, JobState, _BaseStore
+
+_SCHEMA = (
+    # path and inbox hold UTF-8 text, or the raw bytes (a BLOB) when a name is not valid UTF-8.
+    """CREATE TABLE IF NOT EXISTS job (
+        id INTEGER PRIMARY KEY AUTOINCREMENT, path BLOB NOT NULL UNIQUE, inbox BLOB NOT NULL,
+        state TEXT NOT NULL CHECK (state IN ('queued', 'running', 'done', 'failed', 'quarantined')),
+        device INTEGER NOT NULL, inode INTEGER NOT NULL, size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL,
+        content_hash TEXT NOT NULL, attempts INTEGER NOT NULL, not_before REAL NOT NULL, last_error TEXT,
+        updated REAL NOT NULL, created REAL NOT NULL, sidecars TEXT NOT NULL)""",
+    "CREATE INDEX IF NOT EXISTS job_due ON job (state, not_before)",
+)
+_COLUMNS = (
+    "path", "inbox", "state", "device", "inode", "size", "mtime_ns", "content_hash",
+    "attempts", "not_before", "last_error", "updated", "created", "sidecars",
+)
+_SELECT = f"SELECT id, {', '.join(_COLUMNS)} FROM job"
+_INSERT = f"INSERT INTO job ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})"
+_UPDATE = f"UPDATE job SET {', '.join(c + ' = ?' for c in _COLUMNS)} WHERE id = ?"
+_CLAIMABLE = "state IN ('queued', 'failed')"
+_PROBLEM = "(state IN ('failed', 'quarantined') OR (state = 'queued' AND last_error IS NOT NULL))"
+
+
+def _enc(value: Path | str) -> str | bytes:
+    text = os.fsdecode(value)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # surrogate-escaped bytes: keep the exact bytes
+        return os.fsencode(text)
+    return text
+
+
+def _dec(value: str | bytes) -> str:
+    return os.fsdecode(value) if isinstance(value, bytes) else value
+
+
+def _i64(n: int) -> int:
+    # Some filesystems (NFS, overlay) report inode or device numbers beyond SQLite's signed 64 bits.
+    return n - (1 << 64) if n >= 1 << 63 else n
+
+
+def _u64(n: int) -> int:
+    return n + (1 << 64) if n < 0 else n
+
+
+def _row(job: Job) -> tuple[Any, ...]:
+    fp = job.fingerprint
+    sidecars = json.dumps([os.fsdecode(p) for p in job.sidecars])  # ASCII escapes keep lone surrogates exact
+    return (
+        _enc(job.path), _enc(job.inbox), job.state.value, _i64(fp.device), _i64(fp.inode), fp.size, fp.mtime_ns,
+        fp.content_hash, job.attempts, job.not_before, job.last_error, job.updated, job.created, sidecars,
+    )
+
+
+def _job(row: Sequence[Any]) -> Job:
+    (job_id, path, inbox, state, device, inode, size, mtime_ns, content_hash,
+     attempts, not_before, last_error, updated, created, sidecars) = row
+    return Job(
+        job_id, Path(_dec(path)), _dec(inbox), JobState(state),
+        Fingerprint(_u64(device), _u64(inode), size, mtime_ns, content_hash), attempts, not_before, last_error,
+        updated, created, tuple(Path(p) for p in json.loads(sidecars)),
+    )
+
+
+class SqliteJobStore(_BaseStore):
+    """The job queue in a SQLite file (WAL, synchronous=FULL): durable across crashes and power loss.
+
+    One connection per store. Other processes (``asrd status``, ``asrd retry``) may open their own
+    store on the same file: WAL lets them read alongside the daemon, and every read-then-write runs
+    under ``BEGIN IMMEDIATE`` so writers queue up (for up to busy_timeout) instead of racing.
+    The file must be on a local disk: WAL does not work on network filesystems. Never fork with a
+    store open.
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        max_attempts: int = 3,
+        rng: random.Random | None = None,
+        pause_seconds: float = 60.0,
+        readonly: bool = False,
+    ) -> None:
+        super().__init__(max_attempts, rng, pause_seconds)
+        self.path = Path(path)
+        self.readonly = readonly
+        if readonly and not self.path.is_file():
+            raise FileNotFoundError(errno.ENOENT, "no job database", os.fspath(self.path))
+        if not readonly:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        # A URI takes any file name (bytes included); mode=ro never creates the file.
+        uri = f"file:{quote(os.fsencode(os.path.abspath(self.path)))}?mode={'ro' if readonly else 'rwc'}"
+        self._db = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
+        try:
+            self._setup()
+        except BaseException:
+            self._db.close()
+            raise
+
+    @classmethod
+    def open_readonly(cls, path: Path) -> SqliteJobStore:
+        """For ``asrd status``: reads only; FileNotFoundError when there is no database yet."""
+        return cls(path, readonly=True)
+
+    def _setup(self) -> None:
+        db = self._db
+        db.execute("PRAGMA busy_timeout = 5000")
+        if self.readonly:
+            db.execute("PRAGMA query_only = ON")
+            self._check_version(db.execute("PRAGMA user_version").fetchone()[0])
+            return
+        mode = db.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        if mode != "wal":
+            raise JobDatabaseError(f"{self.path}: cannot use write-ahead logging (journal mode {mode})")
+        db.execute("PRAGMA synchronous = FULL")  # NORMAL can lose the last commits on power loss
+        db.execute("PRAGMA foreign_keys = ON")
+        with self._write():
+            version = db.execute("PRAGMA user_version").fetchone()[0]
+            if version == 0:  # a new file; later schema changes migrate from the version found here
+                for statement in _SCHEMA:
+                    db.execute(statement)
+                db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            else:
+                self._check_version(version)
+
+    def _check_version(self, version: int) -> None:
+        if version != SCHEMA_VERSION:
+            what = "a newer asrd" if version > SCHEMA_VERSION else "something else (not an asrd job database)"
+            raise JobDatabaseError(f"{self.path}: written by {what}; schema version {version}")
+
+    @contextmanager
+    def _txn(self) -> Iterator[None]:
+        if self.readonly:
+            raise PermissionError(errno.EACCES, "job database opened read-only", os.fspath(self.path))
+        self._db.execute("BEGIN IMMEDIATE")  # take the write lock before reading: no stale snapshot
+        try:
+            yield
+            self._db.execute("COMMIT")
+        except BaseException:
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
+            raise
+
+    def _select(self, where: str, *args: Any) -> list[Job]:
+        return [_job(row) for row in self._db.execute(f"{_SELECT} WHERE {where}", args).fetchall()]
+
+    def _find(self, path: Path) -> Job | None:
+        return next(iter(self._select("path = ?", _enc(path))), None)
+
+    def _find_id(self, job_id: int) -> Job | None:
+        return next(iter(self._select("id = ?", job_id)), None)
+
+    def _insert(self, job: Job) -> Job:
+        return replace(job, id=self._db.execute(_INSERT, _row(job)).lastrowid)
+
+    def _save(self, jobs: Sequence[Job]) -> None:
+        self._db.executemany(_UPDATE, [(*_row(j), j.id) for j in jobs])
+
+    def _delete(self, job_id: int) -> None:
+        self._db.execute("DELETE FROM job WHERE id = ?", (job_id,))
+
+    def _due(self, now: float, limit: int) -> list[Job]:
+        return self._select(f"{_CLAIMABLE} AND not_before <= ? ORDER BY not_before, id LIMIT ?", now, limit)
+
+    def _running(self) -> list[Job]:
+        return self._select("state = 'running'")
+
+    def _problem_jobs(self, limit: int | None) -> list[Job]:
+        return self._select(f"{_PROBLEM} ORDER BY updated DESC, id DESC LIMIT ?", -1 if limit is None else limit)
+
+    def _state_counts(self) -> dict[JobState, int]:
+        rows = self._db.execute("SELECT state, COUNT(*) FROM job GROUP BY state").fetchall()
+        return {JobState(state): n for state, n in rows}
+
+    def _earliest_due(self) -> float | None:
+        return self._db.execute(f"SELECT MIN(not_before) FROM job WHERE {_CLAIMABLE}").fetchone()[0]
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()  # idempotent; a crash instead loses nothing committed
