@@ -21,20 +21,11 @@ import numpy as np
 import soxr
 
 from asrd.decoders import AudioInfo, DecodeError, opened
+from asrd.ignore import MEDIA_EXTENSIONS
 from asrd.types import SAMPLE_RATE, AudioChunk
 
 __all__ = ["MEDIA_EXTENSIONS", "AudioInfo", "DecodeError", "decode", "load", "probe"]
 
-#: File name extensions (lower case, no dot) of audio and video files worth trying to decode.
-MEDIA_EXTENSIONS: frozenset[str] = frozenset(
-    (
-        *("wav", "wave", "bwf", "rf64", "w64", "aiff", "aif", "aifc", "caf", "au", "snd"),
-        *("flac", "wv", "ape", "ogg", "oga", "opus", "spx", "mp3", "mp2", "mpga", "wma", "amr", "awb"),
-        *("m4a", "m4b", "aac", "adts", "ac3", "eac3", "dts", "mka", "weba"),
-        *("mp4", "m4v", "mov", "3gp", "3g2", "3ga", "mkv", "webm", "avi", "wmv", "asf", "flv", "f4v"),
-        *("ts", "mts", "m2ts", "mpg", "mpeg", "vob"),
-    )
-)
 
 _EMPTY = np.zeros(0, dtype=np.float32)
 

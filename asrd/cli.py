@@ -36,6 +36,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output-dir", type=Path, help="write sidecars here instead of next to each file")
     p.add_argument("--overwrite", action="store_true", help="replace existing sidecars asrd did not write")
 
+    p = sub.add_parser("run", help="the daemon: watch inbox folders and transcribe what lands there")
+    p.add_argument("folders", nargs="*", type=Path, metavar="FOLDER", help="inboxes with default settings")
+    p.add_argument("--config", type=Path, help="config file (default: $ASRD_CONFIG, ~/.config/asrd, /etc/asrd)")
+
+    p = sub.add_parser("status", help="is the daemon up, the model loaded, the queue, recent failures")
+    p.add_argument("--json", action="store_true", help="machine-readable")
+    p.add_argument("--config", type=Path)
+
+    p = sub.add_parser("retry", help="queue quarantined or failed files again")
+    p.add_argument("files", nargs="*", type=Path, metavar="FILE")
+    p.add_argument("--failed", action="store_true", help="every failed and quarantined file")
+    p.add_argument("--config", type=Path)
+
     p = sub.add_parser("check-config", help="validate and print the effective configuration (exit 78 if invalid)")
     p.add_argument("file", nargs="?", type=Path)
 
@@ -57,6 +70,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "transcribe":
             return _transcribe(args)
+        if args.command == "run":
+            from .daemon import run
+
+            return run(args.config, args.folders)
+        if args.command == "status":
+            return _status(args)
+        if args.command == "retry":
+            return _retry(args)
         if args.command == "check-config":
             return _check_config(args)
         if args.command == "model":
@@ -92,6 +113,43 @@ def _check_config(args: argparse.Namespace) -> int:
     print(f"# effective configuration ({path or 'defaults'} + ASRD_* environment)")
     print(dump_settings(settings), end="")
     return 0
+
+
+def _status(args: argparse.Namespace) -> int:
+    import json
+
+    from .status import render, report
+
+    settings = _settings(args.config, {})
+    doc = report(settings.daemon.state_dir)
+    print(json.dumps(doc, indent=2) if args.json else render(doc))
+    return 0 if doc["running"] else 3  # LSB: 3 = program is not running
+
+
+def _retry(args: argparse.Namespace) -> int:
+    import time
+
+    from .jobs_sqlite import SqliteJobStore
+    from .statedir import DB_NAME, running_pid
+
+    if not args.files and not args.failed:
+        print("asrd retry: name files, or --failed for all of them", file=sys.stderr)
+        return 2
+    settings = _settings(args.config, {})
+    db = settings.daemon.state_dir / DB_NAME
+    if not db.exists():
+        print(f"asrd retry: no job database at {db}", file=sys.stderr)
+        return 1
+    store = SqliteJobStore(db, max_attempts=settings.daemon.max_attempts)
+    try:
+        now = time.time()
+        count = store.retry(now) if args.failed else sum(store.retry(now, p.resolve()) for p in args.files)
+    finally:
+        store.close()
+    print(f"{count} file(s) queued again")
+    if count and running_pid(settings.daemon.state_dir) is None:
+        print("(the daemon is not running: they will be done when it starts)")
+    return 0 if count or args.failed else 1
 
 
 def _model(args: argparse.Namespace) -> int:

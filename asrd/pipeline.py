@@ -16,7 +16,7 @@ from .audio import decode, probe
 from .batching import BatchBudget, batches
 from .config import Settings
 from .recognizer import RecognizeOptions, Recognizer
-from .sidecars import Sidecar, choose_paths, render, write_sidecars
+from .sidecars import Sidecar, choose_paths, write_outputs
 from .transcript import assemble
 from .types import SAMPLE_RATE, AudioChunk, Recognized, Transcript
 from .vad import Segmenter, VadParams, WebrtcSegmenter, cut_spans
@@ -77,6 +77,9 @@ class Pipeline:
         t = settings.transcribe
         self._options = RecognizeOptions(language=t.language, itn=t.itn, hotwords=t.hotwords)
 
+    def set_options(self, options: RecognizeOptions) -> None:
+        self._options = options
+
     def transcribe(self, source: Path, progress: Progress | None = None) -> Outcome:
         """Transcribe one file and write its sidecars. Raises DecodeError, SidecarError, ModelError."""
         out = self.settings.output
@@ -84,19 +87,7 @@ class Pipeline:
             # Refuse early, before spending compute, when the sidecars could not be written anyway.
             choose_paths(source, out.formats, out.naming, out.output_dir, None, overwrite=self.overwrite)
         transcript = self.recognize_file(source, progress)
-        rendered = render(transcript, out.formats)
-        paths = choose_paths(
-            source,
-            out.formats,
-            out.naming,
-            out.output_dir,
-            transcript.language,
-            overwrite=self.overwrite,
-            claimed=self._claimed,
-        )
-        written = write_sidecars(source, rendered, paths, overwrite=self.overwrite)
-        for sidecar in written:
-            log.info("wrote %s", sidecar.path)
+        written = write_outputs(transcript, out, overwrite=self.overwrite, claimed=self._claimed)
         return Outcome(source, transcript, tuple(written))
 
     def recognize_file(self, source: Path, progress: Progress | None = None) -> Transcript:

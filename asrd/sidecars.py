@@ -12,15 +12,22 @@ import contextlib
 import errno
 import hashlib
 import json
+import logging
 import os
 import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .cues import build_cues
 from .transcript import paragraphs
 from .types import SAMPLE_RATE, Cue, Transcript
+
+if TYPE_CHECKING:
+    from .config import OutputSettings
+
+log = logging.getLogger(__name__)
 
 XATTR = "user.asrd"
 TEMP_PREFIX = ".asrd-tmp-"  # the watcher ignores these; a crash may leave one behind
@@ -259,4 +266,20 @@ def write_sidecars(
         ours = path.exists() and is_ours(path, source)
         write_atomic(path, content, source, replace=overwrite or ours)
         written.append(Sidecar(fmt, path, content))
+    return written
+
+
+def write_outputs(
+    transcript: Transcript, output: OutputSettings, *, overwrite: bool = False, claimed: set[Path] | None = None
+) -> list[Sidecar]:
+    """Render and atomically write a transcript's sidecars. Raises SidecarError."""
+    source = transcript.source
+    rendered = render(transcript, output.formats)
+    paths = choose_paths(
+        source, output.formats, output.naming, output.output_dir, transcript.language,
+        overwrite=overwrite, claimed=claimed,
+    )
+    written = write_sidecars(source, rendered, paths, overwrite=overwrite)
+    for sidecar in written:
+        log.info("wrote %s", sidecar.path)
     return written

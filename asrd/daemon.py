@@ -1,0 +1,385 @@
+"""``asrd run``: watch inboxes, settle files into jobs, dispatch them to the model worker.
+
+``Daemon`` has ``start(now)``, ``step(now)`` and ``stop(now)``; ``run()`` drives it with the real
+clock, signals and sd_notify. ``now`` is wall-clock seconds (``time.time()``): job deadlines are
+stored in the database and must mean the same after a restart. This process never imports
+torch or funasr: the model lives in the worker (``asrd.worker``).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+
+from . import __version__
+from .config import ConfigError, Settings, find_config, load_settings, with_folders
+from .dispatch import Dispatcher, InboxView, engine_spec, inbox_views
+from .ignore import IgnoreRules
+from .jobs import JobState, JobStore, fingerprint
+from .schedule import Timers
+from .service import ServiceState
+from .settle import StabilityTracker
+from .status import InboxState, LiveState, write_live
+from .watch import InboxWatcher, default_settle_seconds, scan
+from .worker import EngineSpec, WorkerHandle
+
+log = logging.getLogger("asrd.daemon")
+
+BUSY_TICK = 0.25  # seconds between loop turns while files are settling or a job runs
+IDLE_TICK = 60.0  # at most this long asleep when idle (no polling faster than once a minute)
+DRAIN_SECONDS = 60.0  # first SIGTERM: how long the file in flight may take to finish
+
+
+WATCH_RETRY = 60.0  # seconds between attempts to restart a watcher whose folder went away
+
+
+class _Inbox:
+    """One watched folder: its watcher, its rules, its stability tracker."""
+
+    def __init__(self, view: InboxView, on_path: Callable[[Path, str], None], on_overflow: Callable[[], None]) -> None:
+        self.view = view
+        self.rules = IgnoreRules(view.settings.include, view.settings.exclude)
+        self.watcher = InboxWatcher(view.settings, lambda p: on_path(p, view.key), on_overflow)
+        self.tracker: StabilityTracker | None = None
+        self.next_restart = 0.0
+
+    def start(self) -> None:
+        self.watcher.start()
+        # Read the mode after every start: a restart may have fallen back to polling.
+        settle = self.view.settings.settle_seconds or default_settle_seconds(self.watcher.mode or "poll")
+        if self.tracker is None or self.tracker.settle_seconds != settle:
+            self.tracker = StabilityTracker(settle)
+        self.next_restart = 0.0
+
+    def stop(self) -> None:
+        self.watcher.stop()
+
+
+class Daemon:
+    def __init__(
+        self,
+        settings: Settings,
+        store: JobStore,
+        service: ServiceState,
+        timers: Timers,
+        *,
+        model_dir: str | None,
+        state_dir: Path | None = None,
+        spawn: Callable[[EngineSpec], WorkerHandle] = WorkerHandle,
+        wake: Callable[[], None] = lambda: None,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.service = service
+        self.timers = timers
+        self.model_dir = model_dir
+        self.state_dir = state_dir
+        self.wake = wake
+        views = inbox_views(settings)
+        self.dispatcher = Dispatcher(
+            store, views, engine_spec(settings, model_dir), settings.model.idle_unload_seconds, spawn=spawn
+        )
+        self.inboxes: dict[str, _Inbox] = {}
+        self._events: set[tuple[Path, str]] = set()
+        self._events_lock = threading.Lock()
+        self._rescan = False
+        self._started = time.time()
+        self.phase = "running"
+        self._last_live: LiveState | None = None
+        self._idle_deadline: float | None = None
+
+    # ------------------------------------------------------------ life cycle
+
+    def start(self, now: float) -> None:
+        requeued = self.store.requeue_running(now)
+        if requeued:
+            log.info("%d job(s) interrupted by the last stop are queued again", requeued)
+        self._start_inboxes()
+        self._scan_all(now)  # what arrived while the daemon was down
+        if self.settings.daemon.rescan_seconds > 0:
+            self.timers.every("rescan", self.settings.daemon.rescan_seconds, now)
+        self.service.ready(self._status_line())
+
+    def step(self, now: float) -> None:
+        for name in self.timers.due(now):
+            if name == "rescan":
+                self._rescan = True
+        self._take_events(now)
+        self._heal_watchers(now)
+        if self._rescan:
+            self._rescan = False
+            self._scan_all(now)
+        for inbox in self.inboxes.values():
+            if inbox.tracker is not None:
+                for ready in inbox.tracker.step(now):
+                    self._offer(ready.path, inbox.view.key, now)
+        self.dispatcher.step(now)
+        deadline = self.dispatcher.idle_deadline()
+        if deadline != self._idle_deadline:
+            self._idle_deadline = deadline
+            if deadline is not None:
+                self.timers.at("idle_unload", deadline)  # wakes the loop when the worker should go
+        self._publish()
+        if all(i.watcher.healthy() for i in self.inboxes.values()):
+            self.service.watchdog_if_due(time.monotonic())
+
+    def stop(self, now: float) -> None:
+        for inbox in self.inboxes.values():
+            inbox.stop()
+        self.dispatcher.shutdown(now, "interrupted by shutdown")
+        self.timers.shutdown()
+
+    def begin_drain(self) -> None:
+        """First SIGTERM: no new work; the file in flight may finish."""
+        if self.phase != "draining":
+            self.phase = "draining"
+            self.dispatcher.accepting = False
+            self.service.stopping("stopping: finishing the current file" if self.dispatcher.busy else "stopping")
+            self.service.extend_timeout(DRAIN_SECONDS + 30)
+            log.info("stopping: no new work; waiting up to %.0f s for the file in flight", DRAIN_SECONDS)
+
+    def reload(self, config_path: Path | None, folders: list[Path], now: float) -> None:
+        """SIGHUP: re-read the config; an invalid one is refused and the old one kept."""
+        self.service.reloading()
+        try:
+            new = with_folders(load_settings(config_path), folders)
+        except ConfigError as err:
+            log.error("reload refused, keeping the running configuration:\n%s", err)
+            self.service.ready(self._status_line())
+            return
+        old_paths = {str(i.path) for i in self.settings.inbox}
+        self.settings = new
+        views = inbox_views(new)
+        self.dispatcher.reconfigure(views, engine_spec(new, self.model_dir), new.model.idle_unload_seconds)
+        if {str(i.path) for i in new.inbox} != old_paths or any(
+            self.inboxes[k].view.settings != v.settings for k, v in views.items() if k in self.inboxes
+        ):
+            for inbox in self.inboxes.values():
+                inbox.stop()
+            self._start_inboxes()
+            self._scan_all(now)
+        else:
+            for key, view in views.items():
+                self.inboxes[key].view = view
+        self.timers.cancel("rescan")
+        if new.daemon.rescan_seconds > 0:
+            self.timers.every("rescan", new.daemon.rescan_seconds, now)
+        log.info("configuration reloaded")
+        self.service.ready(self._status_line())
+
+    @property
+    def idle(self) -> bool:
+        return not self.dispatcher.busy and not any(i.tracker and i.tracker.pending for i in self.inboxes.values())
+
+    # ------------------------------------------------------------ inboxes and files
+
+    def _start_inboxes(self) -> None:
+        self.inboxes = {}
+        for key, view in self.dispatcher.views.items():
+            inbox = _Inbox(view, self._on_path, self._on_overflow)
+            try:
+                inbox.start()
+            except OSError as err:
+                log.error("cannot watch %s: %s; trying again in %.0f s", view.settings.path, err, WATCH_RETRY)
+                inbox.tracker = StabilityTracker(view.settings.settle_seconds or default_settle_seconds("poll"))
+                inbox.next_restart = time.time() + WATCH_RETRY
+            self.inboxes[key] = inbox
+
+    def _heal_watchers(self, now: float) -> None:
+        """A watcher whose folder vanished (NAS unmounted) is restarted once the folder is back,
+        then the folder is rescanned: a new watcher sees nothing that arrived in the gap."""
+        for inbox in self.inboxes.values():
+            if inbox.watcher.healthy() or now < inbox.next_restart:
+                continue
+            inbox.watcher.stop()
+            try:
+                inbox.start()
+            except OSError as err:
+                inbox.next_restart = now + WATCH_RETRY
+                log.warning("cannot watch %s (%s); trying again in %.0f s", inbox.view.settings.path, err, WATCH_RETRY)
+                continue
+            log.info("watching %s again", inbox.view.settings.path)
+            for path in scan(inbox.view.settings, inbox.rules):
+                self._consider(inbox, path, now)
+
+    def _on_path(self, path: Path, key: str) -> None:
+        # Called on watcher threads: record and return, no work here.
+        with self._events_lock:
+            self._events.add((path, key))
+        self.wake()
+
+    def _on_overflow(self) -> None:
+        self._rescan = True
+        self.wake()
+
+    def _take_events(self, now: float) -> None:
+        with self._events_lock:
+            events, self._events = self._events, set()
+        for path, key in events:
+            inbox = self.inboxes.get(key)
+            if inbox is None or inbox.tracker is None:
+                continue
+            if path.is_dir() and not path.is_symlink():
+                # A folder moved or copied in at once may bring files without events of their own.
+                for found in scan(inbox.view.settings, inbox.rules, under=path):
+                    self._consider(inbox, found, now)
+            else:
+                self._consider(inbox, path, now)
+
+    def _consider(self, inbox: _Inbox, path: Path, now: float) -> None:
+        root = inbox.view.settings.path
+        try:
+            relative = path.relative_to(root)
+        except ValueError:
+            return
+        if not inbox.rules.accepts(relative) or inbox.tracker is None:
+            return
+        if not self._maybe_new(path):
+            return
+        inbox.tracker.touch(path, now)
+
+    def _maybe_new(self, path: Path) -> bool:
+        """Cheap check before settling and hashing: a known file with the same inode, size and
+        mtime is not new work (a rescan of a big library must not read every file)."""
+        job = self.store.get(path)
+        if job is None:
+            return True
+        try:
+            st = os.stat(path, follow_symlinks=False)
+        except OSError:
+            return False
+        fp = job.fingerprint
+        return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns) != (fp.device, fp.inode, fp.size, fp.mtime_ns)
+
+    def _scan_all(self, now: float) -> None:
+        for inbox in self.inboxes.values():
+            for path in scan(inbox.view.settings, inbox.rules):
+                self._consider(inbox, path, now)
+
+    def _offer(self, path: Path, key: str, now: float) -> None:
+        try:
+            fp = fingerprint(path)
+        except FileNotFoundError:
+            return
+        except OSError as err:
+            log.warning("cannot read %s: %s; will try again at the next rescan", path, err.strerror)
+            return
+        job = self.store.offer(path, key, fp, now)
+        if job is not None:
+            log.info("queued %s", path)
+
+    # ------------------------------------------------------------ status
+
+    def _status_line(self) -> str:
+        queued = self.store.counts().get(JobState.QUEUED, 0)
+        return self._live().line(queued)
+
+    def _live(self) -> LiveState:
+        worker = self.dispatcher.worker
+        return LiveState(
+            pid=os.getpid(),
+            version=__version__,
+            started=self._started,
+            phase=self.phase,
+            model_loaded=self.dispatcher.model_loaded,
+            worker_pid=worker.pid if worker is not None else None,
+            device=worker.loaded.device if worker is not None and worker.loaded else None,
+            last_load_seconds=self.dispatcher.last_load_seconds,
+            model_error=self.dispatcher.model_error,
+            current=tuple(self.dispatcher.progress.values()),
+            inboxes=tuple(
+                InboxState(str(i.view.settings.path), i.watcher.mode, i.watcher.reason, i.watcher.healthy())
+                for i in self.inboxes.values()
+            ),
+        )
+
+    def _publish(self) -> None:
+        live = self._live()
+        if self._last_live is not None and replace(live, updated=0) == replace(self._last_live, updated=0):
+            return
+        self._last_live = live
+        if self.state_dir is not None:
+            write_live(self.state_dir, live)
+        self.service.status(live.line(self.store.counts().get(JobState.QUEUED, 0)))
+
+
+def run(config_path: Path | None, folders: list[Path]) -> int:
+    """The foreground daemon: what ``asrd run`` and the service files start."""
+    from .config import EX_CONFIG
+    from .jobs_sqlite import SqliteJobStore
+    from .recognizer import ModelError
+    from .recognizer.modeldir import is_local, resolve
+    from .schedule import SchedulerTimers
+    from .service import SignalFlags, SystemdNotifier, setup_logging, watchdog_interval
+    from .statedir import DB_NAME, AlreadyRunning, StateLock
+
+    try:
+        path = find_config(config_path)
+        settings = with_folders(load_settings(path), folders)
+    except ConfigError as err:
+        setup_logging("info")
+        log.error("invalid configuration:\n%s", err)
+        return EX_CONFIG
+    setup_logging(settings.daemon.log_level)
+    if not settings.inbox:
+        log.error("no inbox: give folders (asrd run FOLDER ...) or [[inbox]] tables in the config")
+        return EX_CONFIG
+    state_dir = settings.daemon.state_dir
+    lock = StateLock(state_dir)
+    try:
+        lock.acquire()
+    except AlreadyRunning as err:
+        log.error("%s", err)
+        return 1
+    model_dir: str | None = settings.model.name
+    try:
+        # Resolve (and check) the model here, without loading it, so the worker gets a local dir.
+        model_dir = str(resolve(settings.model.name, settings.model.hub))
+    except ModelError as err:
+        if is_local(settings.model.name):
+            log.error("%s", err)
+            lock.release()
+            return EX_CONFIG
+        log.warning("%s; files will wait until the model is available", err)
+    store = SqliteJobStore(state_dir / DB_NAME, max_attempts=settings.daemon.max_attempts)
+    service = ServiceState(SystemdNotifier(), watchdog_interval())
+    try:
+        with SignalFlags() as flags:
+            timers = SchedulerTimers(flags.wake, time.time)
+            daemon = Daemon(
+                settings, store, service, timers, model_dir=model_dir, state_dir=state_dir, wake=flags.wake
+            )
+            daemon.start(time.time())
+            log.info("asrd %s running: %d inbox(es), state in %s", __version__, len(daemon.inboxes), state_dir)
+            drain_until: float | None = None
+            while True:
+                now = time.time()
+                if flags.stop_now:
+                    log.warning("second stop signal: exiting at once; in-flight work is queued again on the next start")
+                    break
+                if flags.stop_requested:
+                    if drain_until is None:
+                        daemon.begin_drain()
+                        drain_until = now + DRAIN_SECONDS
+                    if not daemon.dispatcher.busy or now >= drain_until:
+                        break
+                if flags.consume_hup():
+                    daemon.reload(path, folders, now)
+                daemon.step(now)
+                busy = daemon.dispatcher.busy or not daemon.idle or drain_until is not None
+                timeout = BUSY_TICK if busy else IDLE_TICK
+                if service.watchdog_seconds:
+                    timeout = min(timeout, service.watchdog_seconds)
+                fd = daemon.dispatcher.fileno()
+                flags.wait(timeout, [fd] if fd is not None else [])
+            daemon.stop(time.time())
+    finally:
+        store.close()
+        lock.release()
+    log.info("stopped")
+    return 0

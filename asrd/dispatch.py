@@ -1,0 +1,290 @@
+"""Jobs to the model worker and results back: claiming, the worker's life cycle, writing sidecars.
+
+Owns the one worker process: starts it when there is work (a cold start), restarts it with
+backoff when it dies, and ends it after ``idle_unload_seconds`` with nothing to do - then checks
+the process is really gone, since only that returns all GPU memory.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from .config import InboxSettings, OutputSettings, Settings
+from .jobs import Failure, Job, JobStore, fingerprint
+from .recognizer import RecognizeOptions
+from .sidecars import SidecarError, write_outputs
+from .status import CurrentFile
+from .types import SAMPLE_RATE
+from .worker import Done, EngineSpec, Failed, Loaded, LoadFailed, Progress, Task, WorkerHandle, pid_exists
+
+log = logging.getLogger("asrd.dispatch")
+
+RESTART_BACKOFF = (1.0, 2.0, 5.0, 10.0, 30.0, 60.0)  # seconds before restarting a crashed worker
+_PERMANENT_DECODE = ("file is empty", "not an audio file", "not a regular file")
+
+
+@dataclass(frozen=True)
+class InboxView:
+    """An inbox's effective settings: its own keys, else the global sections."""
+
+    key: str
+    settings: InboxSettings
+    options: RecognizeOptions
+    output: OutputSettings
+
+
+def inbox_views(settings: Settings) -> dict[str, InboxView]:
+    views = {}
+    for configured in settings.inbox:
+        # Resolved once, so job paths and `asrd retry FILE` agree however the folder was named.
+        inbox = configured.model_copy(update={"path": configured.path.resolve()})
+        t, o = settings.transcribe, settings.output
+        options = RecognizeOptions(
+            language=inbox.language or t.language,
+            itn=t.itn,
+            hotwords=inbox.hotwords if inbox.hotwords is not None else t.hotwords,
+        )
+        output = OutputSettings(
+            formats=inbox.formats or o.formats,
+            naming=inbox.naming or o.naming,
+            output_dir=inbox.output_dir or o.output_dir,
+        )
+        key = str(inbox.path)
+        views[key] = InboxView(key, inbox, options, output)
+    return views
+
+
+def engine_spec(settings: Settings, model_dir: str | None) -> EngineSpec:
+    vad = settings.vad
+    return EngineSpec(
+        model_dir=model_dir,
+        device=settings.model.device,
+        threads=settings.model.resolved_threads(),
+        precision=settings.model.precision,
+        vad_engine=vad.engine,
+        vad_model_dir=vad.fsmn_model if vad.engine == "fsmn" else None,
+        aggressiveness=vad.aggressiveness,
+        min_silence_ms=vad.min_silence_ms,
+        padding_ms=vad.padding_ms,
+        min_speech_ms=vad.min_speech_ms,
+        max_segment_seconds=vad.max_segment_seconds,
+        log_level=settings.daemon.log_level,
+    )
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        store: JobStore,
+        views: dict[str, InboxView],
+        spec: EngineSpec,
+        idle_unload_seconds: float,
+        *,
+        spawn: Callable[[EngineSpec], WorkerHandle] = WorkerHandle,
+    ) -> None:
+        self.store = store
+        self.views = views
+        self.spec = spec
+        self.idle_unload_seconds = idle_unload_seconds
+        self._spawn = spawn
+        self.worker: WorkerHandle | None = None
+        self.jobs: dict[int, Job] = {}  # in flight
+        self.progress: dict[int, CurrentFile] = {}
+        self.accepting = True
+        self.model_error: str | None = None
+        self.last_load_seconds: float | None = None
+        self._crashes = 0
+        self._restart_at = 0.0
+        self._idle_since: float | None = None
+
+    # ------------------------------------------------------------ the loop's entry points
+
+    def step(self, now: float) -> None:
+        self._collect(now)
+        self._dispatch(now)
+        self._maybe_unload(now)
+
+    def reconfigure(self, views: dict[str, InboxView], spec: EngineSpec, idle_unload_seconds: float) -> None:
+        self.views = views
+        self.idle_unload_seconds = idle_unload_seconds
+        if spec != self.spec:
+            self.spec = spec
+            if self.worker is not None and not self.jobs:
+                log.info("model settings changed: restarting the model worker with the next file")
+                self._end_worker("settings changed")
+
+    @property
+    def busy(self) -> bool:
+        return bool(self.jobs)
+
+    @property
+    def model_loaded(self) -> bool:
+        return self.worker is not None and self.worker.loaded is not None
+
+    def fileno(self) -> int | None:
+        return self.worker.fileno() if self.worker is not None else None
+
+    def shutdown(self, now: float, reason: str) -> None:
+        """End the worker; whatever was in flight goes back to the queue without costing an attempt."""
+        for job in list(self.jobs.values()):
+            self.store.fail(job.id, now, reason, Failure.CHANGED)
+            log.info("requeued %s (%s)", job.path, reason)
+        self.jobs.clear()
+        self.progress.clear()
+        if self.worker is not None:
+            self._end_worker(reason)
+
+    # ------------------------------------------------------------ internals
+
+    def _dispatch(self, now: float) -> None:
+        if not self.accepting or self.jobs:
+            return
+        if self.worker is None and now < self._restart_at:
+            return
+        claimed = self.store.claim(now, 1)
+        if not claimed:
+            return
+        job = claimed[0]
+        view = self.views.get(job.inbox)
+        if view is None:  # its inbox was removed from the config
+            self.store.fail(job.id, now, "its inbox is no longer configured", Failure.ENVIRONMENT)
+            return
+        if self.worker is None:
+            log.info("starting the model worker (cold start) for %s", job.path)
+            self.worker = self._spawn(self.spec)
+        self.jobs[job.id] = job
+        self._idle_since = None
+        self.worker.send(Task(job.id, os.fsdecode(job.path), view.options))
+        log.info("transcribing %s", job.path)
+
+    def _collect(self, now: float) -> None:
+        if self.worker is None:
+            return
+        try:
+            messages = self.worker.poll()
+        except (EOFError, OSError):
+            self._crashed(now)
+            return
+        for msg in messages:
+            if isinstance(msg, Loaded):
+                self.last_load_seconds = msg.load_seconds
+                self.model_error = None
+                log.info("model loaded on %s in %.1f s (worker pid %d)", msg.device, msg.load_seconds, msg.pid)
+            elif isinstance(msg, LoadFailed):
+                self._load_failed(now, msg.message)
+                return
+            elif isinstance(msg, Progress):
+                job = self.jobs.get(msg.job_id)
+                if job is not None:
+                    self.progress[msg.job_id] = CurrentFile(
+                        os.fsdecode(job.path), msg.done / SAMPLE_RATE, msg.total / SAMPLE_RATE
+                    )
+            elif isinstance(msg, Done):
+                self._crashes = 0
+                self._finish(now, msg)
+            elif isinstance(msg, Failed):
+                self._failed(now, msg)
+
+    def _finish(self, now: float, msg: Done) -> None:
+        job = self.jobs.pop(msg.job_id)
+        self.progress.pop(msg.job_id, None)
+        try:
+            current = fingerprint(job.path)
+        except FileNotFoundError:
+            log.info("source vanished while being transcribed, dropped: %s", job.path)
+            self.store.forget(job.id)
+            return
+        except OSError as err:
+            self.store.fail(job.id, now, f"cannot re-read source: {err.strerror}", Failure.ENVIRONMENT)
+            return
+        if current != job.fingerprint and not (
+            current.same_content(job.fingerprint) and current.mtime_ns == job.fingerprint.mtime_ns
+        ):
+            log.info("changed while being transcribed, result discarded, queued again: %s", job.path)
+            self.store.fail(job.id, now, "changed while being transcribed", Failure.CHANGED)
+            return
+        view = self.views.get(job.inbox)
+        output = view.output if view is not None else OutputSettings()
+        try:
+            written = write_outputs(msg.transcript, output)
+        except SidecarError as err:
+            kind = Failure.ENVIRONMENT if err.environmental else Failure.PERMANENT
+            log.warning("%s: %s", "paused" if err.environmental else "quarantined", err)
+            self.store.fail(job.id, now, str(err), kind)
+            return
+        self.store.complete(job.id, now, [s.path for s in written], current)
+        log.info("done %s (%.1f s of audio in %.1f s)", job.path, msg.transcript.duration / SAMPLE_RATE, msg.seconds)
+
+    def _failed(self, now: float, msg: Failed) -> None:
+        job = self.jobs.pop(msg.job_id)
+        self.progress.pop(msg.job_id, None)
+        if msg.kind == "source" and not Path(job.path).exists():
+            log.info("source vanished, dropped: %s", job.path)
+            self.store.forget(job.id)
+            return
+        if msg.kind == "decode":
+            kind = Failure.PERMANENT if msg.message.startswith(_PERMANENT_DECODE) else Failure.RETRY
+        elif msg.kind in ("source", "model"):
+            kind = Failure.ENVIRONMENT
+        else:
+            kind = Failure.RETRY
+        updated = self.store.fail(job.id, now, msg.message, kind)
+        log.warning("failed %s: %s (%s)", job.path, msg.message, updated.state.value)
+
+    def _crashed(self, now: float) -> None:
+        code = self.worker.exitcode if self.worker is not None else None
+        reason = f"the model worker died (exit code {code}) while transcribing this file"
+        for job in list(self.jobs.values()):
+            updated = self.store.fail(job.id, now, reason, Failure.RETRY)
+            log.error("%s: %s; %s", job.path, reason, updated.state.value)
+        if not self.jobs:
+            log.error("the model worker died (exit code %s)", code)
+        self.jobs.clear()
+        self.progress.clear()
+        self._end_worker("crashed")
+        delay = RESTART_BACKOFF[min(self._crashes, len(RESTART_BACKOFF) - 1)]
+        self._crashes += 1
+        self._restart_at = now + delay
+
+    def _load_failed(self, now: float, message: str) -> None:
+        self.model_error = message
+        for job in list(self.jobs.values()):
+            self.store.fail(job.id, now, f"model unavailable: {message}", Failure.ENVIRONMENT)
+        self.jobs.clear()
+        self._end_worker("model failed to load")
+        delay = RESTART_BACKOFF[min(self._crashes, len(RESTART_BACKOFF) - 1)]
+        self._crashes += 1
+        self._restart_at = now + delay
+
+    def _maybe_unload(self, now: float) -> None:
+        if self.worker is None or self.jobs or self.idle_unload_seconds < 0:
+            self._idle_since = None if self.jobs else self._idle_since
+            return
+        if self._idle_since is None:
+            self._idle_since = now
+        if now - self._idle_since >= self.idle_unload_seconds:
+            self._end_worker(f"idle for {now - self._idle_since:.0f} s")
+
+    def idle_deadline(self) -> float | None:
+        """When the idle worker will be ended (for the scheduler), or None."""
+        if self.worker is None or self.jobs or self.idle_unload_seconds < 0 or self._idle_since is None:
+            return None
+        return self._idle_since + self.idle_unload_seconds
+
+    def _end_worker(self, why: str) -> None:
+        worker, self.worker = self.worker, None
+        self._idle_since = None
+        if worker is None:
+            return
+        pid = worker.pid
+        gone = worker.stop()
+        if pid is not None and pid_exists(pid) and gone:
+            gone = False
+        if gone:
+            log.info("model unloaded: worker pid %s exited (%s); its memory is returned", pid, why)
+        else:
+            log.error("model worker pid %s did not exit (%s)", pid, why)

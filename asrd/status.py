@@ -1,0 +1,152 @@
+"""What ``asrd status`` shows: the daemon's live state (a file it rewrites) plus the job database."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .statedir import DB_NAME, STATUS_NAME, running_pid
+
+
+@dataclass(frozen=True)
+class CurrentFile:
+    path: str
+    done_seconds: float
+    total_seconds: float
+
+    @property
+    def percent(self) -> int:
+        return int(100 * self.done_seconds / self.total_seconds) if self.total_seconds else 0
+
+
+@dataclass(frozen=True)
+class InboxState:
+    path: str
+    mode: str  # "native" or "poll"
+    reason: str
+    healthy: bool
+
+
+@dataclass(frozen=True)
+class LiveState:
+    """Written by the daemon to ``state_dir/status.json`` whenever it changes."""
+
+    pid: int
+    version: str
+    started: float  # wall clock
+    phase: str  # "running", "draining", "reloading"
+    model_loaded: bool
+    worker_pid: int | None = None
+    device: str | None = None
+    last_load_seconds: float | None = None
+    model_error: str | None = None
+    current: tuple[CurrentFile, ...] = ()
+    inboxes: tuple[InboxState, ...] = ()
+    updated: float = field(default_factory=time.time)
+
+    def line(self, queued: int) -> str:
+        """The one-line summary systemd shows as STATUS=."""
+        if self.current:
+            cur = self.current[0]
+            return f"transcribing {Path(cur.path).name} {cur.percent}%, {queued} queued"
+        model = "model loaded" if self.model_loaded else "model unloaded"
+        state = "idle" if not queued else "waiting"
+        return f"{state}, {model}, {queued} queued"
+
+
+def write_live(state_dir: Path, state: LiveState) -> None:
+    path = state_dir / STATUS_NAME
+    tmp = path.with_name(f".{STATUS_NAME}.tmp")
+    tmp.write_text(json.dumps(asdict(state)), encoding="utf-8")
+    os.replace(tmp, path)  # readers never see half a file; it is rebuilt on start, so no fsync
+
+
+def read_live(state_dir: Path) -> LiveState | None:
+    try:
+        data = json.loads((state_dir / STATUS_NAME).read_text(encoding="utf-8"))
+        data["current"] = tuple(CurrentFile(**c) for c in data.get("current", ()))
+        data["inboxes"] = tuple(InboxState(**i) for i in data.get("inboxes", ()))
+        return LiveState(**data)
+    except (OSError, ValueError, TypeError):
+        return None
+
+
+def report(state_dir: Path) -> dict[str, Any]:
+    """Everything ``asrd status`` knows, as plain data (``--json`` prints exactly this)."""
+    from .jobs import JobState
+    from .jobs_sqlite import SqliteJobStore
+
+    pid = running_pid(state_dir)
+    live = read_live(state_dir) if pid else None
+    doc: dict[str, Any] = {"running": pid is not None, "pid": pid, "state_dir": str(state_dir)}
+    if live is not None:
+        doc["daemon"] = asdict(live)
+    try:
+        store = SqliteJobStore.open_readonly(state_dir / DB_NAME)
+    except FileNotFoundError:
+        doc["queue"] = None
+        return doc
+    try:
+        counts = store.counts()
+        doc["queue"] = {state.value: counts.get(state, 0) for state in JobState}
+        doc["problems"] = [
+            {
+                "path": os.fsdecode(job.path),
+                "state": job.state.value,
+                "attempts": job.attempts,
+                "reason": job.last_error,
+                "updated": job.updated,
+                "retry_at": job.not_before if job.state.value != "quarantined" else None,
+            }
+            for job in store.problems(20)
+        ]
+    finally:
+        store.close()
+    return doc
+
+
+def render(doc: dict[str, Any]) -> str:
+    lines: list[str] = []
+    if not doc["running"]:
+        lines.append(f"asrd daemon: not running (state directory {doc['state_dir']})")
+    else:
+        lines.append(f"asrd daemon: running, pid {doc['pid']}")
+        live = doc.get("daemon")
+        if live:
+            if live["model_loaded"]:
+                lines.append(f"model: loaded on {live['device']} (worker pid {live['worker_pid']}, "
+                             f"loaded in {live['last_load_seconds']:.1f} s)")
+            elif live.get("worker_pid"):
+                lines.append(f"model: loading (worker pid {live['worker_pid']})")
+            else:
+                cold = live.get("last_load_seconds")
+                extra = f"; the last load took {cold:.1f} s" if cold else ""
+                lines.append(f"model: not loaded (starts with the next file{extra})")
+            if live.get("model_error"):
+                lines.append(f"model error: {live['model_error']}")
+            for cur in live["current"]:
+                pct = int(100 * cur["done_seconds"] / cur["total_seconds"]) if cur["total_seconds"] else 0
+                lines.append(f"now: {cur['path']} {pct}% ({cur['done_seconds']:.0f} of {cur['total_seconds']:.0f} s)")
+            for inbox in live["inboxes"]:
+                health = "" if inbox["healthy"] else " (WATCHER DOWN: rescans only)"
+                lines.append(f"inbox: {inbox['path']} [{inbox['mode']}: {inbox['reason']}]{health}")
+    queue = doc.get("queue")
+    if queue is None:
+        lines.append("queue: no job database yet")
+    else:
+        lines.append("queue: " + ", ".join(f"{n} {state}" for state, n in queue.items()))
+    problems = doc.get("problems") or []
+    if problems:
+        lines.append("problems (most recent first):")
+        for p in problems:
+            when = ""
+            if p["state"] != "quarantined" and p["retry_at"]:
+                when = " - will retry"
+            lines.append(f"  {p['state']:<11} {p['path']}: {p['reason']} (attempts {p['attempts']}){when}")
+        if any(p["state"] == "quarantined" for p in problems):
+            lines.append("  (asrd retry FILE or asrd retry --failed queues them again)")
+    return "\n".join(lines)

@@ -1,0 +1,242 @@
+"""The model worker: a process started with ``spawn`` that holds the model; the daemon never does.
+
+Ending this process is the only way to give back all of its memory - on a GPU the CUDA context
+too, so the card can reach its lowest power state - which is what idle unload does. A crash or
+a CUDA error here costs the files in flight one attempt, never the daemon.
+
+Daemon -> worker: ``Task`` objects, then ``None`` to ask it to exit.
+Worker -> daemon: ``Loaded``, ``Progress``, ``Done``, ``Failed`` (and ``LoadFailed`` before exiting).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import multiprocessing
+import os
+import time
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+from .recognizer import RecognizeOptions
+from .types import Transcript
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class EngineSpec:
+    """What the worker loads. ``model_dir`` None means the in-memory fake recognizer (tests, dry runs)."""
+
+    model_dir: str | None
+    device: str = "auto"
+    threads: int = 1
+    precision: str = "auto"
+    vad_engine: str = "webrtc"
+    vad_model_dir: str | None = None
+    aggressiveness: int = 2
+    min_silence_ms: int = 600
+    padding_ms: int = 300
+    min_speech_ms: int = 150
+    max_segment_seconds: float = 30.0
+    log_level: str = "info"
+    fake_crash_on: str | None = None  # fake only: a file name part that makes the worker die (crash tests)
+
+
+@dataclass(frozen=True)
+class Task:
+    job_id: int
+    path: str
+    options: RecognizeOptions
+
+
+@dataclass(frozen=True)
+class Loaded:
+    pid: int
+    device: str
+    load_seconds: float
+
+
+@dataclass(frozen=True)
+class LoadFailed:
+    message: str
+
+
+@dataclass(frozen=True)
+class Progress:
+    job_id: int
+    done: int
+    total: int
+
+
+@dataclass(frozen=True)
+class Done:
+    job_id: int
+    transcript: Transcript
+    seconds: float
+
+
+@dataclass(frozen=True)
+class Failed:
+    job_id: int
+    kind: str  # "decode" (bad content), "source" (file unreadable/vanished), "model", "error"
+    message: str
+
+
+Message = Loaded | LoadFailed | Progress | Done | Failed
+
+_PROGRESS_EVERY = 0.5  # seconds between progress messages per file
+
+
+class WorkerHandle:
+    """The daemon's side of one worker process."""
+
+    def __init__(self, spec: EngineSpec) -> None:
+        self.spec = spec
+        ctx = multiprocessing.get_context("spawn")  # CUDA cannot survive fork; spawn also keeps torch out of us
+        self._conn, child = ctx.Pipe(duplex=True)
+        self._process = ctx.Process(target=worker_main, args=(child, spec), name="asrd-worker", daemon=True)
+        self._process.start()
+        child.close()
+        self.loaded: Loaded | None = None
+        self.in_flight: dict[int, Task] = {}
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid
+
+    def alive(self) -> bool:
+        return self._process.is_alive()
+
+    @property
+    def exitcode(self) -> int | None:
+        return self._process.exitcode
+
+    def send(self, task: Task) -> None:
+        self.in_flight[task.job_id] = task
+        self._conn.send(task)
+
+    def poll(self, timeout: float = 0.0) -> list[Message]:
+        """Messages waiting from the worker; raises EOFError when it is gone."""
+        messages: list[Message] = []
+        while self._conn.poll(timeout):
+            msg = self._conn.recv()
+            if isinstance(msg, Loaded):
+                self.loaded = msg
+            elif isinstance(msg, Done | Failed):
+                self.in_flight.pop(msg.job_id, None)
+            messages.append(msg)
+            timeout = 0.0
+        if not messages and not self.alive():
+            raise EOFError(f"worker exited with code {self.exitcode}")
+        return messages
+
+    def fileno(self) -> int:
+        return self._conn.fileno()
+
+    def stop(self, timeout: float = 10.0) -> bool:
+        """Ask the worker to exit, wait, kill it if it does not. True when the process is gone."""
+        if self.alive():
+            with contextlib.suppress(OSError):
+                self._conn.send(None)
+            self._process.join(timeout)
+        if self.alive():
+            self.kill()
+        self._conn.close()
+        return not self.alive()
+
+    def kill(self) -> None:
+        self._process.kill()
+        self._process.join(5)
+
+
+def pid_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def worker_main(conn: Connection, spec: EngineSpec) -> None:
+    """Entry point of the worker process."""
+    from .service import setup_logging
+
+    setup_logging(spec.log_level)
+    try:
+        pipeline = _build(spec)
+    except Exception as err:  # the daemon reports it and retries later with backoff
+        log.error("model could not be loaded: %s", err)
+        conn.send(LoadFailed(str(err)))
+        return
+    conn.send(Loaded(os.getpid(), pipeline.recognizer.device, getattr(pipeline.recognizer, "load_seconds", 0.0)))
+    while True:
+        try:
+            task = conn.recv()
+        except EOFError:  # the daemon is gone: nothing to do for anyone
+            return
+        if task is None:
+            return
+        _run(conn, pipeline, task, spec)
+
+
+def _build(spec: EngineSpec) -> Any:
+    from .config import load_settings
+    from .pipeline import Pipeline
+
+    settings = load_settings(None, {"vad": {
+        "engine": spec.vad_engine,
+        "aggressiveness": spec.aggressiveness,
+        "min_silence_ms": spec.min_silence_ms,
+        "padding_ms": spec.padding_ms,
+        "min_speech_ms": spec.min_speech_ms,
+        "max_segment_seconds": spec.max_segment_seconds,
+        **({"fsmn_model": spec.vad_model_dir} if spec.vad_model_dir else {}),
+    }})
+    if spec.model_dir is None:
+        from .recognizer.fake import FakeRecognizer
+
+        recognizer: Any = FakeRecognizer()
+    else:
+        from .recognizer.funasr import FunASRRecognizer
+
+        recognizer = FunASRRecognizer(
+            Path(spec.model_dir), device=spec.device, threads=spec.threads, precision=spec.precision
+        )
+    return Pipeline(settings, recognizer)
+
+
+def _run(conn: Connection, pipeline: Any, task: Task, spec: EngineSpec) -> None:
+    from .audio import DecodeError
+    from .recognizer import ModelError
+
+    if spec.model_dir is None and spec.fake_crash_on and spec.fake_crash_on in task.path:
+        os._exit(70)  # the crash-test stand-in for a segfault or CUDA abort in the model
+    started = time.monotonic()
+    last = 0.0
+
+    def progress(done: int, total: int) -> None:
+        nonlocal last
+        now = time.monotonic()
+        if now - last >= _PROGRESS_EVERY:
+            last = now
+            conn.send(Progress(task.job_id, done, total))
+
+    try:
+        pipeline.set_options(task.options)
+        transcript = pipeline.recognize_file(Path(task.path), progress)
+    except DecodeError as err:
+        conn.send(Failed(task.job_id, "decode", err.reason))
+    except OSError as err:
+        conn.send(Failed(task.job_id, "source", err.strerror or str(err)))
+    except ModelError as err:
+        conn.send(Failed(task.job_id, "model", str(err)))
+    except Exception as err:
+        log.exception("transcribing %s failed", task.path)
+        conn.send(Failed(task.job_id, "error", f"{type(err).__name__}: {err}"))
+    else:
+        conn.send(Done(task.job_id, transcript, time.monotonic() - started))
