@@ -206,6 +206,7 @@ class Dispatcher:
         ):
             log.info("changed while being transcribed, result discarded, queued again: %s", job.path)
             self.store.fail(job.id, now, "changed while being transcribed", Failure.CHANGED)
+            self.store.offer(job.path, job.inbox, current, now)  # the next attempt checks against this
             return
         view = self.views.get(job.inbox)
         output = view.output if view is not None else OutputSettings()

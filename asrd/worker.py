@@ -15,7 +15,7 @@ import logging
 import multiprocessing
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
@@ -210,7 +210,7 @@ def _build(spec: EngineSpec) -> Any:
     return Pipeline(settings, recognizer)
 
 
-def _run(conn: Connection, pipeline: Any, task: Task, spec: EngineSpec) -> None:
+def _run(conn: Connection | _Outbox, pipeline: Any, task: Task, spec: EngineSpec) -> None:
     from .audio import DecodeError
     from .recognizer import ModelError
 
@@ -240,3 +240,62 @@ def _run(conn: Connection, pipeline: Any, task: Task, spec: EngineSpec) -> None:
         conn.send(Failed(task.job_id, "error", f"{type(err).__name__}: {err}"))
     else:
         conn.send(Done(task.job_id, transcript, time.monotonic() - started))
+
+
+class InlineWorker:
+    """The in-process twin of ``WorkerHandle``: runs each task at once, in this process, with the
+    fake recognizer, and hands the messages back on the next ``poll``. For fast daemon tests."""
+
+    def __init__(self, spec: EngineSpec) -> None:
+        self.spec = spec
+        self._pipeline = _build(spec)
+        self._outbox: list[Message] = [Loaded(os.getpid(), self._pipeline.recognizer.device, 0.0)]
+        self.loaded: Loaded | None = None
+        self.in_flight: dict[int, Task] = {}
+        self._alive = True
+        self.exitcode: int | None = None
+
+    @property
+    def pid(self) -> int | None:
+        return None  # no process of its own
+
+    def alive(self) -> bool:
+        return self._alive
+
+    def send(self, task: Task) -> None:
+        self.in_flight[task.job_id] = task
+        if self.spec.fake_crash_on and self.spec.fake_crash_on in task.path:
+            self._alive, self.exitcode = False, 70
+            return
+        _run(_Outbox(self._outbox), self._pipeline, task, replace(self.spec, fake_crash_on=None))
+
+    def poll(self, timeout: float = 0.0) -> list[Message]:
+        if not self._alive and not self._outbox:
+            raise EOFError(f"worker exited with code {self.exitcode}")
+        messages, self._outbox = self._outbox, []
+        for msg in messages:
+            if isinstance(msg, Loaded):
+                self.loaded = msg
+            elif isinstance(msg, Done | Failed):
+                self.in_flight.pop(msg.job_id, None)
+        return messages
+
+    def fileno(self) -> int | None:
+        return None
+
+    def stop(self, timeout: float = 10.0) -> bool:
+        self._alive = False
+        return True
+
+    def kill(self) -> None:
+        self._alive = False
+
+
+class _Outbox:
+    """Stands in for the pipe's ``send`` when the worker runs inline."""
+
+    def __init__(self, box: list[Message]) -> None:
+        self._box = box
+
+    def send(self, msg: Message) -> None:
+        self._box.append(msg)
