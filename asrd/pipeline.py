@@ -18,7 +18,7 @@ from .config import Settings
 from .recognizer import RecognizeOptions, Recognizer
 from .sidecars import Sidecar, choose_paths, write_outputs
 from .transcript import assemble
-from .types import SAMPLE_RATE, AudioChunk, Recognized, Transcript
+from .types import SAMPLE_RATE, AudioChunk, Recognized, SpeechSpan, Transcript
 from .vad import Segmenter, VadParams, WebrtcSegmenter, cut_spans
 
 log = logging.getLogger(__name__)
@@ -67,12 +67,13 @@ class Pipeline:
         *,
         overwrite: bool = False,
         segmenter: Callable[[], Segmenter] | None = None,
+        budget: BatchBudget | None = None,
     ) -> None:
         self.settings = settings
         self.recognizer = recognizer
         self.overwrite = overwrite
         self._segmenter = segmenter or segmenter_factory(settings)
-        self._budget = BatchBudget.for_device(recognizer.device)
+        self._budget = budget or BatchBudget.for_device(recognizer.device)
         self._claimed: set[Path] = set()
         t = settings.transcribe
         self._options = RecognizeOptions(language=t.language, itn=t.itn, hotwords=t.hotwords)
@@ -97,7 +98,7 @@ class Pipeline:
         results: list[Recognized] = []
         done = 0
         for batch in batches(spans, self._budget):
-            results.extend(self.recognizer.recognize(batch, self._options))
+            results.extend(self._recognize(batch))
             done = max(done, *(span.end for span in batch))
             if progress is not None:
                 # Decoding runs ahead of recognition; progress is what has been recognised.
@@ -105,6 +106,30 @@ class Pipeline:
         if progress is not None:
             progress(meter.decoded, meter.decoded)
         return assemble(source, meter.decoded, results)
+
+
+    def _recognize(self, batch: list[SpeechSpan]) -> list[Recognized]:
+        """Recognise a batch; on GPU out-of-memory, halve it (and the budget for what follows) and
+        try again. Only a single span that does not fit counts as a failure."""
+        try:
+            return self.recognizer.recognize(batch, self._options)
+        except Exception as err:
+            if not is_out_of_memory(err) or len(batch) == 1:
+                raise
+        half = len(batch) // 2
+        self._budget = replace(
+            self._budget,
+            max_items=max(1, min(self._budget.max_items, half)),
+            max_padded_samples=max(SAMPLE_RATE, self._budget.max_padded_samples // 2),
+        )
+        log.warning("out of GPU memory with %d spans; retrying as two batches (budget now %d)", len(batch),
+                    self._budget.max_items)
+        return self._recognize(batch[:half]) + self._recognize(batch[half:])
+
+
+def is_out_of_memory(err: BaseException) -> bool:
+    # torch.cuda.OutOfMemoryError (and MPS's RuntimeError text), recognised without importing torch here.
+    return type(err).__name__ == "OutOfMemoryError" or "out of memory" in str(err).lower()
 
 
 class _Meter:

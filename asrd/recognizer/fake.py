@@ -13,13 +13,19 @@ _WORDS = ("alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hote
 _WORDS_PER_SECOND = 2.5
 
 
+class OutOfMemoryError(RuntimeError):
+    """Stands in for ``torch.cuda.OutOfMemoryError`` (recognised by name, as the real one is)."""
+
+
 class FakeRecognizer:
     """Says one word per 0.4 s of speech; the word depends on the audio, so results can be
-    checked against the span they came from. ``fail_on`` makes chosen sources raise."""
+    checked against the span they came from. ``fail_on`` makes chosen sources raise;
+    ``max_batch`` makes larger batches fail as if the GPU were full."""
 
-    def __init__(self, *, language: str = "en", fail_on: Sequence[str] = ()) -> None:
+    def __init__(self, *, language: str = "en", fail_on: Sequence[str] = (), max_batch: int | None = None) -> None:
         self._language = language
         self._fail_on = set(fail_on)
+        self._max_batch = max_batch  # larger batches raise OutOfMemoryError, like a full GPU
         self.calls: list[int] = []  # batch sizes seen, for tests
 
     @property
@@ -32,6 +38,8 @@ class FakeRecognizer:
 
     def recognize(self, spans: Sequence[SpeechSpan], options: RecognizeOptions) -> list[Recognized]:
         self.calls.append(len(spans))
+        if self._max_batch is not None and len(spans) > self._max_batch:
+            raise OutOfMemoryError(f"CUDA out of memory: a batch of {len(spans)} does not fit (fake)")
         results = []
         for span in spans:
             if span.source in self._fail_on:

@@ -200,6 +200,12 @@ class FunASRRecognizer:
             # Results come back in input order; numpy inputs in one call share a key, so match by position.
             try:
                 return list(self._model.generate(input=[span.samples for span in spans], **kwargs))
+            except RuntimeError as err:
+                if type(err).__name__ == "OutOfMemoryError" and self._device.startswith("cuda"):
+                    import torch
+
+                    torch.cuda.empty_cache()  # give the smaller retry (pipeline) the freed blocks
+                raise
             except IndexError:
                 if not kwargs.get("output_timestamp"):
                     raise

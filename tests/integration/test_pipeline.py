@@ -57,3 +57,19 @@ def test_output_dir_and_language_naming(tmp_path: Path) -> None:
     outcome = pipeline(output_dir=str(out), naming="{stem}.{lang}.{ext}").transcribe(src)
     assert sorted(p.name for p in out.iterdir()) == ["jfk.en.json", "jfk.en.srt", "jfk.en.txt", "jfk.en.vtt"]
     assert all(s.path.parent == out for s in outcome.sidecars)
+
+
+def test_out_of_memory_halves_the_batch_and_loses_nothing(tmp_path: Path) -> None:
+    from asrd.batching import BatchBudget
+
+    src = tmp_path / "long.ogg"
+    shutil.copy(DATA / "vad_example_zh.ogg", src)
+    settings = load_settings(None, {"output": {"formats": ["json"]}})
+    budget = BatchBudget(max_items=8, max_padded_samples=10**9)
+    reference = Pipeline(settings, FakeRecognizer(), budget=BatchBudget()).recognize_file(src)
+    tight = FakeRecognizer(max_batch=2)  # batches above 2 spans "run out of GPU memory"
+    got = Pipeline(settings, tight, budget=budget).recognize_file(src)
+    assert got == reference
+    assert max(tight.calls) > 2 and any(n <= 2 for n in tight.calls)
+    with pytest.raises(RuntimeError, match="out of memory"):
+        Pipeline(settings, FakeRecognizer(max_batch=0), budget=budget).recognize_file(src)
