@@ -345,6 +345,7 @@ def run(config_path: Path | None, folders: list[Path]) -> int:
             log.error("%s", err)
             lock.release()
             return EX_CONFIG
+        # The worker tries again (and downloads) each time it starts; files wait, paused, meanwhile.
         log.warning("%s; files will wait until the model is available", err)
     store = SqliteJobStore(state_dir / DB_NAME, max_attempts=settings.daemon.max_attempts)
     service = ServiceState(SystemdNotifier(), watchdog_interval())

@@ -62,6 +62,7 @@ def engine_spec(settings: Settings, model_dir: str | None) -> EngineSpec:
     vad = settings.vad
     return EngineSpec(
         model_dir=model_dir,
+        hub=settings.model.hub,
         device=settings.model.device,
         threads=settings.model.resolved_threads(),
         precision=settings.model.precision,
@@ -176,7 +177,7 @@ class Dispatcher:
                 log.info("model loaded on %s in %.1f s (worker pid %d)", msg.device, msg.load_seconds, msg.pid)
             elif isinstance(msg, LoadFailed):
                 self._load_failed(now, msg.message)
-                return
+                return  # the worker is gone; nothing else comes from it
             elif isinstance(msg, Progress):
                 job = self.jobs.get(msg.job_id)
                 if job is not None:

@@ -28,9 +28,11 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class EngineSpec:
-    """What the worker loads. ``model_dir`` None means the in-memory fake recognizer (tests, dry runs)."""
+    """What the worker loads: a local model directory or a hub id (downloaded by the worker when it is
+    not cached yet). ``model_dir`` None means the in-memory fake recognizer (tests, dry runs)."""
 
     model_dir: str | None
+    hub: str = "ms"
     device: str = "auto"
     threads: int = 1
     precision: str = "auto"
@@ -102,6 +104,7 @@ class WorkerHandle:
         child.close()
         self.loaded: Loaded | None = None
         self.in_flight: dict[int, Task] = {}
+        self._eof = False
 
     @property
     def pid(self) -> int | None:
@@ -119,17 +122,21 @@ class WorkerHandle:
         self._conn.send(task)
 
     def poll(self, timeout: float = 0.0) -> list[Message]:
-        """Messages waiting from the worker; raises EOFError when it is gone."""
+        """Messages waiting from the worker; raises EOFError once it is gone and nothing is left."""
         messages: list[Message] = []
-        while self._conn.poll(timeout):
-            msg = self._conn.recv()
-            if isinstance(msg, Loaded):
-                self.loaded = msg
-            elif isinstance(msg, Done | Failed):
-                self.in_flight.pop(msg.job_id, None)
-            messages.append(msg)
-            timeout = 0.0
-        if not messages and not self.alive():
+        try:
+            while not self._eof and self._conn.poll(timeout):
+                msg = self._conn.recv()
+                if isinstance(msg, Loaded):
+                    self.loaded = msg
+                elif isinstance(msg, Done | Failed):
+                    self.in_flight.pop(msg.job_id, None)
+                messages.append(msg)
+                timeout = 0.0
+        except (EOFError, OSError):
+            self._eof = True  # its last words (e.g. LoadFailed) are returned first, the end next time
+        if not messages and (self._eof or not self.alive()):
+            self._process.join(2)  # reap it, so the exit code is known
             raise EOFError(f"worker exited with code {self.exitcode}")
         return messages
 
@@ -203,9 +210,10 @@ def _build(spec: EngineSpec) -> Any:
         recognizer: Any = FakeRecognizer()
     else:
         from .recognizer.funasr import FunASRRecognizer
+        from .recognizer.modeldir import resolve
 
         recognizer = FunASRRecognizer(
-            Path(spec.model_dir), device=spec.device, threads=spec.threads, precision=spec.precision
+            resolve(spec.model_dir, spec.hub), device=spec.device, threads=spec.threads, precision=spec.precision
         )
     return Pipeline(settings, recognizer)
 

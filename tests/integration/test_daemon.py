@@ -242,3 +242,18 @@ def test_kill_9_of_the_worker_costs_one_attempt(tmp_path: Path, tiny_sensevoice_
     assert sidecars(h.inbox) == ["long.srt", "long.txt"]
     assert not [p for p in h.inbox.iterdir() if p.name.startswith(TEMP_PREFIX)]
     h.daemon.stop(h.now())
+
+
+def test_model_unavailable_pauses_files_and_reports_it(tmp_path: Path) -> None:
+    h = Harness(tmp_path, WorkerHandle)
+    h.daemon = Daemon(
+        h.settings, h.store, ServiceState(h.notifier), h.timers, model_dir=str(tmp_path / "no-such-model"),
+    )
+    h.daemon.start(h.now())
+    shutil.copy(JFK, h.inbox / "memo.flac")
+    h.run_until(lambda: (j := h.store.get(h.inbox / "memo.flac")) is not None and j.last_error is not None, 60)
+    job = h.store.get(h.inbox / "memo.flac")
+    assert job is not None and job.state == JobState.QUEUED and job.attempts == 0
+    assert "model unavailable" in (job.last_error or "") and "not found" in (job.last_error or "")
+    assert h.daemon.dispatcher.model_error and h.daemon._live().model_error
+    h.daemon.stop(h.now())
