@@ -145,6 +145,35 @@ class TranscribeSettings(_Section):
     _split = field_validator("hotwords", mode="before")(_split_list)
 
 
+class SubtitleSettings(_Section):
+    """Rules for .srt and .vtt cues; the defaults follow the Netflix timed-text style guides."""
+
+    max_lines: int = Field(2, ge=1, le=4)
+    """Lines per cue."""
+    max_line_chars: int = Field(42, ge=10, le=200)
+    """Characters per line in Latin (and other spaced) scripts."""
+    max_line_chars_cjk: int = Field(16, ge=4, le=100)
+    """Characters per line in Chinese and Japanese; mixed lines are weighted between the two."""
+    min_duration_ms: int = Field(833, ge=0, le=5000)
+    """Shortest time a cue is shown, unless the next cue starts sooner."""
+    max_duration_ms: int = Field(7000, ge=1000, le=60000)
+    """Longest time a cue is shown; longer speech is split into more cues."""
+    max_cps: float = Field(20.0, gt=0)
+    """Reading speed, characters per second (Latin): a cue stays up long enough, room permitting."""
+    max_cps_cjk: float = Field(9.0, gt=0)
+    """Reading speed, characters per second (CJK)."""
+    min_gap_ms: int = Field(83, ge=0, le=2000)
+    """Blank time between consecutive cues (two frames at 24 fps)."""
+    max_hangover_ms: int = Field(500, ge=0, le=5000)
+    """How long a cue may stay after its speech ends, beyond what the minimum duration or reading speed need."""
+
+    @model_validator(mode="after")
+    def _durations(self) -> SubtitleSettings:
+        if self.min_duration_ms > self.max_duration_ms:
+            raise ValueError("min_duration_ms must not exceed max_duration_ms")
+        return self
+
+
 def _default_state_dir() -> Path:
     # systemd's StateDirectory= sets $STATE_DIRECTORY; otherwise the XDG state home.
     env = os.environ.get("STATE_DIRECTORY")
@@ -208,6 +237,7 @@ class Settings(BaseSettings):
     vad: VadSettings = VadSettings()
     output: OutputSettings = OutputSettings()
     transcribe: TranscribeSettings = TranscribeSettings()
+    subtitles: SubtitleSettings = SubtitleSettings()
     daemon: DaemonSettings = DaemonSettings()
     inbox: tuple[InboxSettings, ...] = ()
 

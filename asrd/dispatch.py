@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .config import InboxSettings, OutputSettings, Settings
+from .cuerules import DEFAULT_RULES, CueRules
 from .jobs import Failure, Job, JobStore, fingerprint
 from .recognizer import RecognizeOptions
 from .sidecars import SidecarError, write_outputs
@@ -35,6 +36,7 @@ class InboxView:
     settings: InboxSettings
     options: RecognizeOptions
     output: OutputSettings
+    rules: CueRules = DEFAULT_RULES
 
 
 def inbox_views(settings: Settings) -> dict[str, InboxView]:
@@ -54,7 +56,7 @@ def inbox_views(settings: Settings) -> dict[str, InboxView]:
             output_dir=inbox.output_dir or o.output_dir,
         )
         key = str(inbox.path)
-        views[key] = InboxView(key, inbox, options, output)
+        views[key] = InboxView(key, inbox, options, output, CueRules.from_settings(settings.subtitles))
     return views
 
 
@@ -212,7 +214,7 @@ class Dispatcher:
         view = self.views.get(job.inbox)
         output = view.output if view is not None else OutputSettings()
         try:
-            written = write_outputs(msg.transcript, output)
+            written = write_outputs(msg.transcript, output, rules=view.rules if view is not None else DEFAULT_RULES)
         except SidecarError as err:
             kind = Failure.ENVIRONMENT if err.environmental else Failure.PERMANENT
             log.warning("%s: %s", "paused" if err.environmental else "quarantined", err)

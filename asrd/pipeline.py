@@ -15,6 +15,7 @@ from pathlib import Path
 from .audio import decode, probe
 from .batching import BatchBudget, batches
 from .config import Settings
+from .cuerules import CueRules
 from .recognizer import RecognizeOptions, Recognizer
 from .sidecars import Sidecar, choose_paths, write_outputs
 from .transcript import assemble
@@ -88,7 +89,8 @@ class Pipeline:
             # Refuse early, before spending compute, when the sidecars could not be written anyway.
             choose_paths(source, out.formats, out.naming, out.output_dir, None, overwrite=self.overwrite)
         transcript = self.recognize_file(source, progress)
-        written = write_outputs(transcript, out, overwrite=self.overwrite, claimed=self._claimed)
+        rules = CueRules.from_settings(self.settings.subtitles)
+        written = write_outputs(transcript, out, rules=rules, overwrite=self.overwrite, claimed=self._claimed)
         return Outcome(source, transcript, tuple(written))
 
     def recognize_file(self, source: Path, progress: Progress | None = None) -> Transcript:

@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from .cleanup import clean, strip_tags
+from .cuerules import DEFAULT_RULES, CueRules
 from .cues import build_cues
 from .transcript import paragraphs
 from .types import SAMPLE_RATE, Cue, Transcript
@@ -63,12 +65,12 @@ def _clock(samples: int, sep: str) -> str:
 
 
 def render_txt(transcript: Transcript, cues: Sequence[Cue]) -> str:
-    return "".join(p + "\n\n" for p in paragraphs(transcript)).rstrip("\n") + "\n"
+    return "".join(strip_tags(p) + "\n\n" for p in paragraphs(transcript)).rstrip("\n") + "\n"
 
 
 def render_srt(transcript: Transcript, cues: Sequence[Cue]) -> str:
     blocks = [
-        f"{i}\n{_clock(c.start, ',')} --> {_clock(c.end, ',')}\n{c.text}\n" for i, c in enumerate(cues, 1)
+        f"{i}\n{_clock(c.start, ',')} --> {_clock(c.end, ',')}\n{strip_tags(c.text)}\n" for i, c in enumerate(cues, 1)
     ]
     return "\n".join(blocks)
 
@@ -76,7 +78,7 @@ def render_srt(transcript: Transcript, cues: Sequence[Cue]) -> str:
 def render_vtt(transcript: Transcript, cues: Sequence[Cue]) -> str:
     # "-->" may not appear in a cue payload; a blank line would end the cue early.
     blocks = [
-        f"{_clock(c.start, '.')} --> {_clock(c.end, '.')}\n{c.text.replace('-->', '->')}\n" for c in cues
+        f"{_clock(c.start, '.')} --> {_clock(c.end, '.')}\n{strip_tags(c.text).replace('-->', '->')}\n" for c in cues
     ]
     return "WEBVTT\n\n" + "\n".join(blocks)
 
@@ -104,7 +106,16 @@ def render_json(transcript: Transcript, cues: Sequence[Cue]) -> str:
             }
             for s in transcript.segments
         ],
-        "cues": [{"start": _seconds(c.start), "end": _seconds(c.end), "text": c.text} for c in cues],
+        "cues": [
+            {
+                "start": _seconds(c.start),
+                "end": _seconds(c.end),
+                "text": c.text,
+                "speech_start": _seconds(c.speech_start if c.speech_start is not None else c.start),
+                "speech_end": _seconds(c.speech_end if c.speech_end is not None else c.end),
+            }
+            for c in cues
+        ],
     }
     return json.dumps(doc, ensure_ascii=False, indent=2) + "\n"
 
@@ -112,8 +123,10 @@ def render_json(transcript: Transcript, cues: Sequence[Cue]) -> str:
 RENDERERS = {"txt": render_txt, "srt": render_srt, "vtt": render_vtt, "json": render_json}
 
 
-def render(transcript: Transcript, formats: Sequence[str]) -> dict[str, bytes]:
-    cues = build_cues(transcript)
+def render(transcript: Transcript, formats: Sequence[str], rules: CueRules = DEFAULT_RULES) -> dict[str, bytes]:
+    """Every requested format of one transcript, after the text guards (``cleanup``)."""
+    transcript = clean(transcript)
+    cues = build_cues(transcript, rules)
     return {fmt: RENDERERS[fmt](transcript, cues).encode("utf-8") for fmt in formats}
 
 
@@ -270,11 +283,16 @@ def write_sidecars(
 
 
 def write_outputs(
-    transcript: Transcript, output: OutputSettings, *, overwrite: bool = False, claimed: set[Path] | None = None
+    transcript: Transcript,
+    output: OutputSettings,
+    *,
+    rules: CueRules = DEFAULT_RULES,
+    overwrite: bool = False,
+    claimed: set[Path] | None = None,
 ) -> list[Sidecar]:
     """Render and atomically write a transcript's sidecars. Raises SidecarError."""
     source = transcript.source
-    rendered = render(transcript, output.formats)
+    rendered = render(transcript, output.formats, rules)
     paths = choose_paths(
         source, output.formats, output.naming, output.output_dir, transcript.language,
         overwrite=overwrite, claimed=claimed,

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from .types import SAMPLE_RATE, Recognized, Transcript
 
+CLOSING_PUNCTUATION = frozenset(",.;:!?…%\"')]}，。、；：！？）」』】》”’")
 PARAGRAPH_GAP = 2 * SAMPLE_RATE  # a pause this long starts a new paragraph in .txt
 
 
@@ -61,4 +62,42 @@ def paragraphs(transcript: Transcript) -> list[str]:
         last_end = seg.end
     if current:
         result.append(current)
+    return result
+
+
+def pieces(text: str) -> list[str]:
+    """Split text into the units a line may break between: Latin words whole, CJK characters one
+    by one. Closing punctuation stays with what precedes it and opening punctuation with what
+    follows, so no piece starts with a comma or ends with an opening bracket."""
+    result: list[str] = []
+    for word in text.split():
+        if not any(unicodedata.category(c)[0] in "LN" for c in word):
+            # Bare punctuation: a comma joins the word before it; a symbol ("-->", "&") stands alone.
+            if result and all(c in CLOSING_PUNCTUATION for c in word):
+                result[-1] += word
+            else:
+                result.append(word)
+            continue
+        run = ""
+        opener = ""
+        for i, char in enumerate(word):
+            kind = unicodedata.category(char)
+            # A straight quote at the start of a word opens; anywhere else it closes.
+            if kind in ("Ps", "Pi") or (i == 0 and char in "\"'"):
+                if run:
+                    result.append(run)
+                    run = ""
+                opener += char
+            elif kind[0] == "P" and not run and not opener and result:
+                result[-1] += char  # closing punctuation after a CJK character or a space
+            elif is_cjk(char) and kind[0] != "P":
+                if run:
+                    result.append(run)
+                result.append(opener + char)
+                run = opener = ""
+            else:
+                run += opener + char
+                opener = ""
+        if run or opener:
+            result.append(run + opener)
     return result

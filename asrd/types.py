@@ -105,8 +105,10 @@ class Transcript:
 
 @dataclass(frozen=True)
 class Cue:
-    """One subtitle cue."""
+    """One subtitle cue; ``speech_start``/``speech_end`` span the tokens it carries, where known."""
 
     start: int
     end: int
     text: str
+    speech_start: int | None = None
+    speech_end: int | None = None

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+
+from asrd.types import Cue
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -32,3 +35,48 @@ def tiny_paraformer_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from asrd.testing import build_paraformer
 
     return build_paraformer(tmp_path_factory.mktemp("models") / "paraformer-tiny")
+
+
+def read_subtitles(path: Path) -> list[Cue]:
+    """An .srt, .vtt or .json sidecar's cues, read with real parsers (srt, webvtt-py) or json."""
+    import json
+
+    from asrd.types import ms_to_samples
+
+    if path.suffix == ".json":
+        doc = json.loads(path.read_text(encoding="utf-8"))
+        return [
+            Cue(ms_to_samples(c["start"] * 1000), ms_to_samples(c["end"] * 1000), c["text"],
+                ms_to_samples(c["speech_start"] * 1000), ms_to_samples(c["speech_end"] * 1000))
+            for c in doc["cues"]
+        ]
+    if path.suffix == ".srt":
+        import srt
+
+        return [
+            Cue(ms_to_samples(s.start.total_seconds() * 1000), ms_to_samples(s.end.total_seconds() * 1000), s.content)
+            for s in srt.parse(path.read_text(encoding="utf-8"))
+        ]
+    import webvtt
+
+    return [Cue(ms_to_samples(_vtt_ms(c.start)), ms_to_samples(_vtt_ms(c.end)), c.text) for c in webvtt.read(str(path))]
+
+
+def _vtt_ms(stamp: str) -> int:
+    hours, minutes, seconds = stamp.split(":")
+    whole, ms = seconds.split(".")
+    return ((int(hours) * 60 + int(minutes)) * 60 + int(whole)) * 1000 + int(ms)
+
+
+@pytest.fixture
+def check_subtitles() -> Callable[[Path], list[Cue]]:
+    """Check a written .srt/.vtt/.json against the default cue rules; returns its cues."""
+    from asrd.cuerules import check
+
+    def run(path: Path) -> list[Cue]:
+        cues = read_subtitles(path)
+        problems = check(cues)
+        assert not problems, f"{path}: {problems[:5]}"
+        return cues
+
+    return run

@@ -7,10 +7,14 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import srt
+
+from asrd.cuerules import Stats
+from asrd.types import Cue
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "audio"
 AUDIO_EXTENSIONS = {".wav", ".flac", ".mp3", ".m4a", ".opus", ".ogg"}
@@ -96,16 +100,33 @@ def test_absent_device_is_an_error(tmp_path: Path, tiny_sensevoice_dir: Path) ->
 
 
 @pytest.mark.slow
-def test_every_shared_audio_file(tmp_path: Path, tiny_sensevoice_dir: Path, shared_dir: Path) -> None:
-    """Done-when of the transcribe issue: every file in ../shared/audio gets a .txt and a parseable .srt."""
+@pytest.mark.parametrize("model", ["tiny_sensevoice_dir", "tiny_paraformer_dir"])
+def test_every_shared_audio_file(
+    tmp_path: Path, shared_dir: Path, model: str, request: pytest.FixtureRequest,
+    check_subtitles: Callable[[Path], list[Cue]],
+) -> None:
+    """Done-when of the transcribe and subtitle issues: every file in ../shared/audio gets a .txt
+    and .srt/.vtt/.json whose every cue keeps every subtitle rule (asrd.cuerules)."""
     files = sorted(p for p in (shared_dir / "audio").rglob("*") if p.suffix in AUDIO_EXTENSIONS)
     assert len(files) >= 36
     out = tmp_path / "out"
-    run = asrd("transcribe", "--model", tiny_sensevoice_dir, "--output-dir", out, *files)
+    model_dir = request.getfixturevalue(model)
+    run = asrd("transcribe", "--model", model_dir, "--format", "txt,srt,vtt,json", "--output-dir", out, *files)
     assert run.returncode == 0, run.stderr
     # Same names in different folders (three test.wav) get distinct sidecar names, never shared ones.
     assert len(list(out.glob("*.txt"))) == len(files)
-    srts = list(out.glob("*.srt"))
-    assert len(srts) == len(files)
-    for path in srts:
-        list(srt.parse(path.read_text()))
+    stats = {fmt: Stats() for fmt in ("srt", "vtt", "json")}
+    for fmt, fmt_stats in stats.items():
+        paths = sorted(out.glob(f"*.{fmt}"))
+        assert len(paths) == len(files)
+        for path in paths:
+            fmt_stats.add(check_subtitles(path))  # asserts no rule is broken
+    assert stats["srt"].cues == stats["vtt"].cues == stats["json"].cues > 0
+    name = model.removeprefix("tiny_").removesuffix("_dir")
+    report = f"## tiny {name}: {len(files)} files\n\n" + "\n".join(
+        f"### {fmt}\n\n```\n{fmt_stats.report()}\n```\n" for fmt, fmt_stats in stats.items()
+    )
+    print(report)
+    notes = Path("/tmp/notes")
+    notes.mkdir(exist_ok=True)
+    (notes / f"cue-stats-{name}.md").write_text(report)

@@ -27,7 +27,7 @@ def transcript(source: Path) -> Transcript:
             Recognized("k", 0, 1 * S, 4 * S, "Hello there, test.", "en", "NEUTRAL", ("Speech",),
                        (Token("Hello", S, 2 * S), Token("there,", 2 * S, 3 * S), Token("test.", 3 * S, 4 * S))),
             Recognized("k", 1, 5 * S, 9 * S, "欢迎大家来体验达摩院推出的语音识别模型，这是一个很长的句子。", "zh"),
-            Recognized("k", 2, 20 * S, 35 * S, " ".join(["word"] * 60) + ". -->", "en"),
+            Recognized("k", 2, 20 * S, 35 * S, " ".join(f"word{i}" for i in range(60)) + ". -->", "en"),
         ),
     )
 
