@@ -9,12 +9,15 @@ import re
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..transcript import join_text
 from ..types import Recognized, SpeechSpan, Token, ms_to_samples
 from . import ModelError, RecognizeOptions
 from .modeldir import check_model_dir
+
+if TYPE_CHECKING:
+    from .ctc_align import SharedLogSoftmax
 
 log = logging.getLogger(__name__)
 
@@ -113,10 +116,10 @@ class FunASRRecognizer:
         check_model_dir(model_dir)
         self._dir = model_dir
         self._class = _model_class(model_dir)
-        # Paraformer's token times come free with decoding. SenseVoice's come from FunASR's
-        # ctc_forced_align, a Python loop over frames taking a max over the 25k vocabulary: it took
-        # 1.46 s of 2.26 s for an 11 s clip on CPU, tripling the cost. Off unless asked for.
-        self._timestamps = timestamps if timestamps is not None else self._class != "SenseVoiceSmall"
+        # Paraformer's token times come free with decoding. SenseVoice's come from a CTC forced
+        # alignment that FunASR makes slow (see ctc_align); with asrd's equivalent, faster pieces in
+        # place they cost ~2% of the full model's time on 2 CPU cores, so they are on by default.
+        self._timestamps = True if timestamps is None else timestamps
         self._warned_hotwords = False
         started = time.monotonic()
         with _quiet(loading=True):
@@ -137,6 +140,14 @@ class FunASRRecognizer:
                 frontend_conf={"dither": 0.0},  # dither makes identical input give different text
             )
         self._precision = self._apply_precision(precision)
+        self._shared_ctc: SharedLogSoftmax | None = None
+        if self._class == "SenseVoiceSmall" and self._timestamps:
+            from . import ctc_align  # imports torch, like the rest of loading
+
+            # After precision: int8 quantisation replaces the model with a converted copy.
+            self._shared_ctc = ctc_align.share_ctc_log_softmax(self._model.model)
+            if not ctc_align.install():
+                log.warning("SenseVoice token timestamps use FunASR's own, slower alignment")
         self.load_seconds = time.monotonic() - started
         log.info(
             "loaded %s (%s) on %s, %s, %d thread(s) in %.1f s",
@@ -195,7 +206,17 @@ class FunASRRecognizer:
             raw = [(self._generate([span], single) or [{}])[0] for span in spans]
         return [self._result(span, item) for span, item in zip(spans, raw, strict=True)]
 
+    def _forget_logits(self) -> None:
+        if self._shared_ctc is not None:
+            self._shared_ctc.clear()  # do not hold a batch's (B, T, 25k) CTC logits past its generate()
+
     def _generate(self, spans: Sequence[SpeechSpan], kwargs: dict[str, Any]) -> list[dict[str, Any]]:
+        try:
+            return self._generate_quietly(spans, kwargs)
+        finally:
+            self._forget_logits()
+
+    def _generate_quietly(self, spans: Sequence[SpeechSpan], kwargs: dict[str, Any]) -> list[dict[str, Any]]:
         with _quiet():
             # Results come back in input order; numpy inputs in one call share a key, so match by position.
             try:
@@ -204,6 +225,7 @@ class FunASRRecognizer:
                 if type(err).__name__ == "OutOfMemoryError" and self._device.startswith("cuda"):
                     import torch
 
+                    self._forget_logits()
                     torch.cuda.empty_cache()  # give the smaller retry (pipeline) the freed blocks
                 raise
             except IndexError:
@@ -212,14 +234,16 @@ class FunASRRecognizer:
                 # SenseVoice's timestamp code re-encodes each decoded piece and crashes when one does
                 # not round-trip to a single id; the text is still good without times.
                 log.warning("token timestamps failed for this batch; continuing without them")
+                self._forget_logits()
                 retry = {**kwargs, "output_timestamp": False}
                 return list(self._model.generate(input=[s.samples for s in spans], **retry))
 
     def _result(self, span: SpeechSpan, item: dict[str, Any]) -> Recognized:
         text, language, emotion, events = parse_tags(str(item.get("text", "")))
         tokens = _tokens(span, text, item)
-        if tokens:
+        if tokens and self._class != "SenseVoiceSmall":
             # With timestamps Paraformer separates every token by a space, CJK included; rejoin.
+            # (SenseVoice's text is already right: rejoining its words would space out punctuation.)
             text = ""
             for token in tokens:
                 text = join_text(text, token.text)
