@@ -74,12 +74,18 @@ def _letters(text: str) -> int:
 def _units(seg: Recognized, n: int, rules: CueRules) -> list[_Unit]:
     units: list[_Unit] = []
     if seg.tokens and _squash("".join(t.text for t in seg.tokens)) == _squash(seg.text):
+        cursor = 0
         for token in seg.tokens:
             text = token.text.strip()
             if not text:
                 continue
-            if units and not _letters(text) and not any(c in "([{「『（【《“‘" for c in text):
-                # A punctuation token belongs to the word before it.
+            found = seg.text.find(text, cursor)
+            # Pieces of one written word ("don" "'" "t", "12" "3") follow each other without a space.
+            glued = found == cursor and bool(units) and not is_cjk(text[0]) and not is_cjk(units[-1].text[-1])
+            cursor = found + len(text) if found >= 0 else cursor
+            punctuation = not _letters(text) and not any(c in "([{「『（【《“‘" for c in text)
+            if units and (punctuation or glued):
+                # A punctuation token or the rest of a word belongs to the unit before it.
                 last = units[-1]
                 units[-1] = _Unit(last.text + text, last.start, max(last.end, token.end), n)
             else:

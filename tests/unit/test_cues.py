@@ -187,3 +187,15 @@ def test_rendered_sidecars_keep_the_rules(tmp_path: Path, check_subtitles: Calla
         stats.add(check_subtitles(path))
         assert "<|" not in content.decode()
     assert stats.cues >= 6 and stats.max_lines == 2
+
+
+def test_word_pieces_from_the_model_are_not_split_apart() -> None:
+    """SenseVoice merges only ASCII-letter pieces: "don't" arrives as don + ' + t, "123" as 12 + 3."""
+    from asrd.cues import build_cues
+    from asrd.types import SAMPLE_RATE, Recognized, Token, Transcript
+
+    words = ["I", "don", "'", "t", "know", "12", "3", "."]
+    tokens = tuple(Token(w, i * SAMPLE_RATE // 4, (i + 1) * SAMPLE_RATE // 4) for i, w in enumerate(words))
+    seg = Recognized("k", 0, 0, 2 * SAMPLE_RATE, "I don't know 123.", "en", tokens=tokens)
+    cues = build_cues(Transcript(Path("x.wav"), 2 * SAMPLE_RATE, (seg,)))
+    assert " ".join(c.text.replace("\n", " ") for c in cues) == "I don't know 123."
