@@ -29,7 +29,6 @@ EX_CONFIG = 78  # sysexits.h: configuration error; systemd's RestartPreventExitS
 
 ENV_PREFIX = "ASRD_"
 LANGUAGES = ("auto", "zh", "en", "yue", "ja", "ko")
-FORMATS = ("txt", "srt", "vtt", "json")
 _DEVICE_RE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 _NAMING_FIELDS = {"stem", "ext", "lang", "name"}
 
@@ -191,9 +190,6 @@ class DaemonSettings(_Section):
     max_attempts: int = Field(3, ge=1, le=100)
     """Failed attempts before a file is quarantined (environmental failures do not count)."""
     log_level: Literal["debug", "info", "warning", "error"] = "info"
-
-
-WATCH_MODES = ("auto", "native", "poll")
 
 
 class InboxSettings(_Section):

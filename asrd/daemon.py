@@ -92,6 +92,7 @@ class Daemon:
         self.phase = "running"
         self._last_live: LiveState | None = None
         self._idle_deadline: float | None = None
+        self._retry_due: float | None = None
 
     # ------------------------------------------------------------ life cycle
 
@@ -119,6 +120,10 @@ class Daemon:
                 for ready in inbox.tracker.step(now):
                     self._offer(ready.path, inbox.view.key, now)
         self.dispatcher.step(now)
+        due = self.store.next_due()
+        if due is not None and due > now and due != self._retry_due:
+            self._retry_due = due
+            self.timers.at("retry", due)  # wakes the loop when a backed-off or paused file is due
         deadline = self.dispatcher.idle_deadline()
         if deadline != self._idle_deadline:
             self._idle_deadline = deadline

@@ -27,8 +27,6 @@ class Timers(Protocol):
     def due(self, now: float) -> set[str]:
         """Names whose time has come since the last call."""
 
-    def next_deadline(self) -> float | None: ...
-
     def shutdown(self) -> None: ...
 
 
@@ -54,12 +52,10 @@ class ManualTimers:
         for name, (period, when) in list(self._every.items()):
             if when <= now:
                 fired.add(name)
-                self._every[name] = (period, max(when + period, now))
+                # Missed periods coalesce: the next firing is one period after now at the latest.
+                following = when + period
+                self._every[name] = (period, following if following > now else now + period)
         return fired
-
-    def next_deadline(self) -> float | None:
-        times = [*self._once.values(), *(when for _, when in self._every.values())]
-        return min(times) if times else None
 
     def shutdown(self) -> None:
         self._once.clear()
@@ -79,7 +75,6 @@ class SchedulerTimers:
         self._wake = wake
         self._clock = clock
         self._fired: set[str] = set()
-        self._deadlines: dict[str, float] = {}
         self._lock = threading.Lock()
         # One line per timer firing is noise in the journal; asrd logs what the timers cause.
         logging.getLogger("apscheduler").setLevel(logging.WARNING)
@@ -95,21 +90,18 @@ class SchedulerTimers:
         return datetime.now().astimezone() + timedelta(seconds=max(0.0, when - self._clock()))
 
     def every(self, name: str, seconds: float, now: float) -> None:
-        self._deadlines[name] = now + seconds
         self._scheduler.add_job(
             self._fire, "interval", seconds=seconds, args=[name], id=name, replace_existing=True,
             next_run_time=self._wall(now + seconds), coalesce=True, misfire_grace_time=None,
         )
 
     def at(self, name: str, when: float) -> None:
-        self._deadlines[name] = when
         self._scheduler.add_job(
             self._fire, "date", run_date=self._wall(when), args=[name], id=name, replace_existing=True,
             misfire_grace_time=None,
         )
 
     def cancel(self, name: str) -> None:
-        self._deadlines.pop(name, None)
         if self._scheduler.get_job(name) is not None:
             self._scheduler.remove_job(name)
 
@@ -117,9 +109,6 @@ class SchedulerTimers:
         with self._lock:
             fired, self._fired = self._fired, set()
         return fired
-
-    def next_deadline(self) -> float | None:
-        return min(self._deadlines.values()) if self._deadlines else None
 
     def shutdown(self) -> None:
         self._scheduler.shutdown(wait=False)
