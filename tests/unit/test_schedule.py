@@ -14,10 +14,12 @@ def test_manual_timers_on_a_fake_clock() -> None:
     assert t.due(5) == {"idle_unload"}
     assert t.due(6) == set()  # one-shot: gone after firing
     assert t.due(300) == {"rescan"}
-    assert t.due(1000) == {"rescan"}  # missed periods coalesce into one firing
+    assert t.due(1000) == {"rescan"}  # missed periods coalesce into one firing; the next is at 1300
     t.at("retry", 2000)
     t.at("retry", 1500)  # rescheduling replaces
-    assert t.due(1600) == {"retry"} and t.due(2100) == {"rescan"}
+    assert t.due(1250) == set()
+    assert t.due(1550) == {"rescan", "retry"}
+    assert t.due(1650) == {"rescan"} and t.due(2100) == {"rescan"}
     t.cancel("rescan")
     assert t.due(10_000) == set()
 
