@@ -138,3 +138,23 @@ def build_once(dest: Path, stamp: dict[str, Any], files: list[str], build: Calla
     build(dest)
     write_text(dest / STAMP_NAME, json.dumps(stamp, sort_keys=True) + "\n")
     return dest
+
+
+# The WavFrontend and SpecAugment settings both published models (SenseVoiceSmall, Paraformer-large) use:
+# 80 mel bins, LFR stacking 7 frames with stride 6.
+LFR_M, LFR_N, N_MELS = 7, 6, 80
+
+
+def wav_frontend_conf(**extra: Any) -> dict[str, Any]:
+    return {
+        "fs": 16000, "window": "hamming", "n_mels": N_MELS, "frame_length": 25, "frame_shift": 10,
+        "lfr_m": LFR_M, "lfr_n": LFR_N, **extra,
+    }
+
+
+def specaug_lfr_conf() -> dict[str, Any]:
+    return {
+        "apply_time_warp": False, "time_warp_window": 5, "time_warp_mode": "bicubic",
+        "apply_freq_mask": True, "freq_mask_width_range": [0, 30], "lfr_rate": LFR_N, "num_freq_mask": 1,
+        "apply_time_mask": True, "time_mask_width_range": [0, 12], "num_time_mask": 1,
+    }

@@ -16,7 +16,7 @@ import torch
 from asrd.testing import artifacts, calibrate, vocab
 
 FILES = ["config.yaml", "model.pt", "am.mvn", "tokens.json"]
-LFR_M, LFR_N, N_MELS = 7, 6, 80
+LFR_M, LFR_N, N_MELS = artifacts.LFR_M, artifacts.LFR_N, artifacts.N_MELS
 INPUT_SIZE = N_MELS * LFR_M
 _DIM = 32
 _TOKENS_PER_SECOND = 4.0  # CIF fires this often on the speech stand-in (frames are 60 ms)
@@ -72,28 +72,9 @@ def paraformer_config() -> dict[str, Any]:
         "predictor": "CifPredictorV2",
         "predictor_conf": {"idim": _DIM, "threshold": 1.0, "l_order": 1, "r_order": 1, "tail_threshold": 0.45},
         "frontend": "WavFrontend",
-        "frontend_conf": {
-            "fs": 16000,
-            "window": "hamming",
-            "n_mels": N_MELS,
-            "frame_length": 25,
-            "frame_shift": 10,
-            "lfr_m": LFR_M,
-            "lfr_n": LFR_N,
-        },
+        "frontend_conf": artifacts.wav_frontend_conf(),
         "specaug": "SpecAugLFR",
-        "specaug_conf": {
-            "apply_time_warp": False,
-            "time_warp_window": 5,
-            "time_warp_mode": "bicubic",
-            "apply_freq_mask": True,
-            "freq_mask_width_range": [0, 30],
-            "lfr_rate": LFR_N,
-            "num_freq_mask": 1,
-            "apply_time_mask": True,
-            "time_mask_width_range": [0, 12],
-            "num_time_mask": 1,
-        },
+        "specaug_conf": artifacts.specaug_lfr_conf(),
         "tokenizer": "CharTokenizer",
         "tokenizer_conf": {"unk_symbol": vocab.PARAFORMER_UNK, "split_with_space": True},
         "ctc_conf": {"dropout_rate": 0.0, "ctc_type": "builtin", "reduce": True, "ignore_nan_grad": True},

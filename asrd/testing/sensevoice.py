@@ -22,7 +22,7 @@ _ENCODER_DIMS: dict[str, dict[str, int]] = {
     "full": {"output_size": 512, "attention_heads": 4, "linear_units": 2048, "num_blocks": 50, "tp_blocks": 20},
     "tiny": {"output_size": 16, "attention_heads": 2, "linear_units": 32, "num_blocks": 3, "tp_blocks": 1},
 }
-LFR_M, LFR_N, N_MELS = 7, 6, 80
+LFR_M, LFR_N, N_MELS = artifacts.LFR_M, artifacts.LFR_N, artifacts.N_MELS
 INPUT_SIZE = N_MELS * LFR_M
 
 _CONFIGURATION_JSON = {
@@ -61,29 +61,9 @@ def sensevoice_config(size: Size = "tiny") -> dict[str, Any]:
         "tokenizer": "SentencepiecesTokenizer",
         "tokenizer_conf": {"bpemodel": None, "unk_symbol": "<unk>", "split_with_space": True},
         "frontend": "WavFrontend",
-        "frontend_conf": {
-            "fs": 16000,
-            "window": "hamming",
-            "n_mels": N_MELS,
-            "frame_length": 25,
-            "frame_shift": 10,
-            "lfr_m": LFR_M,
-            "lfr_n": LFR_N,
-            "cmvn_file": None,
-        },
+        "frontend_conf": artifacts.wav_frontend_conf(cmvn_file=None),
         "specaug": "SpecAugLFR",
-        "specaug_conf": {
-            "apply_time_warp": False,
-            "time_warp_window": 5,
-            "time_warp_mode": "bicubic",
-            "apply_freq_mask": True,
-            "freq_mask_width_range": [0, 30],
-            "lfr_rate": LFR_N,
-            "num_freq_mask": 1,
-            "apply_time_mask": True,
-            "time_mask_width_range": [0, 12],
-            "num_time_mask": 1,
-        },
+        "specaug_conf": artifacts.specaug_lfr_conf(),
         "ctc_conf": {"dropout_rate": 0.0, "ctc_type": "builtin", "reduce": True, "ignore_nan_grad": True},
         "normalize": None,
     }
