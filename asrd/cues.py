@@ -35,6 +35,10 @@ PAUSE = SAMPLE_RATE // 2  # a silence this long between units is a natural place
 _BREAK_WORD, _BREAK_CLAUSE, _BREAK_SEGMENT = 3.0, 1.0, 0.5
 _CARRY_SENTENCE, _CARRY_PAUSE, _CARRY_SEGMENT = 1.5, 2.0, 2.0
 _TOO_SHORT, _TOO_FAST = 3.0, 3.0
+# A sentence that begins this long after its cue did gets a cue of its own, whatever the cost:
+# otherwise a run of short sentences ("Hello?" "Oh, hello." "I didn't know...") shares one cue and
+# the last is shown more than a second before it is said (pyannote sample.wav, see test_cue_timing).
+_LATE_SENTENCE = SAMPLE_RATE // 2
 
 
 @dataclass(frozen=True)
@@ -57,7 +61,7 @@ def build_cues(transcript: Transcript, rules: CueRules = DEFAULT_RULES) -> list[
     if not units:
         return []
     groups = _group(units, rules)
-    return _timed(units, groups, rules)
+    return _timed(units, groups, rules, transcript.duration)
 
 
 # ---------------------------------------------------------------- units
@@ -190,10 +194,14 @@ def _break_cost(units: Sequence[_Unit], k: int) -> float:
     return _BREAK_CLAUSE if last in CLAUSE_END else _BREAK_WORD
 
 
+def _ends_sentence(unit: _Unit) -> bool:
+    return unit.text.rstrip("".join(_CLOSING))[-1:] in SENTENCE_END
+
+
 def _carry_cost(units: Sequence[_Unit], k: int) -> float:
     """The cost of keeping units[k] and units[k + 1] in the same cue."""
     cost = 0.0
-    if units[k].text.rstrip("".join(_CLOSING))[-1:] in SENTENCE_END:
+    if _ends_sentence(units[k]):
         cost += _CARRY_SENTENCE
     if units[k + 1].start - units[k].end >= PAUSE:
         cost += _CARRY_PAUSE
@@ -217,6 +225,8 @@ def _group(units: Sequence[_Unit], rules: CueRules) -> list[tuple[int, int, list
             if b > a + 1:
                 carried += _carry_cost(units, b - 2)
                 if units[b - 1].end - units[a].start > rules.max_duration:
+                    break
+                if _ends_sentence(units[b - 2]) and units[b - 1].start - units[a].start > _LATE_SENTENCE:
                     break
             breaks = _lines(layout, a, b, rules)
             if breaks is None:
@@ -274,7 +284,9 @@ def _text(units: Sequence[_Unit], a: int, b: int, breaks: list[int]) -> str:
     return "\n".join(lines)
 
 
-def _timed(units: Sequence[_Unit], groups: list[tuple[int, int, list[int]]], rules: CueRules) -> list[Cue]:
+def _timed(
+    units: Sequence[_Unit], groups: list[tuple[int, int, list[int]]], rules: CueRules, duration: int
+) -> list[Cue]:
     gap = _up(rules.min_gap)
     floor = max(MS, _down(rules.min_duration // 2))  # what a crowded cue still gets on screen
     cues: list[Cue] = []
@@ -288,6 +300,9 @@ def _timed(units: Sequence[_Unit], groups: list[tuple[int, int, list[int]]], rul
         end = min(end, start + rules.max_duration)
         if g + 1 < len(groups):
             end = min(end, _up(units[groups[g + 1][0]].start) - gap)
+        elif duration > 0:
+            # The hangover stops where the file does, unless the text needs the time to be read.
+            end = min(end, max(duration, start + need))
         end = _down(max(end, start + floor))
         cues.append(Cue(start, end, text, speech_start, speech_end))
         if g + 1 < len(groups):

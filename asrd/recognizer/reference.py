@@ -1,0 +1,133 @@
+"""A stand-in recognizer that "hears" a reference transcript: timed words from an STM file, no model.
+
+Why it exists: subtitle timing against real speech depends on the model's token timestamps, and
+those cannot be measured offline (only random-weight test models are available, whose text and
+token times are meaningless). This recognizer gives what a model with good token timestamps would
+give, to within a word: the reference words of each utterance, each timed by sharing the
+utterance's interval out in proportion to the word's characters.
+
+What it therefore tests, with real decoding and a real VAD on real speech: where the VAD cuts
+spans (a word the VAD leaves out of every span is never heard, as with a real model; a word is
+timed no earlier than the span holding it starts), transcript assembly, the cue builder and the
+sidecar writers. What it does NOT test: the timing accuracy of any real model's own tokens.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..types import SAMPLE_RATE, Recognized, SpeechSpan, Token
+from . import RecognizeOptions
+
+# STM's marker for stretches the scorer skips: they carry no words to hear.
+_IGNORE = "ignore_time_segment_in_scoring"
+
+
+@dataclass(frozen=True)
+class Utterance:
+    """One timed line of a reference transcript (times in samples at 16 kHz)."""
+
+    recording: str
+    start: int
+    end: int
+    text: str
+    speaker: str = ""
+
+
+def read_stm(path: Path) -> list[Utterance]:
+    """The utterances of an STM file (``file channel speaker begin end [<label>] text``), in time order.
+
+    Comment lines (``;;``), blank lines, lines without text and ignored stretches are skipped.
+    """
+    utterances = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip() or line.lstrip().startswith(";;"):
+            continue
+        parts = line.split(maxsplit=5)
+        if len(parts) < 5:
+            raise ValueError(f"{path}:{number}: expected 'file channel speaker begin end text', got {line!r}")
+        recording, _channel, speaker, begin, end = parts[:5]
+        text = parts[5] if len(parts) == 6 else ""
+        if text.startswith("<") and ">" in text:  # optional <label> before the words
+            text = text[text.index(">") + 1 :].strip()
+        if not text or text.lower() == _IGNORE:
+            continue
+        start, stop = round(float(begin) * SAMPLE_RATE), round(float(end) * SAMPLE_RATE)
+        if stop < start:
+            raise ValueError(f"{path}:{number}: utterance ends before it starts")
+        utterances.append(Utterance(recording, start, stop, text, speaker))
+    return sorted(utterances, key=lambda u: (u.recording, u.start))
+
+
+def word_times(utterance: Utterance) -> list[Token]:
+    """The utterance's words, its interval shared out in proportion to their characters."""
+    words = utterance.text.split()
+    total = sum(len(w) for w in words) or 1
+    span = utterance.end - utterance.start
+    tokens, done = [], 0
+    for word in words:
+        start = utterance.start + span * done // total
+        done += len(word)
+        tokens.append(Token(word, start, utterance.start + span * done // total))
+    return tokens
+
+
+class ReferenceRecognizer:
+    """Returns, for each span, the reference words whose midpoint lies in it (see the module doc).
+
+    A span's source is matched to the STM recording by file stem (``/x/sample.wav`` -> ``sample``).
+    Each word goes to exactly one span (midpoints are points; spans do not overlap), so an
+    utterance that straddles two spans is split between them and nothing is said twice. Word
+    times are clipped to the span, since a model cannot place a word outside the audio it got.
+    """
+
+    def __init__(self, utterances: Iterable[Utterance], *, language: str = "en") -> None:
+        self._words: dict[str, list[Token]] = {}
+        for utterance in utterances:
+            self._words.setdefault(utterance.recording, []).extend(word_times(utterance))
+        for words in self._words.values():
+            words.sort(key=lambda t: t.start)
+        self._language = language
+        self.calls: list[int] = []  # batch sizes seen, for tests
+
+    @property
+    def name(self) -> str:
+        return "reference"
+
+    @property
+    def device(self) -> str:
+        return "cpu"
+
+    def recognize(self, spans: Sequence[SpeechSpan], options: RecognizeOptions) -> list[Recognized]:
+        self.calls.append(len(spans))
+        language = self._language if options.language == "auto" else options.language
+        results = []
+        for span in spans:
+            recording = Path(span.source).stem
+            if recording not in self._words:
+                # Silence here would pass for "the VAD missed everything"; a wrong name must fail loudly.
+                raise ValueError(f"no reference transcript for {span.source!r} (have: {sorted(self._words)})")
+            tokens = tuple(
+                Token(w.text, max(w.start, span.start), min(w.end, span.end))
+                for w in self._words[recording]
+                if span.start <= (w.start + w.end) // 2 < span.end
+            )
+            results.append(
+                Recognized(
+                    source=span.source,
+                    index=span.index,
+                    start=span.start,
+                    end=span.end,
+                    text=" ".join(t.text for t in tokens),
+                    language=language if tokens else None,
+                    emotion="NEUTRAL",
+                    events=("Speech",) if tokens else (),
+                    tokens=tokens,
+                )
+            )
+        return results
+
+    def close(self) -> None:
+        pass
