@@ -58,9 +58,10 @@ class ModelSettings(_Section):
     device: str = "auto"
     """auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps. An explicit device that is absent is an error."""
     threads: int = Field(0, ge=0)
-    """CPU threads for inference; 0 = the CPUs this process may use."""
+    """CPU threads for inference; 0 = chosen from the CPUs this process may use (model + front end <= CPUs)."""
     precision: Literal["auto", "fp32", "fp16", "bf16", "int8"] = "auto"
-    """auto = fp32 on CPU, fp16 on GPU."""
+    """auto = bf16 on a CUDA GPU with native bfloat16 (Ampere+), else fp32. fp16/bf16 are GPU only
+    (autocast), int8 CPU only (dynamic int8 Linear layers). See FunASRRecognizer / README "Precision"."""
     idle_unload_seconds: float = Field(300, ge=-1)
     """The model's worker process exits after this long with nothing to do (GPU memory back to 0);
     -1 never, 0 as soon as the queue is empty."""

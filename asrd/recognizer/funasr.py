@@ -15,6 +15,7 @@ from ..transcript import join_text
 from ..types import Recognized, SpeechSpan, Token, ms_to_samples
 from . import ModelError, RecognizeOptions
 from .modeldir import check_model_dir
+from .precision import NonFinite, auto_precision, check_autocast, in_fp32, native_bf16
 
 if TYPE_CHECKING:
     from .ctc_align import SharedLogSoftmax
@@ -109,10 +110,13 @@ class FunASRRecognizer:
         model_dir: Path,
         *,
         device: str = "auto",
-        threads: int = 1,
+        threads: int = 0,
         precision: str = "auto",
         timestamps: bool | None = None,
+        allow_cpu_half: bool = False,
     ) -> None:
+        """``allow_cpu_half`` is for tests: it lets fp16/bf16 run on the CPU (slow, no use in production)
+        so the half-precision path can be exercised on machines without a GPU."""
         check_model_dir(model_dir)
         self._dir = model_dir
         self._class = _model_class(model_dir)
@@ -121,14 +125,21 @@ class FunASRRecognizer:
         # place they cost ~2% of the full model's time on 2 CPU cores, so they are on by default.
         self._timestamps = True if timestamps is None else timestamps
         self._warned_hotwords = False
+        self._warned_overflow = False
+        self._autocast: tuple[str, Any] | None = None  # (device type, torch dtype) for fp16/bf16
+        self._in_half = False  # a generate() under autocast is running: the encoder output is checked
         started = time.monotonic()
         with _quiet(loading=True):
             import torch
             from funasr import AutoModel
 
+            from ..frontend import ThreadPlan
+
             self._device = resolve_device(device)
             # FunASR's default of 4 threads on a 2-core machine made inference 60x slower
-            # (thread oversubscription); always set it to what this process may use.
+            # (thread oversubscription); always set it to what this process may use, leaving the
+            # front end its share (0 = choose for the device).
+            self.threads = threads = ThreadPlan.for_device(self._device, model_threads=threads).model_threads
             torch.set_num_threads(threads)
             self._model: Any = AutoModel(
                 model=str(model_dir),
@@ -139,7 +150,10 @@ class FunASRRecognizer:
                 disable_log=True,
                 frontend_conf={"dither": 0.0},  # dither makes identical input give different text
             )
-        self._precision = self._apply_precision(precision)
+        self._precision = self._apply_precision(precision, allow_cpu_half=allow_cpu_half)
+        from .padding import mask_predictor_input
+
+        mask_predictor_input(self._model.model)  # Paraformer: a span's text must not depend on its batch
         self._shared_ctc: SharedLogSoftmax | None = None
         if self._class == "SenseVoiceSmall" and self._timestamps:
             from . import ctc_align  # imports torch, like the rest of loading
@@ -154,20 +168,59 @@ class FunASRRecognizer:
             model_dir, self._class, self._device, self._precision, threads, self.load_seconds,
         )
 
-    def _apply_precision(self, precision: str) -> str:
-        if precision in ("auto", "fp32"):
+    def _apply_precision(self, precision: str, *, allow_cpu_half: bool) -> str:
+        import torch
+
+        if precision == "auto":
+            precision = auto_precision(self._device, native_bf16(self._device))
+        if precision == "fp32":
             return "fp32"
         if precision == "int8":
             if self._device != "cpu":
                 raise ModelError("precision 'int8' is for the CPU; use fp16 or bf16 on a GPU")
-            import torch
-
             # Dynamic int8 quantisation of the Linear layers: about 2x faster on CPU.
             self._model.model = torch.ao.quantization.quantize_dynamic(
                 self._model.model, {torch.nn.Linear}, dtype=torch.qint8
             )
             return "int8"
-        raise ModelError(f"precision {precision!r} is not supported yet; use auto, fp32 or int8")
+        if precision not in ("fp16", "bf16"):
+            raise ModelError(f"unknown precision {precision!r}; use auto, fp32, fp16, bf16 or int8")
+        if self._device == "cpu" and not allow_cpu_half and not (precision == "bf16" and native_bf16("cpu")):
+            # fp16 on a CPU was 5.7x slower than fp32 here; bf16 only pays with bf16 instructions.
+            raise ModelError(f"precision {precision!r} needs a GPU (cuda or mps) or, for bf16, a CPU with "
+                             "bfloat16 instructions (AVX512-BF16/AMX); on this CPU use fp32 or int8")
+        if precision == "bf16" and self._device.startswith("cuda") and not native_bf16(self._device):
+            # torch would emulate it (slower than fp32) on GPUs older than Ampere.
+            raise ModelError(f"precision 'bf16' needs a GPU with native bfloat16 (Ampere or newer); {self._device} "
+                             "has none: use fp32, or fp16")
+        dtype = torch.float16 if precision == "fp16" else torch.bfloat16
+        device_type = torch.device(self._device).type
+        check_autocast(self._device, dtype, precision)
+        # FunASR's own fp16/bf16 options (AutoModel(fp16=True)) cast the weights but not the fp32 fbank
+        # features: in 1.4.16 both crash on SenseVoice and Paraformer ("mat1 and mat2 must have the same
+        # dtype"). Autocast instead runs the matrix products in half precision and leaves the weights,
+        # the features and the positional encodings (SenseVoice computes them in the input's dtype:
+        # bf16 cannot even hold frame positions past 256) in fp32.
+        self._autocast = (device_type, dtype)
+        model = self._model.model
+        # The two places where a decision is taken stay fp32: Paraformer's CIF predictor (FunASR turns
+        # autocast off there itself, but only for CUDA; on other devices its index_put crashes) and
+        # SenseVoice's CTC projection + log-softmax (argmax and forced alignment over fp32 scores).
+        if isinstance(getattr(model, "predictor", None), torch.nn.Module):
+            model.predictor.forward = in_fp32(model.predictor.forward, device_type)
+        ctc = getattr(model, "ctc", None)
+        if callable(getattr(ctc, "log_softmax", None)):
+            ctc.log_softmax = in_fp32(ctc.log_softmax, device_type)
+        if isinstance(getattr(model, "encoder", None), torch.nn.Module):
+            model.encoder.register_forward_hook(self._check_finite)
+        return precision
+
+    def _check_finite(self, module: Any, args: Any, output: Any) -> None:
+        import torch
+
+        out = output[0] if isinstance(output, tuple) else output
+        if self._in_half and isinstance(out, torch.Tensor) and not bool(torch.isfinite(out).all()):
+            raise NonFinite("inf or NaN in the encoder output")
 
     @property
     def name(self) -> str:
@@ -218,9 +271,8 @@ class FunASRRecognizer:
 
     def _generate_quietly(self, spans: Sequence[SpeechSpan], kwargs: dict[str, Any]) -> list[dict[str, Any]]:
         with _quiet():
-            # Results come back in input order; numpy inputs in one call share a key, so match by position.
             try:
-                return list(self._model.generate(input=[span.samples for span in spans], **kwargs))
+                return self._generate_in_precision(spans, kwargs)
             except RuntimeError as err:
                 if type(err).__name__ == "OutOfMemoryError" and self._device.startswith("cuda"):
                     import torch
@@ -235,8 +287,33 @@ class FunASRRecognizer:
                 # not round-trip to a single id; the text is still good without times.
                 log.warning("token timestamps failed for this batch; continuing without them")
                 self._forget_logits()
-                retry = {**kwargs, "output_timestamp": False}
-                return list(self._model.generate(input=[s.samples for s in spans], **retry))
+                return self._generate_in_precision(spans, {**kwargs, "output_timestamp": False})
+
+    def _generate_in_precision(self, spans: Sequence[SpeechSpan], kwargs: dict[str, Any]) -> list[dict[str, Any]]:
+        # Results come back in input order; numpy inputs in one call share a key, so match by position.
+        inputs = [span.samples for span in spans]
+        if self._autocast is None:
+            return list(self._model.generate(input=inputs, **kwargs))
+        import torch
+
+        device_type, dtype = self._autocast
+        try:
+            self._in_half = True
+            with torch.autocast(device_type, dtype=dtype):
+                return list(self._model.generate(input=inputs, **kwargs))
+        except NonFinite:
+            # fp16 overflow (FunASR issue #1889: NaN in the SANM encoder under fp16 autocast) would
+            # otherwise come out as wrong or empty text with no error. Redo the batch in fp32.
+            if not self._warned_overflow:
+                log.warning(
+                    "%s overflowed (inf/NaN in the encoder); such batches are redone in fp32 "
+                    '(precision = "bf16" or "fp32" avoids this)', self._precision,
+                )
+                self._warned_overflow = True
+            self._forget_logits()
+        finally:
+            self._in_half = False
+        return list(self._model.generate(input=inputs, **kwargs))
 
     def _result(self, span: SpeechSpan, item: dict[str, Any]) -> Recognized:
         text, language, emotion, events = parse_tags(str(item.get("text", "")))
