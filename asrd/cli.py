@@ -167,7 +167,7 @@ def _model(args: argparse.Namespace) -> int:
             path = resolve(settings.model.name, settings.model.hub, download=False)
             from .recognizer.funasr import FunASRRecognizer
 
-            FunASRRecognizer(path, device=settings.model.device, threads=settings.model.resolved_threads()).close()
+            FunASRRecognizer(path, device=settings.model.device, threads=settings.model.threads).close()
     except ModelError as err:
         print(f"asrd: {err}", file=sys.stderr)
         return 1
@@ -178,7 +178,6 @@ def _model(args: argparse.Namespace) -> int:
 def _transcribe(args: argparse.Namespace) -> int:
     from .audio import DecodeError, probe
     from .recognizer import ModelError
-    from .sidecars import SidecarError
 
     overrides: dict[str, dict[str, Any]] = {
         "model": {k: v for k, v in (("name", args.model), ("device", args.device)) if v},
@@ -188,7 +187,7 @@ def _transcribe(args: argparse.Namespace) -> int:
     settings = _settings(args.config, overrides)
     failures: list[str] = []
     todo: list[Path] = []
-    for path in args.files:
+    for path in dict.fromkeys(args.files):  # each file once, even if named twice
         # Cheap header checks first: no point loading a model for a text file named .mp3.
         try:
             if not path.is_file():
@@ -206,16 +205,8 @@ def _transcribe(args: argparse.Namespace) -> int:
             print(f"asrd: {err}", file=sys.stderr)
             failures.extend(f"{p}: model unavailable" for p in todo)
             todo = []
-        for path in todo:
-            try:
-                _run_one(pipeline, path)
-            except (DecodeError, SidecarError, ModelError) as err:
-                failures.append(str(err))
-            except OSError as err:
-                failures.append(f"{path}: {err.strerror or err}")
-            except Exception as err:  # a model crash must not lose the other files' results
-                log.exception("unexpected error on %s", path)
-                failures.append(f"{path}: {type(err).__name__}: {err}")
+        if todo:
+            failures.extend(_run_all(pipeline, todo))
     if failures:
         print(f"asrd: {len(failures)} of {len(args.files)} file(s) failed:", file=sys.stderr)
         for line in failures:
@@ -234,26 +225,47 @@ def _pipeline(settings: Settings, overwrite: bool):  # type: ignore[no-untyped-d
     recognizer = FunASRRecognizer(
         resolve(model.name, model.hub),
         device=model.device,
-        threads=model.resolved_threads(),
+        threads=model.threads,
         precision=model.precision,
     )
     return Pipeline(settings, recognizer, overwrite=overwrite)
 
 
-def _run_one(pipeline: Any, path: Path) -> None:
+def _run_all(pipeline: Any, paths: list[Path]) -> list[str]:
+    """Transcribe ``paths`` together (their speech is batched across files), one progress bar for
+    all of them; prints each file's sidecars as it is done; returns the failures, one line each."""
     from tqdm import tqdm
     from tqdm.contrib.logging import logging_redirect_tqdm
 
-    with tqdm(total=0, unit="s", unit_scale=True, desc=path.name, leave=True, file=sys.stderr) as bar, \
+    from .audio import DecodeError, probe
+    from .pipeline import Failure
+    from .recognizer import ModelError
+    from .sidecars import SidecarError
+
+    total = sum(probe(p).duration for p in paths) / 16000
+    done: dict[Path, float] = {}
+    failures: list[str] = []
+    with tqdm(total=round(total, 1), unit="s", unit_scale=True, desc=f"{len(paths)} file(s)", file=sys.stderr) as bar, \
             logging_redirect_tqdm():
-        def progress(done: int, total: int) -> None:
-            bar.total = round(total / 16000, 1)
-            bar.n = round(done / 16000, 1)
+        def progress(path: Path, upto: int, _total: int) -> None:
+            done[path] = upto / 16000
+            bar.n = round(min(total, sum(done.values())), 1)
             bar.refresh()
 
-        outcome = pipeline.transcribe(path, progress)
-    for sidecar in outcome.sidecars:
-        print(sidecar.path)
+        for outcome in pipeline.transcribe_many(paths, progress):
+            if isinstance(outcome, Failure):
+                err = outcome.error
+                if isinstance(err, DecodeError | SidecarError | ModelError):
+                    failures.append(str(err))
+                elif isinstance(err, OSError):
+                    failures.append(f"{outcome.source}: {err.strerror or err}")
+                else:  # a model crash must not lose the other files' results
+                    log.error("unexpected error on %s", outcome.source, exc_info=err)
+                    failures.append(f"{outcome.source}: {type(err).__name__}: {err}")
+                continue
+            for sidecar in outcome.sidecars:
+                tqdm.write(str(sidecar.path), file=sys.stdout)
+    return failures
 
 
 if __name__ == "__main__":

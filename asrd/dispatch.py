@@ -15,7 +15,7 @@ from pathlib import Path
 
 from .config import InboxSettings, OutputSettings, Settings
 from .cuerules import DEFAULT_RULES, CueRules
-from .jobs import Failure, Job, JobStore, fingerprint
+from .jobs import Failure, Job, JobState, JobStore, fingerprint
 from .recognizer import RecognizeOptions
 from .sidecars import SidecarError, write_outputs
 from .status import CurrentFile
@@ -24,6 +24,7 @@ from .worker import Done, EngineSpec, Failed, Loaded, LoadFailed, Progress, Task
 
 log = logging.getLogger("asrd.dispatch")
 
+_UNSETTLED = frozenset({JobState.QUEUED, JobState.RUNNING, JobState.FAILED})
 RESTART_BACKOFF = (1.0, 2.0, 5.0, 10.0, 30.0, 60.0)  # seconds before restarting a crashed worker
 _PERMANENT_DECODE = ("file is empty", "not an audio file", "not a regular file")
 
@@ -66,7 +67,7 @@ def engine_spec(settings: Settings, model_dir: str | None) -> EngineSpec:
         model_dir=model_dir,
         hub=settings.model.hub,
         device=settings.model.device,
-        threads=settings.model.resolved_threads(),
+        threads=settings.model.threads,
         precision=settings.model.precision,
         vad_engine=vad.engine,
         vad_model_dir=vad.fsmn_model if vad.engine == "fsmn" else None,
@@ -103,6 +104,10 @@ class Dispatcher:
         self._crashes = 0
         self._restart_at = 0.0
         self._idle_since: float | None = None
+        # Jobs in flight when the worker died. Any one of them may be what kills it, so until each
+        # has come back through alone, files go one at a time: a file that crashes the worker
+        # every time then costs only itself attempts, not the files batched with it.
+        self._suspects: set[int] = set()
 
     # ------------------------------------------------------------ the loop's entry points
 
@@ -143,26 +148,35 @@ class Dispatcher:
 
     # ------------------------------------------------------------ internals
 
+    def capacity(self) -> int:
+        """Files to keep in flight: what the loaded worker asks for (it batches their speech), one
+        before it has loaded, and one while a crash is unexplained."""
+        if self.worker is None or self.worker.loaded is None:
+            return 1
+        self._suspects = {i for i in self._suspects if self.store.state_of(i) in _UNSETTLED}
+        return 1 if self._suspects else max(1, self.worker.loaded.capacity)
+
     def _dispatch(self, now: float) -> None:
-        if not self.accepting or self.jobs:
+        if not self.accepting:
             return
         if self.worker is None and now < self._restart_at:
             return
-        claimed = self.store.claim(now, 1)
-        if not claimed:
-            return
-        job = claimed[0]
-        view = self.views.get(job.inbox)
-        if view is None:  # its inbox was removed from the config
-            self.store.fail(job.id, now, "its inbox is no longer configured", Failure.ENVIRONMENT)
-            return
-        if self.worker is None:
-            log.info("starting the model worker (cold start) for %s", job.path)
-            self.worker = self._spawn(self.spec)
-        self.jobs[job.id] = job
-        self._idle_since = None
-        self.worker.send(Task(job.id, os.fsdecode(job.path), view.options))
-        log.info("transcribing %s", job.path)
+        while len(self.jobs) < self.capacity():
+            claimed = self.store.claim(now, 1)
+            if not claimed:
+                return
+            job = claimed[0]
+            view = self.views.get(job.inbox)
+            if view is None:  # its inbox was removed from the config
+                self.store.fail(job.id, now, "its inbox is no longer configured", Failure.ENVIRONMENT)
+                continue
+            if self.worker is None:
+                log.info("starting the model worker (cold start) for %s", job.path)
+                self.worker = self._spawn(self.spec)
+            self.jobs[job.id] = job
+            self._idle_since = None
+            self.worker.send(Task(job.id, os.fsdecode(job.path), view.options))
+            log.info("transcribing %s", job.path)
 
     def _collect(self, now: float) -> None:
         if self.worker is None:
@@ -242,9 +256,14 @@ class Dispatcher:
     def _crashed(self, now: float) -> None:
         code = self.worker.exitcode if self.worker is not None else None
         reason = f"the model worker died (exit code {code}) while transcribing this file"
+        if len(self.jobs) > 1:
+            log.warning("%d files were in flight; until each is retried alone, files go one at a time",
+                        len(self.jobs))
         for job in list(self.jobs.values()):
             updated = self.store.fail(job.id, now, reason, Failure.RETRY)
             log.error("%s: %s; %s", job.path, reason, updated.state.value)
+            if len(self.jobs) > 1:
+                self._suspects.add(job.id)
         if not self.jobs:
             log.error("the model worker died (exit code %s)", code)
         self.jobs.clear()

@@ -1,26 +1,29 @@
-"""One file through the whole pipeline: decode -> VAD -> recognize -> assemble -> sidecars.
+"""Files through the whole pipeline: decode -> VAD -> recognize -> assemble -> sidecars.
 
-Audio streams through: decoding, VAD and recognition work on bounded pieces, and only the
-recognised text (small) is kept until the sidecars are written, so memory does not grow
-with the length of the file.
+Audio streams through: decoding, VAD and recognition work on bounded pieces (``engine``), and
+only the recognised text (small) is kept until the sidecars are written, so memory does not grow
+with the length of a file or the number of files.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
-from .audio import decode, probe
-from .batching import BatchBudget, batches
+from .audio import probe
+from .batching import BatchBudget
 from .config import Settings
 from .cuerules import CueRules
+from .engine import Engine, FileDone, FileFailed, FileProgress, FileRequest
+from .frontend import ThreadPlan
 from .recognizer import RecognizeOptions, Recognizer
 from .sidecars import Sidecar, choose_paths, write_outputs
-from .transcript import assemble
-from .types import SAMPLE_RATE, AudioChunk, Recognized, SpeechSpan, Transcript
-from .vad import Segmenter, VadParams, WebrtcSegmenter, cut_spans
+from .types import SAMPLE_RATE, Transcript
+from .vad import Segmenter, VadParams, WebrtcSegmenter
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +50,7 @@ def segmenter_factory(settings: Settings) -> Callable[[], Segmenter]:
     from .vad_fsmn import FSMN_DEFAULT_PARAMS, FsmnSegmenter, load_fsmn
 
     model_dir = resolve(settings.vad.fsmn_model, settings.model.hub)
-    model = load_fsmn(model_dir, ncpu=1)
+    model = _Serialized(load_fsmn(model_dir, ncpu=1))  # front-end threads share it
     # FSMN's own published settings decide speech; only the segment length limit is ours.
     fsmn_params = replace(FSMN_DEFAULT_PARAMS, max_segment_samples=params.max_segment_samples)
     return lambda: FsmnSegmenter(model_dir, fsmn_params, model=model)
@@ -60,7 +63,15 @@ class Outcome:
     sidecars: tuple[Sidecar, ...] = field(default_factory=tuple)
 
 
+@dataclass(frozen=True)
+class Failure:
+    source: Path
+    error: BaseException
+
+
 class Pipeline:
+    """Sidecars for files, through one ``Engine`` that batches speech across them."""
+
     def __init__(
         self,
         settings: Settings,
@@ -69,12 +80,20 @@ class Pipeline:
         overwrite: bool = False,
         segmenter: Callable[[], Segmenter] | None = None,
         budget: BatchBudget | None = None,
+        frontend_threads: int | None = None,
     ) -> None:
         self.settings = settings
         self.recognizer = recognizer
         self.overwrite = overwrite
-        self._segmenter = segmenter or segmenter_factory(settings)
-        self._budget = budget or BatchBudget.for_device(recognizer.device)
+        if frontend_threads is None:
+            plan = ThreadPlan.for_device(recognizer.device, model_threads=getattr(recognizer, "threads", 0))
+            frontend_threads = plan.frontend_threads
+        self.engine = Engine(
+            recognizer,
+            segmenter or segmenter_factory(settings),
+            budget or BatchBudget.for_device(recognizer.device),
+            frontend_threads=frontend_threads,
+        )
         self._claimed: set[Path] = set()
         t = settings.transcribe
         self._options = RecognizeOptions(language=t.language, itn=t.itn, hotwords=t.hotwords)
@@ -84,63 +103,100 @@ class Pipeline:
 
     def transcribe(self, source: Path, progress: Progress | None = None) -> Outcome:
         """Transcribe one file and write its sidecars. Raises DecodeError, SidecarError, ModelError."""
+        result = next(self.transcribe_many([source], _per_file(progress)))
+        if isinstance(result, Failure):
+            raise result.error
+        return result
+
+    def transcribe_many(
+        self, sources: Iterable[Path], progress: Callable[[Path, int, int], Any] | None = None
+    ) -> Iterator[Outcome | Failure]:
+        """Every file's outcome (or failure), in the order they finish. Speech of up to the budget's
+        ``max_files`` files is batched together."""
         out = self.settings.output
-        if "{lang}" not in out.naming:
-            # Refuse early, before spending compute, when the sidecars could not be written anyway.
-            choose_paths(source, out.formats, out.naming, out.output_dir, None, overwrite=self.overwrite)
-        transcript = self.recognize_file(source, progress)
         rules = CueRules.from_settings(self.settings.subtitles)
-        written = write_outputs(transcript, out, rules=rules, overwrite=self.overwrite, claimed=self._claimed)
-        return Outcome(source, transcript, tuple(written))
+        paths: dict[int, Path] = {}
+        early: list[Failure] = []
+
+        def requests() -> Iterator[FileRequest]:
+            for key, source in enumerate(sources):
+                paths[key] = source
+                if "{lang}" not in out.naming:
+                    # Refuse early, before spending compute, when the sidecars could not be written anyway.
+                    try:
+                        choose_paths(source, out.formats, out.naming, out.output_dir, None, overwrite=self.overwrite)
+                    except Exception as err:
+                        early.append(Failure(source, err))
+                        continue
+                yield FileRequest(key, source, self._options)
+
+        for event in self._events(requests(), progress, paths):
+            while early:
+                yield early.pop(0)
+            if isinstance(event, FileFailed):
+                yield Failure(paths[event.key], event.error)
+            elif isinstance(event, FileDone):
+                try:
+                    written = write_outputs(
+                        event.transcript, out, rules=rules, overwrite=self.overwrite, claimed=self._claimed
+                    )
+                except Exception as err:
+                    yield Failure(paths[event.key], err)
+                else:
+                    yield Outcome(paths[event.key], event.transcript, tuple(written))
+        yield from early
 
     def recognize_file(self, source: Path, progress: Progress | None = None) -> Transcript:
-        total = probe(source).duration
-        meter = _Meter()
-        spans = cut_spans(meter.count(decode(source)), self._segmenter(), str(source))
-        results: list[Recognized] = []
-        done = 0
-        for batch in batches(spans, self._budget):
-            results.extend(self._recognize(batch))
-            done = max(done, *(span.end for span in batch))
-            if progress is not None:
-                # Decoding runs ahead of recognition; progress is what has been recognised.
-                progress(min(done, total or done), total or meter.decoded)
-        if progress is not None:
-            progress(meter.decoded, meter.decoded)
-        return assemble(source, meter.decoded, results)
+        """One file's transcript, no sidecars. Raises what the file's decoding or recognition raised."""
+        events = self._events([FileRequest(0, source, self._options)], _per_file(progress), {0: source})
+        for event in events:
+            if isinstance(event, FileFailed):
+                raise event.error
+            if isinstance(event, FileDone):
+                return event.transcript
+        raise RuntimeError(f"{source}: the engine ended without a result")  # not reached
+
+    def _events(
+        self,
+        requests: Iterable[FileRequest],
+        progress: Callable[[Path, int, int], Any] | None,
+        paths: dict[int, Path],
+    ) -> Iterator[FileDone | FileFailed]:
+        totals: dict[int, int] = {}
+
+        def probed(items: Iterable[FileRequest]) -> Iterator[FileRequest]:
+            for request in items:
+                try:
+                    totals[request.key] = probe(request.path).duration
+                except Exception:
+                    totals[request.key] = 0  # decoding will report what is wrong
+                yield request
+
+        for event in self.engine.run(probed(requests), self.engine.budget.max_files):
+            if isinstance(event, FileProgress):
+                if progress is not None:
+                    total = totals.get(event.key) or event.total
+                    progress(paths[event.key], min(event.done, total), total)
+                continue
+            if isinstance(event, FileDone) and progress is not None:
+                progress(paths[event.key], event.transcript.duration, event.transcript.duration)
+            yield event
 
 
-    def _recognize(self, batch: list[SpeechSpan]) -> list[Recognized]:
-        """Recognise a batch; on GPU out-of-memory, halve it (and the budget for what follows) and
-        try again. Only a single span that does not fit counts as a failure."""
-        try:
-            return self.recognizer.recognize(batch, self._options)
-        except Exception as err:
-            if not is_out_of_memory(err) or len(batch) == 1:
-                raise
-        half = len(batch) // 2
-        self._budget = replace(
-            self._budget,
-            max_items=max(1, min(self._budget.max_items, half)),
-            max_padded_samples=max(SAMPLE_RATE, self._budget.max_padded_samples // 2),
-        )
-        log.warning("out of GPU memory with %d spans; retrying as two batches (budget now %d)", len(batch),
-                    self._budget.max_items)
-        return self._recognize(batch[:half]) + self._recognize(batch[half:])
+def _per_file(progress: Progress | None) -> Callable[[Path, int, int], None] | None:
+    if progress is None:
+        return None
+    return lambda _path, done, total: progress(done, total)
 
 
-def is_out_of_memory(err: BaseException) -> bool:
-    # torch.cuda.OutOfMemoryError (and MPS's RuntimeError text), recognised without importing torch here.
-    return type(err).__name__ == "OutOfMemoryError" or "out of memory" in str(err).lower()
+class _Serialized:
+    """One FSMN-VAD model shared by front-end threads: one ``generate`` at a time (each stream
+    keeps its own cache; FunASR's AutoModel itself is not documented as thread-safe)."""
 
+    def __init__(self, model: Any) -> None:
+        self._model = model
+        self._lock = threading.Lock()
 
-class _Meter:
-    """Counts decoded samples as chunks stream past, for progress and the file's duration."""
-
-    def __init__(self) -> None:
-        self.decoded = 0
-
-    def count(self, chunks: Iterable[AudioChunk]) -> Iterator[AudioChunk]:
-        for chunk in chunks:
-            self.decoded = chunk.end
-            yield chunk
+    def generate(self, *args: Any, **kwargs: Any) -> Any:
+        with self._lock:
+            return self._model.generate(*args, **kwargs)

@@ -4,7 +4,8 @@ Ending this process is the only way to give back all of its memory - on a GPU th
 too, so the card can reach its lowest power state - which is what idle unload does. A crash or
 a CUDA error here costs the files in flight one attempt, never the daemon.
 
-Daemon -> worker: ``Task`` objects, then ``None`` to ask it to exit.
+Daemon -> worker: ``Task`` objects (up to ``Loaded.capacity`` in flight, their speech batched
+together by the worker's ``Engine``), then ``None`` to ask it to exit.
 Worker -> daemon: ``Loaded``, ``Progress``, ``Done``, ``Failed`` (and ``LoadFailed`` before exiting).
 """
 
@@ -34,7 +35,7 @@ class EngineSpec:
     model_dir: str | None
     hub: str = "ms"
     device: str = "auto"
-    threads: int = 1
+    threads: int = 0  # 0: the thread plan for the device (model + front end <= CPUs)
     precision: str = "auto"
     vad_engine: str = "webrtc"
     vad_model_dir: str | None = None
@@ -59,6 +60,7 @@ class Loaded:
     pid: int
     device: str
     load_seconds: float
+    capacity: int = 1  # files the worker wants in flight at once, to batch their speech
 
 
 @dataclass(frozen=True)
@@ -119,7 +121,9 @@ class WorkerHandle:
 
     def send(self, task: Task) -> None:
         self.in_flight[task.job_id] = task
-        self._conn.send(task)
+        # If it died (maybe on the previous task), poll reads what it said before, then the end.
+        with contextlib.suppress(OSError):
+            self._conn.send(task)
 
     def poll(self, timeout: float = 0.0) -> list[Message]:
         """Messages waiting from the worker; raises EOFError once it is gone and nothing is left."""
@@ -180,15 +184,23 @@ def worker_main(conn: Connection, spec: EngineSpec) -> None:
         log.error("model could not be loaded: %s", err)
         conn.send(LoadFailed(str(err)))
         return
-    conn.send(Loaded(os.getpid(), pipeline.recognizer.device, getattr(pipeline.recognizer, "load_seconds", 0.0)))
+    engine = pipeline.engine
+    conn.send(Loaded(os.getpid(), pipeline.recognizer.device, getattr(pipeline.recognizer, "load_seconds", 0.0),
+                     engine.budget.max_files))
+    runner = _Runner(conn, engine, spec)
     while True:
         try:
-            task = conn.recv()
+            # Block for the next task only when there is nothing to compute.
+            timeout: float | None = 0.0 if engine.in_flight else None
+            while conn.poll(timeout):
+                task = conn.recv()
+                if task is None:
+                    return
+                runner.submit(task)
+                timeout = 0.0
         except EOFError:  # the daemon is gone: nothing to do for anyone
             return
-        if task is None:
-            return
-        _run(conn, pipeline, task, spec)
+        runner.step()
 
 
 def _build(spec: EngineSpec) -> Any:
@@ -218,36 +230,57 @@ def _build(spec: EngineSpec) -> Any:
     return Pipeline(settings, recognizer)
 
 
-def _run(conn: Connection | _Outbox, pipeline: Any, task: Task, spec: EngineSpec) -> None:
+class _Runner:
+    """Tasks into the engine, engine events out as messages (progress at most every 0.5 s a file)."""
+
+    def __init__(self, conn: Connection | _Outbox, engine: Any, spec: EngineSpec) -> None:
+        self._conn = conn
+        self._engine = engine
+        self._spec = spec
+        self._last_progress: dict[int, float] = {}
+
+    def submit(self, task: Task) -> None:
+        from .audio import probe
+        from .engine import FileRequest
+
+        if self._spec.model_dir is None and self._spec.fake_crash_on and self._spec.fake_crash_on in task.path:
+            os._exit(70)  # the crash-test stand-in for a segfault or CUDA abort in the model
+        path = Path(task.path)
+        try:
+            total = probe(path).duration  # header only; for progress
+            self._engine.submit(FileRequest(task.job_id, path, task.options), total)
+        except Exception as err:
+            self._conn.send(_failed(task.job_id, task.path, err))
+
+    def step(self) -> None:
+        from .engine import FileDone, FileFailed, FileProgress
+
+        for event in self._engine.step():
+            if isinstance(event, FileProgress):
+                now = time.monotonic()
+                if now - self._last_progress.get(event.key, 0.0) >= _PROGRESS_EVERY:
+                    self._last_progress[event.key] = now
+                    self._conn.send(Progress(event.key, event.done, event.total))
+            elif isinstance(event, FileDone):
+                self._last_progress.pop(event.key, None)
+                self._conn.send(Done(event.key, event.transcript, event.seconds))
+            elif isinstance(event, FileFailed):
+                self._last_progress.pop(event.key, None)
+                self._conn.send(_failed(event.key, "", event.error))
+
+
+def _failed(job_id: int, path: str, err: BaseException) -> Failed:
     from .audio import DecodeError
     from .recognizer import ModelError
 
-    if spec.model_dir is None and spec.fake_crash_on and spec.fake_crash_on in task.path:
-        os._exit(70)  # the crash-test stand-in for a segfault or CUDA abort in the model
-    started = time.monotonic()
-    last = 0.0
-
-    def progress(done: int, total: int) -> None:
-        nonlocal last
-        now = time.monotonic()
-        if now - last >= _PROGRESS_EVERY:
-            last = now
-            conn.send(Progress(task.job_id, done, total))
-
-    try:
-        pipeline.set_options(task.options)
-        transcript = pipeline.recognize_file(Path(task.path), progress)
-    except DecodeError as err:
-        conn.send(Failed(task.job_id, "decode", err.reason))
-    except OSError as err:
-        conn.send(Failed(task.job_id, "source", err.strerror or str(err)))
-    except ModelError as err:
-        conn.send(Failed(task.job_id, "model", str(err)))
-    except Exception as err:
-        log.exception("transcribing %s failed", task.path)
-        conn.send(Failed(task.job_id, "error", f"{type(err).__name__}: {err}"))
-    else:
-        conn.send(Done(task.job_id, transcript, time.monotonic() - started))
+    if isinstance(err, DecodeError):
+        return Failed(job_id, "decode", err.reason)
+    if isinstance(err, OSError):
+        return Failed(job_id, "source", err.strerror or str(err))
+    if isinstance(err, ModelError):
+        return Failed(job_id, "model", str(err))
+    log.error("transcribing job %d %s failed", job_id, path, exc_info=err)
+    return Failed(job_id, "error", f"{type(err).__name__}: {err}")
 
 
 class InlineWorker:
@@ -257,7 +290,10 @@ class InlineWorker:
     def __init__(self, spec: EngineSpec) -> None:
         self.spec = spec
         self._pipeline = _build(spec)
-        self._outbox: list[Message] = [Loaded(os.getpid(), self._pipeline.recognizer.device, 0.0)]
+        engine = self._pipeline.engine
+        self._outbox: list[Message] = [Loaded(os.getpid(), self._pipeline.recognizer.device, 0.0,
+                                              engine.budget.max_files)]
+        self._runner = _Runner(_Outbox(self._outbox), engine, replace(spec, fake_crash_on=None))
         self.loaded: Loaded | None = None
         self.in_flight: dict[int, Task] = {}
         self._alive = True
@@ -275,12 +311,15 @@ class InlineWorker:
         if self.spec.fake_crash_on and self.spec.fake_crash_on in task.path:
             self._alive, self.exitcode = False, 70
             return
-        _run(_Outbox(self._outbox), self._pipeline, task, replace(self.spec, fake_crash_on=None))
+        self._runner.submit(task)
 
     def poll(self, timeout: float = 0.0) -> list[Message]:
         if not self._alive and not self._outbox:
             raise EOFError(f"worker exited with code {self.exitcode}")
-        messages, self._outbox = self._outbox, []
+        while self._alive and self._pipeline.engine.in_flight:
+            self._runner.step()  # everything in flight, at once: daemon tests need no waiting
+        messages = list(self._outbox)
+        self._outbox.clear()  # in place: the runner's outbox holds this list
         for msg in messages:
             if isinstance(msg, Loaded):
                 self.loaded = msg

@@ -257,3 +257,55 @@ def test_model_unavailable_pauses_files_and_reports_it(tmp_path: Path) -> None:
     assert "model unavailable" in (job.last_error or "") and "not found" in (job.last_error or "")
     assert h.daemon.dispatcher.model_error and h.daemon._live().model_error
     h.daemon.stop(h.now())
+
+
+def test_several_files_in_flight_their_speech_batched(tmp_path: Path) -> None:
+    """The worker asks for files in flight (Loaded.capacity) and the dispatcher keeps that many."""
+    h = Harness(tmp_path, InlineWorker)
+    h.daemon.start(h.now())
+    names = [f"memo{i}.flac" for i in range(5)]
+    for name in names:
+        shutil.copy(JFK, h.inbox / name)
+    most = 0
+
+    def all_done() -> bool:
+        nonlocal most
+        most = max(most, len(h.daemon.dispatcher.jobs))
+        return h.done(*names)()
+
+    h.run_until(all_done)
+    worker = h.daemon.dispatcher.worker
+    assert worker is not None and worker.loaded is not None and worker.loaded.capacity >= 2
+    assert most == worker.loaded.capacity
+    assert all(h.store.get(h.inbox / n).attempts == 0 for n in names)  # type: ignore[union-attr]
+    h.daemon.stop(h.now())
+
+
+def test_after_a_crash_with_several_in_flight_files_go_alone_until_explained(tmp_path: Path) -> None:
+    """A file that kills the worker takes its neighbours down once; after that every file in flight
+    at the crash is retried alone, so the poison file is quarantined and the others cost one attempt."""
+
+    def spawn(spec: EngineSpec) -> InlineWorker:
+        return InlineWorker(EngineSpec(model_dir=None, fake_crash_on="poison"))
+
+    h = Harness(tmp_path, spawn)
+    h.daemon.start(h.now())
+    names = ["a.flac", "poison.flac", "b.flac", "c.flac"]
+    for name in names:
+        shutil.copy(JFK, h.inbox / name)
+    alone_checks: list[bool] = []
+
+    def settled() -> bool:
+        d = h.daemon.dispatcher
+        if d._suspects:
+            alone_checks.append(len(d.jobs) <= 1)
+        h.offset += 5  # let the backoffs pass on the fake clock
+        return h.state("poison.flac") == JobState.QUARANTINED and h.done("a.flac", "b.flac", "c.flac")()
+
+    h.run_until(settled, timeout=60)
+    assert alone_checks and all(alone_checks)
+    for name in ("a.flac", "b.flac", "c.flac"):
+        job = h.store.get(h.inbox / name)
+        assert job is not None and job.attempts <= 1
+    assert h.daemon.dispatcher.capacity() > 1, "back to batching once every suspect is explained"
+    h.daemon.stop(h.now())

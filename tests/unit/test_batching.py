@@ -1,33 +1,90 @@
 from __future__ import annotations
 
 import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from asrd.batching import BatchBudget, batches
+from asrd.batching import BatchBudget, Pending, pick
+from asrd.recognizer import RecognizeOptions
 from asrd.types import SAMPLE_RATE, SpeechSpan
 
+DEFAULT = RecognizeOptions()
 
-def span(i: int, seconds: float) -> SpeechSpan:
+
+def pending(i: int, seconds: float, source: str = "f", options: RecognizeOptions = DEFAULT) -> Pending:
     n = int(seconds * SAMPLE_RATE)
-    return SpeechSpan("f", i, i * 100 * SAMPLE_RATE, i * 100 * SAMPLE_RATE + n, np.zeros(n, np.float32))
+    span = SpeechSpan(source, i, i * 100 * SAMPLE_RATE, i * 100 * SAMPLE_RATE + n, np.zeros(n, np.float32))
+    return Pending(span, options, i)
+
+
+def drain(pool: list[Pending], budget: BatchBudget) -> list[list[Pending]]:
+    out: list[list[Pending]] = []
+    served: dict[str, int] = {}
+    while pool:
+        batch = pick(pool, budget, served)
+        for p in batch:
+            served[p.span.source] = len(out)
+        out.append(batch)
+        pool = [p for p in pool if all(p is not q for q in batch)]
+    return out
 
 
 def test_every_span_exactly_once_and_within_budget() -> None:
     rng = np.random.default_rng(0)
-    spans = [span(i, float(rng.uniform(0.5, 30))) for i in range(100)]
+    pool = [pending(i, float(rng.uniform(0.5, 30))) for i in range(100)]
     budget = BatchBudget(max_items=8, max_padded_samples=60 * SAMPLE_RATE)
-    got = list(batches(spans, budget, lookahead=16))
-    assert sorted(s.index for b in got for s in b) == list(range(100))
+    got = drain(pool, budget)
+    assert sorted(p.seq for b in got for p in b) == list(range(100))
     for b in got:
         assert len(b) <= 8
-        assert len(b) == 1 or len(b) * max(s.duration for s in b) <= budget.max_padded_samples
+        assert len(b) == 1 or len(b) * max(p.span.duration for p in b) <= budget.max_padded_samples
 
 
-def test_cpu_budget_is_one_span_per_batch() -> None:
-    got = list(batches([span(i, 3) for i in range(5)], BatchBudget.for_device("cpu")))
-    assert [len(b) for b in got] == [1] * 5
+def test_the_oldest_span_is_always_in_the_next_batch() -> None:
+    pool = [pending(i, s) for i, s in enumerate([20, 1, 1.1, 1.2, 1.3, 19, 18])]
+    budget = BatchBudget(max_items=4, max_padded_samples=10**9)
+    first = pick(pool, budget)
+    assert first[0].seq == 0
+    # ...with the spans nearest its length, so little is padding.
+    assert sorted(p.seq for p in first) == [0, 4, 5, 6]
 
 
-def test_sorted_batches_have_little_padding() -> None:
-    spans = [span(i, s) for i, s in enumerate([1, 20, 1.1, 19, 1.2, 18, 1.3, 17])]
-    got = list(batches(spans, BatchBudget(max_items=4, max_padded_samples=10**9), lookahead=8))
-    assert [sorted(s.index for s in b) for b in got] == [[1, 3, 5, 7], [0, 2, 4, 6]]
+def test_spans_that_asked_for_other_options_are_not_mixed() -> None:
+    zh = RecognizeOptions(language="zh")
+    pool = [pending(0, 5), pending(1, 5, options=zh), pending(2, 5), pending(3, 5, options=zh)]
+    batch = pick(pool, BatchBudget(max_items=8, max_padded_samples=10**9))
+    assert [p.seq for p in batch] == [0, 2]
+
+
+def test_a_span_longer_than_the_budget_still_goes_alone() -> None:
+    pool = [pending(0, 90), pending(1, 1)]
+    assert [p.seq for p in pick(pool, BatchBudget(max_items=8, max_padded_samples=60 * SAMPLE_RATE))] == [0]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.tuples(st.floats(0.2, 30), st.sampled_from("abcde")), min_size=1, max_size=60),
+    st.integers(1, 16),
+    st.integers(10, 300),
+)
+def test_files_take_turns(spans: list[tuple[float, str]], items: int, padded_s: int) -> None:
+    """Every span is served exactly once, and a file with spans waiting never sits out more batches
+    in a row than there are other files waiting: a memo is not starved by a long recording."""
+    pool = [pending(i, s, source) for i, (s, source) in enumerate(spans)]
+    batches = drain(pool, BatchBudget(max_items=items, max_padded_samples=padded_s * SAMPLE_RATE))
+    assert sorted(p.seq for b in batches for p in b) == list(range(len(spans)))
+    files = {source for _, source in spans}
+    for source in files:
+        last_batch = max(n for n, b in enumerate(batches) if any(p.span.source == source for p in b))
+        sat_out = 0
+        for batch in batches[: last_batch + 1]:
+            sat_out = 0 if any(p.span.source == source for p in batch) else sat_out + 1
+            assert sat_out <= len(files) - 1
+
+
+def test_a_new_file_is_served_next_even_behind_a_long_queue() -> None:
+    pool = [pending(i, 20, "long") for i in range(50)]
+    served = {"long": 7}  # the long file had the last batch
+    pool.append(pending(50, 5, "memo"))
+    batch = pick(pool, BatchBudget(max_items=1), served)
+    assert [p.span.source for p in batch] == ["memo"]
