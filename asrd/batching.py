@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from .recognizer import RecognizeOptions
 from .types import SAMPLE_RATE, SpeechSpan
@@ -17,6 +17,17 @@ class BatchBudget:
     max_items: int = 1
     max_padded_samples: int = 60 * SAMPLE_RATE
     max_files: int = 2
+
+    @classmethod
+    def configured(cls, device: str, batch_seconds: float = 0, files_in_flight: int = 0) -> BatchBudget:
+        """The device's budget with the configured values (``[model] batch_seconds`` and
+        ``files_in_flight``; 0 keeps the device's own)."""
+        budget = cls.for_device(device)
+        if batch_seconds:
+            budget = replace(budget, max_padded_samples=max(1, round(batch_seconds * SAMPLE_RATE)))
+        if files_in_flight:
+            budget = replace(budget, max_files=files_in_flight)
+        return budget
 
     @classmethod
     def for_device(cls, device: str) -> BatchBudget:

@@ -58,10 +58,16 @@ class ModelSettings(_Section):
     device: str = "auto"
     """auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps. An explicit device that is absent is an error."""
     threads: int = Field(0, ge=0)
-    """CPU threads for inference; 0 = chosen from the CPUs this process may use (model + front end <= CPUs)."""
+    """CPU threads for the model; 0 = chosen from the CPUs this process may use (model + front end <= CPUs)."""
     precision: Literal["auto", "fp32", "fp16", "bf16", "int8"] = "auto"
     """auto = bf16 on a CUDA GPU with native bfloat16 (Ampere+), else fp32. fp16/bf16 are GPU only
     (autocast), int8 CPU only (dynamic int8 Linear layers). See FunASRRecognizer / README "Precision"."""
+    batch_seconds: float = Field(0, ge=0)
+    """Most padded audio seconds in one model call (spans of several files together); 0 = per device
+    (30 on the CPU, 600 on a GPU). Out of GPU memory halves it for the rest of the worker's life."""
+    files_in_flight: int = Field(0, ge=0)
+    """Files the worker works on at once, to batch their speech; 0 = per device (4 CPU, 64 GPU).
+    Decoded audio held ahead of the model: max(2 x batch_seconds, 120 s), shared by these files."""
     idle_unload_seconds: float = Field(300, ge=-1)
     """The model's worker process exits after this long with nothing to do (GPU memory back to 0);
     -1 never, 0 as soon as the queue is empty."""

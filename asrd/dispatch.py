@@ -69,6 +69,8 @@ def engine_spec(settings: Settings, model_dir: str | None) -> EngineSpec:
         device=settings.model.device,
         threads=settings.model.threads,
         precision=settings.model.precision,
+        batch_seconds=settings.model.batch_seconds,
+        files_in_flight=settings.model.files_in_flight,
         vad_engine=vad.engine,
         vad_model_dir=vad.fsmn_model if vad.engine == "fsmn" else None,
         aggressiveness=vad.aggressiveness,

@@ -91,6 +91,7 @@ class Frontend:
         self._ahead: dict[str, int] = {}  # handed out, not yet released, per source
         self._busy: set[str] = set()  # being advanced by a thread
         self._out: deque[SpeechSpan | Feed] = deque()  # spans, and feeds that just finished
+        self.produced = 0  # spans produced so far (tests and diagnostics)
         self._lock = threading.Condition()
         self._threads = threads
         self._pool = ThreadPoolExecutor(threads, thread_name_prefix="asrd-frontend") if threads > 0 else None
@@ -184,6 +185,7 @@ class Frontend:
                         return
                     self._ahead[feed.source] += span.duration
                     self._out.append(span)
+                    self.produced += 1
                     self._lock.notify_all()
                     if inline or self._ahead[feed.source] >= self._share():
                         return  # inline: one span at a time, so the least-ahead feed goes next

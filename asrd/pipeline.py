@@ -91,7 +91,9 @@ class Pipeline:
         self.engine = Engine(
             recognizer,
             segmenter or segmenter_factory(settings),
-            budget or BatchBudget.for_device(recognizer.device),
+            budget or BatchBudget.configured(
+                recognizer.device, settings.model.batch_seconds, settings.model.files_in_flight
+            ),
             frontend_threads=frontend_threads,
         )
         self._claimed: set[Path] = set()

@@ -52,7 +52,8 @@ class LiveState:
         """The one-line summary systemd shows as STATUS=."""
         if self.current:
             cur = self.current[0]
-            return f"transcribing {Path(cur.path).name} {cur.percent}%, {queued} queued"
+            more = f" and {len(self.current) - 1} more" if len(self.current) > 1 else ""  # batched together
+            return f"transcribing {Path(cur.path).name} {cur.percent}%{more}, {queued} queued"
         model = "model loaded" if self.model_loaded else "model unloaded"
         state = "idle" if not queued else "waiting"
         return f"{state}, {model}, {queued} queued"

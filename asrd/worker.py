@@ -37,6 +37,8 @@ class EngineSpec:
     device: str = "auto"
     threads: int = 0  # 0: the thread plan for the device (model + front end <= CPUs)
     precision: str = "auto"
+    batch_seconds: float = 0
+    files_in_flight: int = 0
     vad_engine: str = "webrtc"
     vad_model_dir: str | None = None
     aggressiveness: int = 2
@@ -207,7 +209,10 @@ def _build(spec: EngineSpec) -> Any:
     from .config import load_settings
     from .pipeline import Pipeline
 
-    settings = load_settings(None, {"vad": {
+    settings = load_settings(None, {"model": {
+        "batch_seconds": spec.batch_seconds,
+        "files_in_flight": spec.files_in_flight,
+    }, "vad": {
         "engine": spec.vad_engine,
         "aggressiveness": spec.aggressiveness,
         "min_silence_ms": spec.min_silence_ms,

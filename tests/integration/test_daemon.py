@@ -260,8 +260,9 @@ def test_model_unavailable_pauses_files_and_reports_it(tmp_path: Path) -> None:
 
 
 def test_several_files_in_flight_their_speech_batched(tmp_path: Path) -> None:
-    """The worker asks for files in flight (Loaded.capacity) and the dispatcher keeps that many."""
-    h = Harness(tmp_path, InlineWorker)
+    """The worker asks for files in flight (Loaded.capacity, from [model] files_in_flight) and the
+    dispatcher keeps that many."""
+    h = Harness(tmp_path, InlineWorker, files_in_flight=3)
     h.daemon.start(h.now())
     names = [f"memo{i}.flac" for i in range(5)]
     for name in names:
@@ -275,8 +276,8 @@ def test_several_files_in_flight_their_speech_batched(tmp_path: Path) -> None:
 
     h.run_until(all_done)
     worker = h.daemon.dispatcher.worker
-    assert worker is not None and worker.loaded is not None and worker.loaded.capacity >= 2
-    assert most == worker.loaded.capacity
+    assert worker is not None and worker.loaded is not None and worker.loaded.capacity == 3
+    assert most == 3
     assert all(h.store.get(h.inbox / n).attempts == 0 for n in names)  # type: ignore[union-attr]
     h.daemon.stop(h.now())
 

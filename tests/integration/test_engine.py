@@ -236,3 +236,28 @@ def test_thread_plan_never_oversubscribes() -> None:
             plan = ThreadPlan.for_device(device, cpus=cpus)
             assert plan.model_threads >= 1
             assert plan.model_threads + plan.frontend_threads <= cpus
+
+
+def test_front_end_threads_decode_while_the_model_computes(tmp_path: Path) -> None:
+    """With a front-end thread, the next files are decoded and cut during a recognize() call."""
+    import time
+
+    paths = copies(tmp_path, AUDIO)
+    grew: list[bool] = []
+
+    class Slow(FakeRecognizer):
+        def recognize(self, spans: Sequence[SpeechSpan], options: RecognizeOptions) -> list[Recognized]:
+            before = eng._frontend.produced
+            deadline = time.monotonic() + 2.0
+            while eng._frontend.produced == before and eng._frontend.working and time.monotonic() < deadline:
+                time.sleep(0.005)  # the model "computing"
+            grew.append(eng._frontend.produced > before)
+            return super().recognize(spans, options)
+
+    eng = engine(Slow(), BatchBudget(max_items=1, max_padded_samples=60 * SAMPLE_RATE, max_files=len(paths)),
+                 frontend_threads=1, ahead_samples=10 * SAMPLE_RATE)
+    try:
+        run_all(eng, paths)
+    finally:
+        eng.close()
+    assert sum(grew) >= 3, f"spans were produced during {sum(grew)} of {len(grew)} model calls"

@@ -88,3 +88,9 @@ def test_a_new_file_is_served_next_even_behind_a_long_queue() -> None:
     pool.append(pending(50, 5, "memo"))
     batch = pick(pool, BatchBudget(max_items=1), served)
     assert [p.span.source for p in batch] == ["memo"]
+
+
+def test_configured_budget_overrides_the_device_default() -> None:
+    assert BatchBudget.configured("cpu") == BatchBudget.for_device("cpu")
+    gpu = BatchBudget.configured("cuda", batch_seconds=120, files_in_flight=8)
+    assert (gpu.max_padded_samples, gpu.max_files, gpu.max_items) == (120 * SAMPLE_RATE, 8, 64)
