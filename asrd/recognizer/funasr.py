@@ -114,9 +114,11 @@ class FunASRRecognizer:
         precision: str = "auto",
         timestamps: bool | None = None,
         allow_cpu_half: bool = False,
+        fused_attention: bool = True,
     ) -> None:
         """``allow_cpu_half`` is for tests: it lets fp16/bf16 run on the CPU (slow, no use in production)
-        so the half-precision path can be exercised on machines without a GPU."""
+        so the half-precision path can be exercised on machines without a GPU. ``fused_attention=False``
+        keeps FunASR's own attention code (tests compare the two)."""
         check_model_dir(model_dir)
         self._dir = model_dir
         self._class = _model_class(model_dir)
@@ -154,6 +156,10 @@ class FunASRRecognizer:
         from .padding import mask_predictor_input
 
         mask_predictor_input(self._model.model)  # Paraformer: a span's text must not depend on its batch
+        if fused_attention:
+            from .attention import fuse_attention
+
+            fuse_attention(self._model.model)  # after int8 quantisation, which copies the model
         self._shared_ctc: SharedLogSoftmax | None = None
         if self._class == "SenseVoiceSmall" and self._timestamps:
             from . import ctc_align  # imports torch, like the rest of loading
