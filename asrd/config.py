@@ -64,9 +64,9 @@ class ModelSettings(_Section):
     (autocast), int8 CPU only (dynamic int8 Linear layers). See FunASRRecognizer / README "Precision"."""
     batch_seconds: float = Field(0, ge=0)
     """Most padded audio seconds in one model call (spans of several files together); 0 = per device
-    (30 on the CPU, 600 on a GPU). Out of GPU memory halves it for the rest of the worker's life."""
+    (60 on the CPU, 600 on a GPU). Out of GPU memory halves it for the rest of the worker's life."""
     files_in_flight: int = Field(0, ge=0)
-    """Files the worker works on at once, to batch their speech; 0 = per device (4 CPU, 64 GPU).
+    """Files the worker works on at once, to batch their speech; 0 = per device (8 CPU, 64 GPU).
     Decoded audio held ahead of the model: max(2 x batch_seconds, 120 s), shared by these files."""
     idle_unload_seconds: float = Field(300, ge=-1)
     """The model's worker process exits after this long with nothing to do (GPU memory back to 0);

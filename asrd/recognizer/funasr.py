@@ -115,10 +115,11 @@ class FunASRRecognizer:
         timestamps: bool | None = None,
         allow_cpu_half: bool = False,
         fused_attention: bool = True,
+        packed_linears: bool = True,
     ) -> None:
         """``allow_cpu_half`` is for tests: it lets fp16/bf16 run on the CPU (slow, no use in production)
         so the half-precision path can be exercised on machines without a GPU. ``fused_attention=False``
-        keeps FunASR's own attention code (tests compare the two)."""
+        keeps FunASR's own attention code, ``packed_linears=False`` PyTorch's own Linear (tests compare)."""
         check_model_dir(model_dir)
         self._dir = model_dir
         self._class = _model_class(model_dir)
@@ -160,6 +161,11 @@ class FunASRRecognizer:
             from .attention import fuse_attention
 
             fuse_attention(self._model.model)  # after int8 quantisation, which copies the model
+        if packed_linears and self._device == "cpu" and self._precision == "fp32":
+            from .packed import pack_linears
+
+            packed = pack_linears(self._model.model)
+            log.debug("%d Linear layers packed for oneDNN", packed)
         self._shared_ctc: SharedLogSoftmax | None = None
         if self._class == "SenseVoiceSmall" and self._timestamps:
             from . import ctc_align  # imports torch, like the rest of loading

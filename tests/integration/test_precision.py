@@ -13,6 +13,7 @@ import torch
 from asrd.audio import load
 from asrd.recognizer import ModelError, RecognizeOptions
 from asrd.recognizer.funasr import FunASRRecognizer, auto_precision
+from asrd.recognizer.packed import PackedLinear
 from asrd.types import SAMPLE_RATE, SpeechSpan
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "audio"
@@ -33,7 +34,8 @@ def spans_from(audio: np.ndarray) -> list[SpeechSpan]:
 
 
 def _first_linear(module: torch.nn.Module) -> torch.nn.Module:
-    return next(m for m in module.modules() if isinstance(m, torch.nn.Linear))
+    # fp32 on the CPU has its Linear layers packed for oneDNN (asrd/recognizer/packed.py).
+    return next(m for m in module.modules() if isinstance(m, (torch.nn.Linear, PackedLinear)))
 
 
 def _record_dtypes(recognizer: FunASRRecognizer) -> dict[str, set[torch.dtype]]:

@@ -1,10 +1,13 @@
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from asrd.batching import BatchBudget, Pending, pick
+from asrd.batching import CPU_COST, BatchBudget, CallCost, Pending, pick
 from asrd.recognizer import RecognizeOptions
 from asrd.types import SAMPLE_RATE, SpeechSpan
 
@@ -61,17 +64,35 @@ def test_a_span_longer_than_the_budget_still_goes_alone() -> None:
     assert [p.seq for p in pick(pool, BatchBudget(max_items=8, max_padded_samples=60 * SAMPLE_RATE))] == [0]
 
 
+def test_with_a_call_cost_a_span_joins_only_where_that_is_cheaper_than_its_own_call() -> None:
+    budget = BatchBudget(max_items=16, max_padded_samples=60 * SAMPLE_RATE, cost=CPU_COST)
+    # A 2 s span padded to 30 s costs more than a call of its own.
+    assert [p.seq for p in pick([pending(0, 30), pending(1, 2)], budget)] == [0]
+    # Spans of about the same length share a call (each call's fixed cost is paid once)...
+    assert sorted(p.seq for p in pick([pending(i, 4 + i / 10) for i in range(6)], budget)) == list(range(6))
+    # ...and without a cost the 2 s span fills the budget as before.
+    assert [p.seq for p in pick([pending(0, 30), pending(1, 2)], replace(budget, cost=None))] == [0, 1]
+
+
+def test_call_cost_is_fixed_plus_padded_seconds() -> None:
+    cost = CallCost(per_call=0.1, per_second=0.05, per_second_squared=0.001)
+    assert cost.of(1, 2 * SAMPLE_RATE) == pytest.approx(0.1 + 2 * (0.05 + 0.002))
+    assert cost.of(4, 10 * SAMPLE_RATE) == pytest.approx(0.1 + 40 * (0.05 + 0.01))
+
+
 @settings(max_examples=200, deadline=None)
 @given(
     st.lists(st.tuples(st.floats(0.2, 30), st.sampled_from("abcde")), min_size=1, max_size=60),
     st.integers(1, 16),
     st.integers(10, 300),
+    st.booleans(),
 )
-def test_files_take_turns(spans: list[tuple[float, str]], items: int, padded_s: int) -> None:
+def test_files_take_turns(spans: list[tuple[float, str]], items: int, padded_s: int, costed: bool) -> None:
     """Every span is served exactly once, and a file with spans waiting never sits out more batches
     in a row than there are other files waiting: a memo is not starved by a long recording."""
     pool = [pending(i, s, source) for i, (s, source) in enumerate(spans)]
-    batches = drain(pool, BatchBudget(max_items=items, max_padded_samples=padded_s * SAMPLE_RATE))
+    budget = BatchBudget(max_items=items, max_padded_samples=padded_s * SAMPLE_RATE, cost=CPU_COST if costed else None)
+    batches = drain(pool, budget)
     assert sorted(p.seq for b in batches for p in b) == list(range(len(spans)))
     files = {source for _, source in spans}
     for source in files:
@@ -94,3 +115,4 @@ def test_configured_budget_overrides_the_device_default() -> None:
     assert BatchBudget.configured("cpu") == BatchBudget.for_device("cpu")
     gpu = BatchBudget.configured("cuda", batch_seconds=120, files_in_flight=8)
     assert (gpu.max_padded_samples, gpu.max_files, gpu.max_items) == (120 * SAMPLE_RATE, 8, 64)
+    assert gpu.cost is None and BatchBudget.for_device("cpu").cost == CPU_COST
