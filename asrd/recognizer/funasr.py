@@ -132,6 +132,10 @@ class FunASRRecognizer:
         self._autocast: tuple[str, Any] | None = None  # (device type, torch dtype) for fp16/bf16
         self._in_half = False  # a generate() under autocast is running: the encoder output is checked
         started = time.monotonic()
+        if packed_linears:
+            from .packed import limit_caches  # before anything runs a oneDNN primitive
+
+            limit_caches()
         with _quiet(loading=True):
             import torch
             from funasr import AutoModel
