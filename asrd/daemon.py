@@ -20,10 +20,11 @@ from . import __version__
 from .config import ConfigError, Settings, find_config, load_settings, with_folders
 from .dispatch import Dispatcher, InboxView, engine_spec, inbox_views
 from .ignore import IgnoreRules
-from .jobs import JobState, JobStore, fingerprint
+from .jobs import Job, JobState, JobStore, fingerprint
 from .schedule import Timers
 from .service import ServiceState
 from .settle import StabilityTracker
+from .sidecars import TEMP_PREFIX
 from .status import InboxState, LiveState, write_live
 from .watch import InboxWatcher, default_settle_seconds, scan
 from .worker import EngineSpec, WorkerHandle
@@ -97,6 +98,7 @@ class Daemon:
     # ------------------------------------------------------------ life cycle
 
     def start(self, now: float) -> None:
+        self._sweep_temp_files(self.store.running())
         requeued = self.store.requeue_running(now)
         if requeued:
             log.info("%d job(s) interrupted by the last stop are queued again", requeued)
@@ -182,6 +184,28 @@ class Daemon:
         return not self.dispatcher.busy and not any(i.tracker and i.tracker.pending for i in self.inboxes.values())
 
     # ------------------------------------------------------------ inboxes and files
+
+    def _sweep_temp_files(self, interrupted: list[Job]) -> None:
+        """A kill mid-write leaves a sidecar's temp file (.asrd-tmp-*.tmp) next to the original. This
+        daemon holds the state lock, so those older than its start in the folders of the files it was
+        working on are its own leftovers."""
+        folders: set[Path] = set()
+        for job in interrupted:
+            folders.add(job.path.parent)
+            view = self.dispatcher.views.get(job.inbox)
+            if view is not None and view.output.output_dir is not None:
+                folders.add(Path(view.output.output_dir))
+        for folder in folders:
+            try:
+                leftovers = [p for p in folder.glob(f"{TEMP_PREFIX}*.tmp") if p.lstat().st_mtime < self._started]
+            except OSError:
+                continue
+            for path in leftovers:
+                try:
+                    path.unlink()
+                    log.info("removed %s, left by an interrupted write", path)
+                except OSError as err:
+                    log.warning("cannot remove %s, left by an interrupted write: %s", path, err.strerror or err)
 
     def _start_inboxes(self) -> None:
         self.inboxes = {}

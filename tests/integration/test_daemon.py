@@ -14,7 +14,7 @@ import pytest
 
 from asrd.config import Settings, load_settings
 from asrd.daemon import Daemon
-from asrd.jobs import JobState
+from asrd.jobs import JobState, fingerprint
 from asrd.jobs_sqlite import SqliteJobStore
 from asrd.schedule import ManualTimers
 from asrd.service import MemoryNotifier, ServiceState
@@ -314,4 +314,23 @@ def test_after_a_crash_with_several_in_flight_files_go_alone_until_explained(tmp
     shutil.copy(JFK, h.inbox / "d.flac")  # work, so a worker is (re)started and loads
     h.run_until(lambda: d.worker is not None and d.worker.loaded is not None, timeout=30)
     assert d.capacity() > 1
+    h.daemon.stop(h.now())
+
+
+def test_a_write_cut_short_by_a_kill_leaves_no_temp_file(tmp_path: Path) -> None:
+    """A daemon killed while writing a sidecar leaves .asrd-tmp-*.tmp next to the original; the next
+    start removes those in the folders of the files it was working on, and nothing else."""
+    h = Harness(tmp_path, InlineWorker)
+    src = h.inbox / "memo.flac"
+    shutil.copy(JFK, src)
+    h.store.offer(src, next(iter(h.daemon.dispatcher.views)), fingerprint(src), h.now())
+    assert [j.path for j in h.store.claim(h.now(), 1)] == [src]  # in flight when the "kill" came
+    leftover, fresh = h.inbox / ".asrd-tmp-abc123.tmp", h.inbox / ".asrd-tmp-def456.tmp"
+    leftover.write_text("half a sidecar")
+    fresh.write_text("another writer's, still in progress")
+    os.utime(leftover, (time.time() - 60, time.time() - 60))
+    os.utime(fresh, (time.time() + 60, time.time() + 60))  # newer than this daemon's start
+    h.daemon.start(h.now())
+    assert not leftover.exists() and fresh.exists()
+    h.run_until(h.done("memo.flac"))
     h.daemon.stop(h.now())
