@@ -72,7 +72,12 @@ class CueRules:
         """Samples needed to read ``text`` (spaces and punctuation count, line breaks do not)."""
         flat = text.replace("\n", "")
         cjk = sum(is_cjk(c) for c in flat)
-        seconds = cjk / self.max_cps_cjk + (len(flat) - cjk) / self.max_cps
+        return self.reading_time_of(cjk, len(flat) - cjk)
+
+    def reading_time_of(self, cjk: int, other: int) -> int:
+        """Samples needed to read ``cjk`` CJK and ``other`` other characters: what ``reading_time``
+        gives for such a text, for callers that already have the counts (the cue grouping)."""
+        seconds = cjk / self.max_cps_cjk + other / self.max_cps
         return math.ceil(seconds * 1000 - 1e-9) * MS
 
     def needed(self, text: str) -> int:

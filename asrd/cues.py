@@ -17,6 +17,7 @@ from __future__ import annotations
 import itertools
 import math
 import unicodedata
+from bisect import bisect_left
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -29,6 +30,7 @@ __all__ = ["CueRules", "build_cues"]
 SENTENCE_END = set(".!?。！？…")
 CLAUSE_END = set(",;:，、；：—")
 _CLOSING = set("\"'»」』）)]】》”’")
+_CLOSERS = "".join(_CLOSING)  # for str.rstrip, built once: the cost functions run per (a, b)
 PAUSE = SAMPLE_RATE // 2  # a silence this long between units is a natural place for a new cue
 
 # Costs that steer the grouping (dimensionless; one cue costs 1).
@@ -130,22 +132,29 @@ def _fit_line(unit: _Unit, rules: CueRules) -> list[_Unit]:
 
 @dataclass(frozen=True)
 class _Layout:
-    """Prefix sums that give any run of units' line width in O(1)."""
+    """Prefix sums that give any run of units' line width and reading time in O(1)."""
 
     cjk: list[int]  # CJK characters in units[:k]
     other: list[int]  # other characters in units[:k], with the spaces joining them
     space: list[int]  # 1 where a space joins unit k-1 and unit k
+    chars: list[int]  # characters in units[:k] as reading_time counts them: no glue, no "\n"
 
     @classmethod
     def of(cls, units: Sequence[_Unit]) -> _Layout:
-        cjk, other, space = [0], [0], [0]
+        cjk, other, space, chars = [0], [0], [0], [0]
         for k, unit in enumerate(units):
             c = sum(is_cjk(ch) for ch in unit.text)
             gap = 0 if k == 0 or (is_cjk(units[k - 1].text[-1]) and is_cjk(unit.text[0])) else 1
             space.append(gap)
             cjk.append(cjk[-1] + c)
             other.append(other[-1] + len(unit.text) - c + gap)
-        return cls(cjk, other, space)
+            chars.append(chars[-1] + len(unit.text) - unit.text.count("\n"))
+        return cls(cjk, other, space, chars)
+
+    def reading_time(self, a: int, b: int, rules: CueRules) -> int:
+        """``rules.reading_time("".join(u.text for u in units[a:b]))`` without building the text."""
+        cjk = self.cjk[b] - self.cjk[a]
+        return rules.reading_time_of(cjk, self.chars[b] - self.chars[a] - cjk)
 
     def fits(self, a: int, b: int, rules: CueRules) -> bool:
         """Whether units[a:b] fit on one line."""
@@ -169,11 +178,25 @@ def _lines(layout: _Layout, a: int, b: int, rules: CueRules) -> list[int] | None
     if rules.max_lines < 2:
         return None
     if rules.max_lines == 2:
-        cuts = [k for k in range(a + 1, b) if layout.fits(a, k, rules) and layout.fits(k, b, rules)]
-        if not cuts:
+        # Each unit adds to a line's width, so fits(a, k) only fails and fits(k, b) only succeeds
+        # as k grows: the cuts that fit both lines are the range lo..hi, found by bisection.
+        cuts = range(a + 1, b)
+        lo = a + 1 + bisect_left(cuts, True, key=lambda k: layout.fits(k, b, rules))
+        hi = a + bisect_left(cuts, True, key=lambda k: not layout.fits(a, k, rules))
+        if lo > hi:
             return None
-        best = min(cuts, key=lambda k: abs(layout.width(a, k, rules) - layout.width(k, b, rules)))
-        return [best]
+
+        def diff(k: int) -> float:
+            return layout.width(a, k, rules) - layout.width(k, b, rules)
+
+        # diff never falls as k grows, so its size falls then rises: the smallest is next to the
+        # first k with diff >= 0. Ties go to the earlier k, as min() picked.
+        j = lo + bisect_left(range(lo, hi + 1), 0.0, key=diff)
+        if j > hi or (j > lo and -diff(j - 1) <= diff(j)):
+            j -= 1
+            while j > lo and diff(j - 1) == diff(j):  # equal diffs (float rounding only): min() took the first
+                j -= 1
+        return [j]
     breaks, line = [], a
     for k in range(a + 1, b + 1):
         if not layout.fits(line, k, rules):
@@ -186,7 +209,7 @@ def _break_cost(units: Sequence[_Unit], k: int) -> float:
     """The cost of ending a cue after units[k]."""
     if k == len(units) - 1 or units[k + 1].start - units[k].end >= PAUSE:
         return 0.0
-    last = units[k].text.rstrip("".join(_CLOSING))[-1:]
+    last = units[k].text.rstrip(_CLOSERS)[-1:]
     if last in SENTENCE_END:
         return 0.0
     if units[k + 1].segment != units[k].segment:
@@ -195,7 +218,7 @@ def _break_cost(units: Sequence[_Unit], k: int) -> float:
 
 
 def _ends_sentence(unit: _Unit) -> bool:
-    return unit.text.rstrip("".join(_CLOSING))[-1:] in SENTENCE_END
+    return unit.text.rstrip(_CLOSERS)[-1:] in SENTENCE_END
 
 
 def _carry_cost(units: Sequence[_Unit], k: int) -> float:
@@ -234,7 +257,7 @@ def _group(units: Sequence[_Unit], rules: CueRules) -> list[tuple[int, int, list
                     breaks = []  # a single unit always fits after _fit_line; never strand it
                 else:
                     break
-            cost = best[a] + 1.0 + _break_cost(units, b - 1) + carried + _timing_cost(units, a, b, rules)
+            cost = best[a] + 1.0 + _break_cost(units, b - 1) + carried + _timing_cost(units, layout, a, b, rules)
             if cost < best[b]:
                 best[b] = cost
                 choice[b] = (a, breaks)
@@ -247,16 +270,15 @@ def _group(units: Sequence[_Unit], rules: CueRules) -> list[tuple[int, int, list
     return groups[::-1]
 
 
-def _timing_cost(units: Sequence[_Unit], a: int, b: int, rules: CueRules) -> float:
+def _timing_cost(units: Sequence[_Unit], layout: _Layout, a: int, b: int, rules: CueRules) -> float:
     """Penalty for a cue that the next one would cut short of its minimum or reading time."""
     if b == len(units):
         return 0.0
     room = min(units[b].start - rules.min_gap - units[a].start, rules.max_duration)
-    text = "".join(u.text for u in units[a:b])
     cost = 0.0
     if room < rules.min_duration:
         cost += _TOO_SHORT * min(2.0, 1 - room / rules.min_duration)  # in proportion to the shortfall
-    need = rules.reading_time(text)
+    need = layout.reading_time(a, b, rules)
     if room < need:
         cost += _TOO_FAST * min(2.0, need / max(room, 1) - 1)
     return cost
