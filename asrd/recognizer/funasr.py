@@ -119,7 +119,8 @@ class FunASRRecognizer:
     ) -> None:
         """``allow_cpu_half`` is for tests: it lets fp16/bf16 run on the CPU (slow, no use in production)
         so the half-precision path can be exercised on machines without a GPU. ``fused_attention=False``
-        keeps FunASR's own attention code, ``packed_linears=False`` PyTorch's own Linear (tests compare)."""
+        keeps FunASR's own SAN-M attention and encoder-layer code, ``packed_linears=False`` PyTorch's own
+        Linear (tests compare)."""
         check_model_dir(model_dir)
         self._dir = model_dir
         self._class = _model_class(model_dir)
@@ -162,9 +163,10 @@ class FunASRRecognizer:
 
         mask_predictor_input(self._model.model)  # Paraformer: a span's text must not depend on its batch
         if fused_attention:
-            from .attention import fuse_attention
+            from .attention import fuse_attention, lean_layers
 
             fuse_attention(self._model.model)  # after int8 quantisation, which copies the model
+            lean_layers(self._model.model)
         if packed_linears and self._device == "cpu" and self._precision == "fp32":
             from .packed import pack_linears
 
@@ -178,6 +180,9 @@ class FunASRRecognizer:
             self._shared_ctc = ctc_align.share_ctc_log_softmax(self._model.model)
             if not ctc_align.install():
                 log.warning("SenseVoice token timestamps use FunASR's own, slower alignment")
+        from .heap import trim_heap
+
+        trim_heap()  # the fp32 model int8 quantisation replaced, and loading's buffers
         self.load_seconds = time.monotonic() - started
         log.info(
             "loaded %s (%s) on %s, %s, %d thread(s) in %.1f s",

@@ -1,4 +1,5 @@
-"""The fused SAN-M attention against FunASR's own, on tiny random-weight SenseVoice and Paraformer."""
+"""The fused SAN-M attention, FSMN memory and lean encoder layer against FunASR's own, on tiny
+random-weight SenseVoice and Paraformer."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import torch
 
 from asrd.audio import load
 from asrd.recognizer import RecognizeOptions
+from asrd.recognizer.attention import _fsmn
 from asrd.recognizer.funasr import FunASRRecognizer
 from asrd.types import SAMPLE_RATE, SpeechSpan
 
@@ -37,6 +39,31 @@ def test_fused_attention_matches_funasr_with_padding(model: str, request: pytest
             with torch.no_grad():
                 got, want = mine(x, mask), theirs(x, mask)
             assert torch.allclose(got, want, atol=1e-5), (got - want).abs().max()
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_fsmn_memory_and_lean_layers_match_funasr(model: str, request: pytest.FixtureRequest) -> None:
+    recognizer = FunASRRecognizer(request.getfixturevalue(f"tiny_{model}_dir"), device="cpu", threads=1)
+    torch.manual_seed(0)
+    lengths = torch.tensor([40, 33, 7])
+    mask = (torch.arange(40)[None, :] < lengths[:, None]).float()[:, None, :]
+    modules = _attention_modules(recognizer)
+    for module in modules:
+        fsmn = _fsmn(module)
+        assert fsmn != module.forward_fsmn, "the channels-last convolution should be in use"
+        v = torch.randn(3, 40, module.h * module.d_k)
+        with torch.no_grad():
+            got, want = fsmn(v, mask), module.forward_fsmn(v, mask)
+        assert torch.allclose(got, want, atol=1e-6), (got - want).abs().max()
+        assert not got[2, 7:].any()  # padded frames stay zero
+    layers = [m for m in recognizer._model.model.modules() if type(m).__name__ == "EncoderLayerSANM"]
+    assert layers and all(getattr(layer.forward, "_asrd_lean", False) for layer in layers)
+    for layer in layers:
+        x = torch.randn(3, 40, layer.in_size)
+        with torch.no_grad():
+            got = layer(x.clone(), mask)[0]
+            want = type(layer).forward(layer, x.clone(), mask)[0]  # FunASR's own
+        assert torch.equal(got, want), (got - want).abs().max()
 
 
 @pytest.mark.parametrize("model", MODELS)
