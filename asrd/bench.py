@@ -218,7 +218,8 @@ def main(opts: argparse.Namespace) -> int:
             else:
                 runs.append(_spawn(pipeline, workload, files, opts))
             print(_table(runs[-1:]).splitlines()[-1], file=sys.stderr)
-    print(f"device {opts.device}, precision {opts.precision}, {opts.threads or 'auto'} threads, model {opts.model}")
+    print(f"device {opts.device}, precision {opts.precision} (asrd's; FunASR's pipelines run in the fp32 FunASR "
+          f"loads), {opts.threads or 'auto'} threads, model {opts.model}")
     print(_table(runs))
     for run in runs:
         if run.workload == "long":
