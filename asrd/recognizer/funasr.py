@@ -142,6 +142,7 @@ class FunASRRecognizer:
             from funasr import AutoModel
 
             from ..frontend import ThreadPlan
+            from .checkpoint import single_copy_loading
 
             self._device = resolve_device(device)
             # FunASR's default of 4 threads on a 2-core machine made inference 60x slower
@@ -149,15 +150,16 @@ class FunASRRecognizer:
             # front end its share (0 = choose for the device).
             self.threads = threads = ThreadPlan.for_device(self._device, model_threads=threads).model_threads
             torch.set_num_threads(threads)
-            self._model: Any = AutoModel(
-                model=str(model_dir),
-                device=self._device,
-                ncpu=threads,
-                disable_update=True,  # else it asks PyPI for updates with no timeout
-                disable_pbar=True,
-                disable_log=True,
-                frontend_conf={"dither": 0.0},  # dither makes identical input give different text
-            )
+            with single_copy_loading():  # FunASR's loader would hold a third copy of the weights
+                self._model: Any = AutoModel(
+                    model=str(model_dir),
+                    device=self._device,
+                    ncpu=threads,
+                    disable_update=True,  # else it asks PyPI for updates with no timeout
+                    disable_pbar=True,
+                    disable_log=True,
+                    frontend_conf={"dither": 0.0},  # dither makes identical input give different text
+                )
         self._precision = self._apply_precision(precision, allow_cpu_half=allow_cpu_half)
         from .padding import mask_predictor_input
 
