@@ -79,9 +79,10 @@ def _fsmn(module: Any) -> Any:
     conv, pad = getattr(module, "fsmn_block", None), getattr(module, "pad_fn", None)
     if not (isinstance(conv, torch.nn.Conv1d) and isinstance(pad, torch.nn.ConstantPad1d) and pad.value == 0
             and conv.bias is None and conv.groups == conv.in_channels == conv.out_channels
-            and conv.stride == (1,) and conv.dilation == (1,) and conv.padding == (0,)):
-        return module.forward_fsmn  # not the layout this was written for
-    left, right = pad.padding
+            and conv.stride == (1,) and conv.dilation == (1,) and conv.padding == (0,)
+            and pad.padding[0] == pad.padding[1]):
+        return module.forward_fsmn  # not the layout this was written for (nor a shifted window, sanm_shfit)
+    side = pad.padding[0]
 
     def forward(inputs: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
         if module.training or inputs.device.type != "cpu":  # measured on the CPU only
@@ -92,10 +93,7 @@ def _fsmn(module: Any) -> Any:
             inputs = inputs * mask
         # (B, T, C) contiguous is (B, C, 1, T) channels-last: no copy.
         image = inputs.transpose(1, 2).unsqueeze(2).contiguous(memory_format=torch.channels_last)
-        if left != right:  # a shifted window (sanm_shfit): pad the time axis explicitly
-            image = F.pad(image, (left, right)).contiguous(memory_format=torch.channels_last)
-        out = F.conv2d(image, conv.weight.unsqueeze(2), padding=(0, left) if left == right else 0,
-                       groups=channels)
+        out = F.conv2d(image, conv.weight.unsqueeze(2), padding=(0, side), groups=channels)
         out = out.squeeze(2).transpose(1, 2)  # (B, T, C) again, contiguous
         out += inputs
         return out if mask is None else out.mul_(mask)

@@ -10,9 +10,6 @@ from __future__ import annotations
 
 import ctypes
 import gc
-import logging
-
-log = logging.getLogger(__name__)
 
 
 def trim_heap() -> bool:
