@@ -21,8 +21,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .config import available_cpus
-from .types import SAMPLE_RATE
+from asrd.config import available_cpus
+from asrd.records import SAMPLE_RATE
 
 REPO_SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 PIPELINES = ("funasr_vad", "funasr_plain", "asrd")
@@ -68,15 +68,15 @@ def child(args: argparse.Namespace) -> None:
     """One pipeline over a list of files, in this process; writes a JSON result."""
     import torch
 
-    from .audio import load
+    from asrd.worker.audio import load
 
     files = [Path(p) for p in args.files]
     cuda = args.device.startswith("cuda")
     started = time.monotonic()
     if args.pipeline == "asrd":
-        from .config import load_settings
-        from .pipeline import Pipeline
-        from .recognizer.funasr import FunASRRecognizer
+        from asrd.config import load_settings
+        from asrd.recognizer.funasr import FunASRRecognizer
+        from asrd.transcribe import Pipeline
 
         out = Path(tempfile.mkdtemp(prefix="asrd-bench-"))
         settings = load_settings(None, {"output": {"output_dir": str(out), "formats": ["txt", "srt"]}})
@@ -184,11 +184,11 @@ def _table(runs: list[Run]) -> str:
 
 
 def main(opts: argparse.Namespace) -> int:
-    from .testing import workloads
+    from asrd.testing import workloads
 
     work = Path(opts.work_dir or Path(tempfile.gettempdir()) / "asrd-bench")
     if opts.model is None:
-        from .testing import build_sensevoice
+        from asrd.testing import build_sensevoice
 
         opts.model = build_sensevoice(work / "models" / "sensevoice-full", size="full")
         print(f"model: full-size SenseVoiceSmall with RANDOM weights ({opts.model}); compute does not depend on "

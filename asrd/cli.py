@@ -10,8 +10,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from . import __version__
-from .config import EX_CONFIG, LANGUAGES, ConfigError, Settings, dump_settings, find_config, load_settings
+from asrd import __version__
+from asrd.config import EX_CONFIG, LANGUAGES, ConfigError, Settings, dump_settings, find_config, load_settings
 
 log = logging.getLogger("asrd")
 
@@ -52,7 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("check-config", help="validate and print the effective configuration (exit 78 if invalid)")
     p.add_argument("file", nargs="?", type=Path)
 
-    from .bench import add_arguments as bench_arguments
+    from asrd.bench import add_arguments as bench_arguments
 
     p = sub.add_parser("bench", help="measure speed against FunASR's own pipelines on the same files")
     bench_arguments(p)
@@ -71,7 +71,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "transcribe":
             return _transcribe(args)
         if args.command == "run":
-            from .daemon import run
+            from asrd.control.daemon import run
 
             return run(args.config, args.folders)
         if args.command == "status":
@@ -83,7 +83,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "model":
             return _model(args)
         if args.command == "bench":
-            from .bench import main as bench
+            from asrd.bench import main as bench
 
             return bench(args)
     except ConfigError as err:
@@ -118,7 +118,7 @@ def _check_config(args: argparse.Namespace) -> int:
 def _status(args: argparse.Namespace) -> int:
     import json
 
-    from .status import render, report
+    from asrd.control.status import render, report
 
     settings = _settings(args.config, {})
     doc = report(settings.daemon.state_dir)
@@ -129,8 +129,8 @@ def _status(args: argparse.Namespace) -> int:
 def _retry(args: argparse.Namespace) -> int:
     import time
 
-    from .jobs_sqlite import SqliteJobStore
-    from .statedir import DB_NAME, running_pid
+    from asrd.control.jobs_sqlite import SqliteJobStore
+    from asrd.control.statedir import DB_NAME, running_pid
 
     if not args.files and not args.failed:
         print("asrd retry: name files, or --failed for all of them", file=sys.stderr)
@@ -153,8 +153,8 @@ def _retry(args: argparse.Namespace) -> int:
 
 
 def _model(args: argparse.Namespace) -> int:
-    from .recognizer import ModelError
-    from .recognizer.modeldir import fetch, resolve
+    from asrd.recognizer import ModelError
+    from asrd.recognizer.modeldir import fetch, resolve
 
     overrides = {"model": {"name": args.model} if args.model else {}}
     settings = _settings(args.config, overrides)
@@ -165,7 +165,7 @@ def _model(args: argparse.Namespace) -> int:
                 fetch(settings.vad.fsmn_model, settings.model.hub)
         else:
             path = resolve(settings.model.name, settings.model.hub, download=False)
-            from .recognizer.funasr import FunASRRecognizer
+            from asrd.recognizer.funasr import FunASRRecognizer
 
             FunASRRecognizer(path, device=settings.model.device, threads=settings.model.threads).close()
     except ModelError as err:
@@ -176,8 +176,8 @@ def _model(args: argparse.Namespace) -> int:
 
 
 def _transcribe(args: argparse.Namespace) -> int:
-    from .audio import DecodeError, probe
-    from .recognizer import ModelError
+    from asrd.recognizer import ModelError
+    from asrd.worker.audio import DecodeError, probe
 
     overrides: dict[str, dict[str, Any]] = {
         "model": {k: v for k, v in (("name", args.model), ("device", args.device)) if v},
@@ -216,9 +216,9 @@ def _transcribe(args: argparse.Namespace) -> int:
 
 
 def _pipeline(settings: Settings, overwrite: bool):  # type: ignore[no-untyped-def]
-    from .pipeline import Pipeline
-    from .recognizer.funasr import FunASRRecognizer
-    from .recognizer.modeldir import resolve
+    from asrd.recognizer.funasr import FunASRRecognizer
+    from asrd.recognizer.modeldir import resolve
+    from asrd.transcribe import Pipeline
 
     model = settings.model
     print(f"loading model {model.name} ...", file=sys.stderr)
@@ -237,10 +237,10 @@ def _run_all(pipeline: Any, paths: list[Path]) -> list[str]:
     from tqdm import tqdm
     from tqdm.contrib.logging import logging_redirect_tqdm
 
-    from .audio import DecodeError, probe
-    from .pipeline import Failure
-    from .recognizer import ModelError
-    from .sidecars import SidecarError
+    from asrd.output.sidecars import SidecarError
+    from asrd.recognizer import ModelError
+    from asrd.transcribe import Failure
+    from asrd.worker.audio import DecodeError, probe
 
     total = sum(probe(p).duration for p in paths) / 16000
     done: dict[Path, float] = {}

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from asrd.types import Cue
+from asrd.records import Cue
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -41,7 +41,7 @@ def read_subtitles(path: Path) -> list[Cue]:
     """An .srt, .vtt or .json sidecar's cues, read with real parsers (srt, webvtt-py) or json."""
     import json
 
-    from asrd.types import ms_to_samples
+    from asrd.records import ms_to_samples
 
     if path.suffix == ".json":
         doc = json.loads(path.read_text(encoding="utf-8"))
@@ -71,7 +71,7 @@ def _vtt_ms(stamp: str) -> int:
 @pytest.fixture
 def check_subtitles() -> Callable[[Path], list[Cue]]:
     """Check a written .srt/.vtt/.json against the default cue rules; returns its cues."""
-    from asrd.cuerules import check
+    from asrd.output.cuerules import check
 
     def run(path: Path) -> list[Cue]:
         cues = read_subtitles(path)

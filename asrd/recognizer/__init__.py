@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from ..types import Recognized, SpeechSpan
+from asrd.records import Recognized, SpeechSpan
 
 
 @dataclass(frozen=True)

@@ -6,8 +6,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from ..types import SAMPLE_RATE, Recognized, SpeechSpan, Token
-from . import RecognizeOptions
+from asrd.recognizer import RecognizeOptions
+from asrd.records import SAMPLE_RATE, Recognized, SpeechSpan, Token
 
 _WORDS = ("alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel", "india", "juliet")
 _WORDS_PER_SECOND = 2.5

@@ -11,14 +11,14 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..transcript import join_text
-from ..types import Recognized, SpeechSpan, Token, ms_to_samples
-from . import ModelError, RecognizeOptions
-from .modeldir import check_model_dir
-from .precision import NonFinite, auto_precision, check_autocast, in_fp32, native_bf16
+from asrd.output.text import join_text
+from asrd.recognizer import ModelError, RecognizeOptions
+from asrd.recognizer.modeldir import check_model_dir
+from asrd.recognizer.precision import NonFinite, auto_precision, check_autocast, in_fp32, native_bf16
+from asrd.records import Recognized, SpeechSpan, Token, ms_to_samples
 
 if TYPE_CHECKING:
-    from .ctc_align import SharedLogSoftmax
+    from asrd.recognizer.ctc_align import SharedLogSoftmax
 
 log = logging.getLogger(__name__)
 
@@ -134,15 +134,15 @@ class FunASRRecognizer:
         self._in_half = False  # a generate() under autocast is running: the encoder output is checked
         started = time.monotonic()
         if packed_linears:
-            from .packed import limit_caches  # before anything runs a oneDNN primitive
+            from asrd.recognizer.packed import limit_caches  # before anything runs a oneDNN primitive
 
             limit_caches()
         with _quiet(loading=True):
             import torch
             from funasr import AutoModel
 
-            from ..frontend import ThreadPlan
-            from .checkpoint import single_copy_loading
+            from asrd.recognizer.checkpoint import single_copy_loading
+            from asrd.worker.threads import ThreadPlan
 
             self._device = resolve_device(device)
             # FunASR's default of 4 threads on a 2-core machine made inference 60x slower
@@ -161,28 +161,28 @@ class FunASRRecognizer:
                     frontend_conf={"dither": 0.0},  # dither makes identical input give different text
                 )
         self._precision = self._apply_precision(precision, allow_cpu_half=allow_cpu_half)
-        from .padding import mask_predictor_input
+        from asrd.recognizer.padding import mask_predictor_input
 
         mask_predictor_input(self._model.model)  # Paraformer: a span's text must not depend on its batch
         if fused_attention:
-            from .attention import fuse_attention, lean_layers
+            from asrd.recognizer.attention import fuse_attention, lean_layers
 
             fuse_attention(self._model.model)  # after int8 quantisation, which copies the model
             lean_layers(self._model.model)
         if packed_linears and self._device == "cpu" and self._precision == "fp32":
-            from .packed import pack_linears
+            from asrd.recognizer.packed import pack_linears
 
             packed = pack_linears(self._model.model)
             log.debug("%d Linear layers packed for oneDNN", packed)
         self._shared_ctc: SharedLogSoftmax | None = None
         if self._class == "SenseVoiceSmall" and self._timestamps:
-            from . import ctc_align  # imports torch, like the rest of loading
+            from asrd.recognizer import ctc_align  # imports torch, like the rest of loading
 
             # After precision: int8 quantisation replaces the model with a converted copy.
             self._shared_ctc = ctc_align.share_ctc_log_softmax(self._model.model)
             if not ctc_align.install():
                 log.warning("SenseVoice token timestamps use FunASR's own, slower alignment")
-        from .heap import trim_heap
+        from asrd.recognizer.heap import trim_heap
 
         trim_heap()  # the fp32 model int8 quantisation replaced, and loading's buffers
         self.load_seconds = time.monotonic() - started

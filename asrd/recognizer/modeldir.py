@@ -15,7 +15,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from . import ModelError
+from asrd.recognizer import ModelError
 
 log = logging.getLogger(__name__)
 

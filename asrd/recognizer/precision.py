@@ -7,7 +7,7 @@ from __future__ import annotations
 import warnings
 from typing import Any
 
-from . import ModelError
+from asrd.recognizer import ModelError
 
 
 def auto_precision(device: str, native_bf16: bool) -> str:

@@ -20,8 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-from asrd.types import SAMPLE_RATE, AudioChunk, Segment, ms_to_samples
-from asrd.vad import DEFAULT_PARAMS, Segmenter, VadParams, WebrtcSegmenter
+from asrd.records import SAMPLE_RATE, AudioChunk, Segment, ms_to_samples
+from asrd.worker.vad import DEFAULT_PARAMS, Segmenter, VadParams, WebrtcSegmenter
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_SHARED = REPO_ROOT.parent / "shared"
@@ -276,7 +276,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(HEADER)
     print(fmt(corpus.grade(label(DEFAULT_PARAMS) + " *", webrtc(DEFAULT_PARAMS))))
     if args.fsmn:
-        from asrd.vad_fsmn import FSMN_DEFAULT_PARAMS, FsmnSegmenter, load_fsmn
+        from asrd.worker.vad_fsmn import FSMN_DEFAULT_PARAMS, FsmnSegmenter, load_fsmn
 
         model_dir = args.shared / "models" / "fsmn-vad"
         model = load_fsmn(model_dir)

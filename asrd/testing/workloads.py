@@ -12,8 +12,9 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from asrd.audio import MEDIA_EXTENSIONS, DecodeError, load
-from asrd.types import SAMPLE_RATE
+from asrd.media import MEDIA_EXTENSIONS
+from asrd.records import SAMPLE_RATE
+from asrd.worker.audio import DecodeError, load
 
 _BLOCK = 60 * SAMPLE_RATE
 

@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 import torch
 
-from asrd.audio import load
 from asrd.recognizer import RecognizeOptions
 from asrd.recognizer.attention import _fsmn
 from asrd.recognizer.funasr import FunASRRecognizer
-from asrd.types import SAMPLE_RATE, SpeechSpan
+from asrd.records import SAMPLE_RATE, SpeechSpan
+from asrd.worker.audio import load
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "audio"
 MODELS = ["sensevoice", "paraformer"]

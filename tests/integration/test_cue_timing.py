@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 
 from asrd.config import load_settings
-from asrd.pipeline import Pipeline
-from asrd.recognizer.reference import ReferenceRecognizer, Utterance, read_stm
-from asrd.types import SAMPLE_RATE, Cue
+from asrd.records import SAMPLE_RATE, Cue
+from asrd.testing.reference import ReferenceRecognizer, Utterance, read_stm
+from asrd.transcribe import Pipeline
 
 S = SAMPLE_RATE
 MAX_START_ERROR = S // 2  # the rule: each utterance's cue starts within 0.5 s of it

@@ -13,13 +13,15 @@ from pathlib import Path
 import pytest
 
 from asrd.config import Settings, load_settings
-from asrd.daemon import Daemon
-from asrd.jobs import JobState, fingerprint
-from asrd.jobs_sqlite import SqliteJobStore
-from asrd.schedule import ManualTimers
-from asrd.service import MemoryNotifier, ServiceState
-from asrd.sidecars import TEMP_PREFIX
-from asrd.worker import EngineSpec, InlineWorker, WorkerHandle, pid_exists
+from asrd.control.daemon import Daemon
+from asrd.control.jobs import JobState, fingerprint
+from asrd.control.jobs_sqlite import SqliteJobStore
+from asrd.control.service import MemoryNotifier, ServiceState
+from asrd.control.timers import ManualTimers
+from asrd.media import TEMP_PREFIX
+from asrd.testing.inline_worker import InlineWorker
+from asrd.worker.handle import WorkerHandle, pid_exists
+from asrd.worker.protocol import EngineSpec
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "audio"
 JFK = DATA / "jfk.flac"
@@ -157,7 +159,7 @@ def test_disk_full_pauses_without_using_attempts(inline: Harness, monkeypatch: p
     """Disk full while writing a sidecar: temp removed, job paused (not burned), resumes by itself."""
     import errno
 
-    from asrd import sidecars as sidecar_module
+    from asrd.output import sidecars as sidecar_module
 
     h = inline
     full = {"on": True}

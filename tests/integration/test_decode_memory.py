@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from asrd.audio import load
-from asrd.types import SAMPLE_RATE
+from asrd.records import SAMPLE_RATE
+from asrd.worker.audio import load
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "audio"
 LIMIT_MB = 50
@@ -22,7 +22,7 @@ LIMIT_MB = 50
 MEASURE = """
 import resource, sys
 from pathlib import Path
-from asrd.audio import decode
+from asrd.worker.audio import decode
 n = sum(len(c.samples) for c in decode(Path(sys.argv[1])))
 try:
     status = open("/proc/self/status").read()

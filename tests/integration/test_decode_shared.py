@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from asrd.audio import MEDIA_EXTENSIONS, decode, probe
-from asrd.types import SAMPLE_RATE
+from asrd.media import MEDIA_EXTENSIONS
+from asrd.records import SAMPLE_RATE
+from asrd.worker.audio import decode, probe
 
 SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "audio"
 TOLERANCE_S = 0.05

@@ -11,15 +11,15 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from asrd.audio import load
-from asrd.batching import BatchBudget
 from asrd.config import load_settings
-from asrd.engine import Engine, Event, FileDone, FileFailed, FileProgress, FileRequest
-from asrd.frontend import ThreadPlan
-from asrd.pipeline import segmenter_factory
 from asrd.recognizer import RecognizeOptions, Recognizer
 from asrd.recognizer.fake import FakeRecognizer
-from asrd.types import SAMPLE_RATE, Recognized, SpeechSpan, Transcript
+from asrd.records import SAMPLE_RATE, Recognized, SpeechSpan, Transcript
+from asrd.transcribe import segmenter_factory
+from asrd.worker.audio import load
+from asrd.worker.batching import BatchBudget
+from asrd.worker.engine import Engine, Event, FileDone, FileFailed, FileProgress, FileRequest
+from asrd.worker.threads import ThreadPlan
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "audio"
 AUDIO = sorted(p for p in DATA.iterdir() if p.suffix != ".md")

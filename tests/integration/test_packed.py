@@ -7,11 +7,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from asrd.audio import load
 from asrd.recognizer import RecognizeOptions
 from asrd.recognizer.funasr import FunASRRecognizer
 from asrd.recognizer.packed import MAX_OUT_FEATURES, PackedLinear, available, pack_linears
-from asrd.types import SAMPLE_RATE, SpeechSpan
+from asrd.records import SAMPLE_RATE, SpeechSpan
+from asrd.worker.audio import load
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "audio"
 pytestmark = pytest.mark.skipif(not available(), reason="oneDNN packed linear needs an x86 CPU and torch with mkldnn")

@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 import srt
 
-from asrd.audio import DecodeError
 from asrd.config import load_settings
-from asrd.pipeline import Pipeline
 from asrd.recognizer.fake import FakeRecognizer
-from asrd.types import SAMPLE_RATE
+from asrd.records import SAMPLE_RATE
+from asrd.transcribe import Pipeline
+from asrd.worker.audio import DecodeError
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "audio"
 
@@ -60,7 +60,7 @@ def test_output_dir_and_language_naming(tmp_path: Path) -> None:
 
 
 def test_out_of_memory_halves_the_batch_and_loses_nothing(tmp_path: Path) -> None:
-    from asrd.batching import BatchBudget
+    from asrd.worker.batching import BatchBudget
 
     src = tmp_path / "long.ogg"
     shutil.copy(DATA / "vad_example_zh.ogg", src)

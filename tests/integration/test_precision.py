@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 import torch
 
-from asrd.audio import load
 from asrd.recognizer import ModelError, RecognizeOptions
 from asrd.recognizer.funasr import FunASRRecognizer, auto_precision
 from asrd.recognizer.packed import PackedLinear
-from asrd.types import SAMPLE_RATE, SpeechSpan
+from asrd.records import SAMPLE_RATE, SpeechSpan
+from asrd.worker.audio import load
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "audio"
 CUTS = [(0.0, 3.0), (1.0, 9.0), (4.0, 5.2)]

@@ -8,11 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from asrd.audio import load
+from asrd.output.text import is_cjk
 from asrd.recognizer import RecognizeOptions
 from asrd.recognizer.funasr import FunASRRecognizer
-from asrd.transcript import is_cjk
-from asrd.types import SAMPLE_RATE, SpeechSpan
+from asrd.records import SAMPLE_RATE, SpeechSpan
+from asrd.worker.audio import load
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "audio"
 

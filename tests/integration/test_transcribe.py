@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 import srt
 
-from asrd.cuerules import Stats
-from asrd.types import Cue
+from asrd.output.cuerules import Stats
+from asrd.records import Cue
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "audio"
 AUDIO_EXTENSIONS = {".wav", ".flac", ".mp3", ".m4a", ".opus", ".ogg"}
@@ -106,7 +106,7 @@ def test_every_shared_audio_file(
     check_subtitles: Callable[[Path], list[Cue]],
 ) -> None:
     """Done-when of the transcribe and subtitle issues: every file in ../shared/audio gets a .txt
-    and .srt/.vtt/.json whose every cue keeps every subtitle rule (asrd.cuerules)."""
+    and .srt/.vtt/.json whose every cue keeps every subtitle rule (asrd.output.cuerules)."""
     files = sorted(p for p in (shared_dir / "audio").rglob("*") if p.suffix in AUDIO_EXTENSIONS)
     assert len(files) >= 36
     out = tmp_path / "out"

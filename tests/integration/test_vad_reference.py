@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from asrd.records import SAMPLE_RATE, ms_to_samples
 from asrd.testing.vad_report import (
     DIGIT_STARTS_S,
     FSMN_REFERENCE_MS,
@@ -26,8 +27,7 @@ from asrd.testing.vad_report import (
     load_wav,
     run_segmenter,
 )
-from asrd.types import SAMPLE_RATE, ms_to_samples
-from asrd.vad import DEFAULT_PARAMS, SpanCutter, WebrtcSegmenter
+from asrd.worker.vad import DEFAULT_PARAMS, SpanCutter, WebrtcSegmenter
 
 SHARED = Path(__file__).resolve().parents[2].parent / "shared"
 FSMN_DIR = SHARED / "models" / "fsmn-vad"
@@ -86,7 +86,7 @@ def fsmn_model() -> object:
     pytest.importorskip("funasr")
     if not FSMN_DIR.is_dir():
         pytest.skip(f"FSMN-VAD model not found at {FSMN_DIR}")
-    from asrd.vad_fsmn import load_fsmn
+    from asrd.worker.vad_fsmn import load_fsmn
 
     return load_fsmn(FSMN_DIR)
 
@@ -94,7 +94,7 @@ def fsmn_model() -> object:
 @pytest.mark.slow
 @pytest.mark.parametrize("chunk", [5_923, SAMPLE_RATE, 10**7])
 def test_fsmn_reproduces_reference_segments(fsmn_model: object, chunk: int) -> None:
-    from asrd.vad_fsmn import FSMN_DEFAULT_PARAMS, FsmnSegmenter
+    from asrd.worker.vad_fsmn import FSMN_DEFAULT_PARAMS, FsmnSegmenter
 
     audio = load_wav(SHARED / "audio" / VAD_EXAMPLE)
     segs = run_segmenter(FsmnSegmenter(FSMN_DIR, FSMN_DEFAULT_PARAMS, model=fsmn_model), audio, chunk)
@@ -103,7 +103,7 @@ def test_fsmn_reproduces_reference_segments(fsmn_model: object, chunk: int) -> N
 
 @pytest.mark.slow
 def test_fsmn_shaping_matches_webrtc_rules(fsmn_model: object) -> None:
-    from asrd.vad_fsmn import FSMN_DEFAULT_PARAMS, FsmnSegmenter
+    from asrd.worker.vad_fsmn import FSMN_DEFAULT_PARAMS, FsmnSegmenter
 
     audio = load_wav(SHARED / "audio" / VAD_EXAMPLE)
     raw = [(a * 16, b * 16) for a, b in FSMN_REFERENCE_MS]
@@ -132,7 +132,7 @@ def test_fsmn_shaping_matches_webrtc_rules(fsmn_model: object) -> None:
 
 @pytest.mark.slow
 def test_fsmn_cut_spans_on_a_long_stream(fsmn_model: object) -> None:
-    from asrd.vad_fsmn import FSMN_DEFAULT_PARAMS, FsmnSegmenter
+    from asrd.worker.vad_fsmn import FSMN_DEFAULT_PARAMS, FsmnSegmenter
 
     audio = np.tile(load_wav(SHARED / "audio" / VAD_EXAMPLE), 4)  # 4.7 minutes
     cutter = SpanCutter(FsmnSegmenter(FSMN_DIR, FSMN_DEFAULT_PARAMS, model=fsmn_model), "long")

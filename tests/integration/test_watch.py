@@ -21,11 +21,11 @@ from pathlib import Path
 import pytest
 from watchdog.observers import inotify_c
 
-from asrd import watch
 from asrd.config import InboxSettings
-from asrd.ignore import IgnoreRules
-from asrd.settle import Ready, StabilityTracker
-from asrd.watch import InboxWatcher, choose_mode, default_settle_seconds, mount_type, parse_mountinfo, scan
+from asrd.control import watch
+from asrd.control.ignore import IgnoreRules
+from asrd.control.settle import Ready, StabilityTracker
+from asrd.control.watch import InboxWatcher, choose_mode, default_settle_seconds, mount_type, parse_mountinfo, scan
 
 SETTLE = 0.5
 LINUX = os.path.exists("/proc/self/mountinfo")
@@ -341,7 +341,7 @@ def test_enospc_on_the_root_falls_back_to_polling(
 ) -> None:
     _fail_inotify_add_watch(monkeypatch, lambda path: True)
     rig = Rig(InboxSettings(path=inbox, watch="native", poll_interval_seconds=0.2))
-    with caplog.at_level(logging.WARNING, logger="asrd.watch"):
+    with caplog.at_level(logging.WARNING, logger="asrd.control.watch"):
         rig.watcher.start()
     try:
         assert rig.watcher.mode == "poll"
@@ -360,7 +360,7 @@ def test_enospc_on_a_subfolder_is_detected(
     (inbox / "a" / "b").mkdir(parents=True)
     _fail_inotify_add_watch(monkeypatch, lambda path: path.endswith(b"/b"))
     rig = Rig(InboxSettings(path=inbox, watch="native"))
-    with caplog.at_level(logging.WARNING, logger="asrd.watch"):
+    with caplog.at_level(logging.WARNING, logger="asrd.control.watch"):
         rig.watcher.start()
     try:
         assert rig.watcher.mode == "poll"
@@ -392,7 +392,7 @@ def test_emfile_falls_back_to_polling(
 
     monkeypatch.setattr(inotify_c, "inotify_init", inotify_init)
     rig = Rig(InboxSettings(path=inbox, watch="native"))
-    with caplog.at_level(logging.WARNING, logger="asrd.watch"):
+    with caplog.at_level(logging.WARNING, logger="asrd.control.watch"):
         rig.watcher.start()
     rig.watcher.stop()
     assert "fs.inotify.max_user_instances" in caplog.text

@@ -14,17 +14,16 @@ from pathlib import Path
 
 import pytest
 
-from asrd.service import (
+from asrd.control.service import (
     STATUS_MAX_CHARS,
     MemoryNotifier,
     ServiceState,
     SystemdNotifier,
-    journald_logging,
     one_line,
     parse_message,
-    setup_logging,
     watchdog_interval,
 )
+from asrd.logs import journald_logging, setup_logging
 
 
 def receive(sock: socket.socket) -> dict[str, str]:
@@ -112,7 +111,7 @@ def test_vanished_socket_logs_at_debug_and_reconnects(
     path = tmp_path / "notify"
     monkeypatch.setenv("NOTIFY_SOCKET", str(path))
     notifier = SystemdNotifier()
-    with caplog.at_level(logging.DEBUG, logger="asrd.service"):
+    with caplog.at_level(logging.DEBUG, logger="asrd.control.service"):
         notifier.send("WATCHDOG=1")  # no socket yet: dropped, no exception
     assert [r.levelno for r in caplog.records] == [logging.DEBUG]
 

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from asrd.service import SignalFlags
+from asrd.control.service import SignalFlags
 
 
 def test_two_sigterms_count_as_drain_then_stop_now() -> None:

@@ -1,4 +1,4 @@
-"""asrd.audio: decoding real files of every format, and the bad inputs a watched folder receives."""
+"""asrd.worker.audio: decoding real files of every format, and the bad inputs a watched folder receives."""
 
 from __future__ import annotations
 
@@ -12,9 +12,10 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from asrd import decoders
-from asrd.audio import MEDIA_EXTENSIONS, DecodeError, decode, load, probe
-from asrd.types import SAMPLE_RATE
+from asrd.media import MEDIA_EXTENSIONS
+from asrd.records import SAMPLE_RATE
+from asrd.worker import decoders
+from asrd.worker.audio import DecodeError, decode, load, probe
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "audio"
 M4A = DATA / "jfk_44k_stereo.aac.m4a"

@@ -7,9 +7,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from asrd.batching import CPU_COST, BatchBudget, CallCost, Pending, pick
 from asrd.recognizer import RecognizeOptions
-from asrd.types import SAMPLE_RATE, SpeechSpan
+from asrd.records import SAMPLE_RATE, SpeechSpan
+from asrd.worker.batching import CPU_COST, BatchBudget, CallCost, Pending, pick
 
 DEFAULT = RecognizeOptions()
 

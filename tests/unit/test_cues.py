@@ -10,12 +10,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from asrd.cleanup import clean_segment, repetition_mask, strip_tags
-from asrd.cuerules import DEFAULT_RULES, CueRules, Stats, check
-from asrd.cues import build_cues
-from asrd.sidecars import render
-from asrd.transcript import join_text, pieces
-from asrd.types import SAMPLE_RATE, Cue, Recognized, Token, Transcript
+from asrd.output.cuerules import DEFAULT_RULES, CueRules, Stats, check
+from asrd.output.cues import build_cues
+from asrd.output.formats import render
+from asrd.output.text import join_text, pieces
+from asrd.output.textguard import clean_segment, repetition_mask, strip_tags
+from asrd.records import SAMPLE_RATE, Cue, Recognized, Token, Transcript
 
 S = SAMPLE_RATE
 MS = S // 1000
@@ -162,7 +162,7 @@ def test_repetition_guard() -> None:
 
 
 def test_cleanup_of_segments(caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.INFO, "asrd.cleanup")
+    caplog.set_level(logging.INFO, "asrd.output.textguard")
     looped = Recognized("k", 0, 0, 5 * S, "谢谢谢谢谢谢谢谢", "zh", events=("Speech",),
                         tokens=tuple(Token("谢", i * S // 2, (i + 1) * S // 2) for i in range(8)))
     cleaned = clean_segment(looped)
@@ -191,8 +191,8 @@ def test_rendered_sidecars_keep_the_rules(tmp_path: Path, check_subtitles: Calla
 
 def test_word_pieces_from_the_model_are_not_split_apart() -> None:
     """SenseVoice merges only ASCII-letter pieces: "don't" arrives as don + ' + t, "123" as 12 + 3."""
-    from asrd.cues import build_cues
-    from asrd.types import SAMPLE_RATE, Recognized, Token, Transcript
+    from asrd.output.cues import build_cues
+    from asrd.records import SAMPLE_RATE, Recognized, Token, Transcript
 
     words = ["I", "don", "'", "t", "know", "12", "3", "."]
     tokens = tuple(Token(w, i * SAMPLE_RATE // 4, (i + 1) * SAMPLE_RATE // 4) for i, w in enumerate(words))

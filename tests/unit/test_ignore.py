@@ -4,7 +4,7 @@ from pathlib import PurePath
 
 import pytest
 
-from asrd.ignore import IgnoreRules, is_litter
+from asrd.control.ignore import IgnoreRules, is_litter
 
 DEFAULT = IgnoreRules()
 

@@ -21,7 +21,7 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
-from asrd.jobs import (
+from asrd.control.jobs import (
     BACKOFF_CAP,
     Failure,
     Fingerprint,
@@ -32,7 +32,7 @@ from asrd.jobs import (
     backoff_seconds,
     fingerprint,
 )
-from asrd.jobs_sqlite import SqliteJobStore
+from asrd.control.jobs_sqlite import SqliteJobStore
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 A = Path("/inbox/a.wav")
@@ -390,8 +390,8 @@ def test_crash_mid_job_leaves_it_running_until_requeued(tmp_path: Path) -> None:
     script = (
         "import os, signal, sys\n"
         "from pathlib import Path\n"
-        "from asrd.jobs import Fingerprint\n"
-        "from asrd.jobs_sqlite import SqliteJobStore\n"
+        "from asrd.control.jobs import Fingerprint\n"
+        "from asrd.control.jobs_sqlite import SqliteJobStore\n"
         "store = SqliteJobStore(Path(sys.argv[1]))\n"
         "for name in ('a', 'b'):\n"
         "    store.offer(Path('/inbox/' + name + '.wav'), 'in', Fingerprint(1, 1, 1, 1, name), 0.0)\n"

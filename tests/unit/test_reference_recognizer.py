@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from asrd.recognizer import RecognizeOptions
-from asrd.recognizer.reference import ReferenceRecognizer, Utterance, read_stm, word_times
-from asrd.types import SAMPLE_RATE, SpeechSpan
+from asrd.records import SAMPLE_RATE, SpeechSpan
+from asrd.testing.reference import ReferenceRecognizer, Utterance, read_stm, word_times
 
 S = SAMPLE_RATE
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 import threading
 import time
 
-from asrd.schedule import ManualTimers, SchedulerTimers
+from asrd.control.timers import ManualTimers, SchedulerTimers
 
 
 def test_manual_timers_on_a_fake_clock() -> None:

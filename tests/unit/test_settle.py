@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from asrd.settle import Ready, StabilityTracker
+from asrd.control.settle import Ready, StabilityTracker
 
 SETTLE = 5.0
 A = Path("/inbox/a.m4a")

@@ -12,9 +12,10 @@ import pytest
 import srt
 import webvtt
 
-from asrd import sidecars
-from asrd.sidecars import SidecarError, choose_paths, owner, render, write_atomic, write_sidecars
-from asrd.types import SAMPLE_RATE, Recognized, Token, Transcript
+from asrd.output import sidecars
+from asrd.output.formats import render
+from asrd.output.sidecars import SidecarError, choose_paths, owner, write_atomic, write_sidecars
+from asrd.records import SAMPLE_RATE, Recognized, Token, Transcript
 
 S = SAMPLE_RATE
 

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from asrd.status import CurrentFile, LiveState
+from asrd.control.status import CurrentFile, LiveState
 
 
 def state(*current: CurrentFile, loaded: bool = True) -> LiveState:

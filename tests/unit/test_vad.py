@@ -20,8 +20,8 @@ from hypothesis import strategies as st
 
 from asrd.recognizer import ModelError
 from asrd.recognizer.modeldir import check_model_dir
-from asrd.types import SAMPLE_RATE, AudioChunk, Segment
-from asrd.vad import FRAME, SpanCutter, VadParams, WebrtcSegmenter, cut_spans
+from asrd.records import SAMPLE_RATE, AudioChunk, Segment
+from asrd.worker.vad import FRAME, SpanCutter, VadParams, WebrtcSegmenter, cut_spans
 
 F = FRAME
 RAW = VadParams(padding_ms=0, min_speech_ms=0)  # detector output without shaping
@@ -70,7 +70,10 @@ def assert_well_formed(segs: list[Segment], total: int, params: VadParams) -> No
 
 
 def test_light_import() -> None:
-    code = "import sys, asrd.vad, asrd.vad_fsmn; sys.exit('torch' in sys.modules or 'funasr' in sys.modules)"
+    code = (
+        "import sys, asrd.worker.vad, asrd.worker.vad_fsmn; "
+        "sys.exit('torch' in sys.modules or 'funasr' in sys.modules)"
+    )
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
 
 
@@ -233,7 +236,7 @@ def test_fsmn_model_dir_check_names_missing_files(tmp_path: Path) -> None:
 
 
 def test_fsmn_segmenter_checks_dir_before_loading(tmp_path: Path) -> None:
-    from asrd.vad_fsmn import FsmnSegmenter
+    from asrd.worker.vad_fsmn import FsmnSegmenter
 
     (tmp_path / "config.yaml").write_text("model: FsmnVADStreaming\nfrontend: WavFrontendOnline\n")
     (tmp_path / "model.pt").write_bytes(b"")

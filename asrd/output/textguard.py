@@ -12,8 +12,8 @@ import unicodedata
 from collections.abc import Sequence
 from dataclasses import replace
 
-from .transcript import is_cjk, join_text, pieces
-from .types import SAMPLE_RATE, Recognized, Token, Transcript
+from asrd.output.text import is_cjk, join_text, pieces
+from asrd.records import SAMPLE_RATE, Recognized, Token, Transcript
 
 log = logging.getLogger(__name__)
 

@@ -21,11 +21,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from .transcript import is_cjk, mostly_cjk
-from .types import SAMPLE_RATE, Cue
+from asrd.output.text import is_cjk, mostly_cjk
+from asrd.records import SAMPLE_RATE, Cue
 
 if TYPE_CHECKING:
-    from .config import SubtitleSettings
+    from asrd.config import SubtitleSettings
 
 MS = SAMPLE_RATE // 1000  # samples per millisecond: cue times are whole milliseconds
 

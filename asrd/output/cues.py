@@ -21,9 +21,9 @@ from bisect import bisect_left
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from .cuerules import DEFAULT_RULES, MS, CueRules
-from .transcript import is_cjk, pieces
-from .types import SAMPLE_RATE, Cue, Recognized, Transcript
+from asrd.output.cuerules import DEFAULT_RULES, MS, CueRules
+from asrd.output.text import is_cjk, pieces
+from asrd.records import SAMPLE_RATE, Cue, Recognized, Transcript
 
 __all__ = ["CueRules", "build_cues"]
 

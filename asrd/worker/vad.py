@@ -18,7 +18,7 @@ from typing import Protocol
 
 import numpy as np
 
-from asrd.types import SAMPLE_RATE, AudioChunk, Segment, SpeechSpan, ms_to_samples
+from asrd.records import SAMPLE_RATE, AudioChunk, Segment, SpeechSpan, ms_to_samples
 
 FRAME = 480  # 30 ms at 16 kHz: the webrtcvad frame, also the energy grid used for splitting
 
@@ -238,7 +238,7 @@ class WebrtcSegmenter:
         if not 1 <= onset_voiced <= onset_window:
             raise ValueError("need 1 <= onset_voiced <= onset_window")
         if classifier is None:
-            import webrtcvad  # C extension; imported here so importing asrd.vad stays cheap
+            import webrtcvad  # C extension; imported here so importing asrd.worker.vad stays cheap
 
             classifier = webrtcvad.Vad(params.aggressiveness)
         self.params = params

@@ -1,4 +1,4 @@
-"""The decoding backends behind ``asrd.audio``: file opening, header inspection and readers.
+"""The decoding backends behind ``asrd.worker.audio``: file opening, header inspection and readers.
 
 ``opened`` picks libsndfile (``soundfile``) or FFmpeg (``PyAV``) from a file's first bytes and
 yields a reader with ``info()`` (header facts as ``AudioInfo``) and ``blocks()`` (mono float32 at
@@ -20,7 +20,7 @@ import av.error
 import numpy as np
 import soundfile as sf
 
-from asrd.types import SAMPLE_RATE
+from asrd.records import SAMPLE_RATE
 
 __all__ = ["AudioInfo", "DecodeError", "opened"]
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from .jobs import SCHEMA_VERSION, Fingerprint, Job, JobDatabaseError, JobState, _BaseStore
+from asrd.control.jobs import SCHEMA_VERSION, Fingerprint, Job, JobDatabaseError, JobState, _BaseStore
 
 _SCHEMA = (
     # path and inbox hold UTF-8 text, or the raw bytes (a BLOB) when a name is not valid UTF-8.

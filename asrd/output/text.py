@@ -1,21 +1,13 @@
-"""Assemble recognizer results into one transcript per file, and the text helpers writers share."""
+"""CJK-aware text helpers the writers share: joining pieces, paragraphs, word pieces."""
 
 from __future__ import annotations
 
 import unicodedata
-from collections.abc import Iterable
-from pathlib import Path
 
-from .types import SAMPLE_RATE, Recognized, Transcript
+from asrd.records import SAMPLE_RATE, Transcript
 
 CLOSING_PUNCTUATION = frozenset(",.;:!?…%\"')]}，。、；：！？）」』】》”’")
 PARAGRAPH_GAP = 2 * SAMPLE_RATE  # a pause this long starts a new paragraph in .txt
-
-
-def assemble(source: Path, duration: int, results: Iterable[Recognized]) -> Transcript:
-    """Order a file's results by time and drop the ones with no text."""
-    segments = tuple(sorted((r for r in results if r.text.strip()), key=lambda r: (r.start, r.index)))
-    return Transcript(source=source, duration=duration, segments=segments)
 
 
 def is_cjk(char: str) -> bool:

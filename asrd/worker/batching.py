@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 
-from .recognizer import RecognizeOptions
-from .types import SAMPLE_RATE, SpeechSpan
+from asrd.recognizer import RecognizeOptions
+from asrd.records import SAMPLE_RATE, SpeechSpan
 
 
 @dataclass(frozen=True)

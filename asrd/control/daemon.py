@@ -16,18 +16,19 @@ from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
-from . import __version__
-from .config import ConfigError, Settings, find_config, load_settings, with_folders
-from .dispatch import Dispatcher, InboxView, engine_spec, inbox_views
-from .ignore import IgnoreRules
-from .jobs import Job, JobState, JobStore, fingerprint
-from .schedule import Timers
-from .service import ServiceState
-from .settle import StabilityTracker
-from .sidecars import TEMP_PREFIX
-from .status import InboxState, LiveState, write_live
-from .watch import InboxWatcher, default_settle_seconds, scan
-from .worker import EngineSpec, WorkerHandle
+from asrd import __version__
+from asrd.config import ConfigError, Settings, find_config, load_settings, with_folders
+from asrd.control.dispatch import Dispatcher, InboxView, engine_spec, inbox_views
+from asrd.control.ignore import IgnoreRules
+from asrd.control.jobs import Job, JobState, JobStore, fingerprint
+from asrd.control.service import ServiceState
+from asrd.control.settle import StabilityTracker
+from asrd.control.status import InboxState, LiveState, write_live
+from asrd.control.timers import Timers
+from asrd.control.watch import InboxWatcher, default_settle_seconds, scan
+from asrd.media import TEMP_PREFIX
+from asrd.worker.handle import WorkerHandle
+from asrd.worker.protocol import EngineSpec
 
 log = logging.getLogger("asrd.daemon")
 
@@ -339,13 +340,14 @@ class Daemon:
 
 def run(config_path: Path | None, folders: list[Path]) -> int:
     """The foreground daemon: what ``asrd run`` and the service files start."""
-    from .config import EX_CONFIG
-    from .jobs_sqlite import SqliteJobStore
-    from .recognizer import ModelError
-    from .recognizer.modeldir import is_local, resolve
-    from .schedule import SchedulerTimers
-    from .service import SignalFlags, SystemdNotifier, setup_logging, watchdog_interval
-    from .statedir import DB_NAME, AlreadyRunning, StateLock
+    from asrd.config import EX_CONFIG
+    from asrd.control.jobs_sqlite import SqliteJobStore
+    from asrd.control.service import SignalFlags, SystemdNotifier, watchdog_interval
+    from asrd.control.statedir import DB_NAME, AlreadyRunning, StateLock
+    from asrd.control.timers import SchedulerTimers
+    from asrd.logs import setup_logging
+    from asrd.recognizer import ModelError
+    from asrd.recognizer.modeldir import is_local, resolve
 
     try:
         path = find_config(config_path)

@@ -46,7 +46,7 @@ from watchdog.observers.api import BaseObserver
 from watchdog.observers.polling import PollingObserverVFS
 
 from asrd.config import InboxSettings
-from asrd.ignore import IgnoreRules
+from asrd.control.ignore import IgnoreRules
 
 __all__ = ["InboxWatcher", "choose_mode", "default_settle_seconds", "mount_type", "parse_mountinfo", "scan"]
 

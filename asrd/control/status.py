@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .statedir import DB_NAME, STATUS_NAME, running_pid
+from asrd.control.statedir import DB_NAME, STATUS_NAME, running_pid
 
 
 @dataclass(frozen=True)
@@ -78,8 +78,8 @@ def read_live(state_dir: Path) -> LiveState | None:
 
 def report(state_dir: Path) -> dict[str, Any]:
     """Everything ``asrd status`` knows, as plain data (``--json`` prints exactly this)."""
-    from .jobs import JobState
-    from .jobs_sqlite import SqliteJobStore
+    from asrd.control.jobs import JobState
+    from asrd.control.jobs_sqlite import SqliteJobStore
 
     pid = running_pid(state_dir)
     live = read_live(state_dir) if pid else None

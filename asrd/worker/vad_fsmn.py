@@ -1,4 +1,4 @@
-"""FunASR FSMN-VAD behind the same streaming ``Segmenter`` interface as ``asrd.vad``.
+"""FunASR FSMN-VAD behind the same streaming ``Segmenter`` interface as ``asrd.worker.vad``.
 
 FSMN decides the raw speech regions; padding, minimum length and the quietest-point split of
 over-long segments come from the same ``Shaper`` the webrtc segmenter uses. With
@@ -20,8 +20,8 @@ from typing import Any
 import numpy as np
 
 from asrd.recognizer.modeldir import check_model_dir
-from asrd.types import AudioChunk, Segment, ms_to_samples
-from asrd.vad import FRAME, Framer, Shaper, VadParams, frame_energies
+from asrd.records import AudioChunk, Segment, ms_to_samples
+from asrd.worker.vad import FRAME, Framer, Shaper, VadParams, frame_energies
 
 # FSMN's published behaviour: max_end_silence_time 800 ms and nothing added on top.
 FSMN_DEFAULT_PARAMS = VadParams(min_silence_ms=800, padding_ms=0, min_speech_ms=0)

@@ -18,8 +18,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..types import SAMPLE_RATE, Recognized, SpeechSpan, Token
-from . import RecognizeOptions
+from asrd.recognizer import RecognizeOptions
+from asrd.records import SAMPLE_RATE, Recognized, SpeechSpan, Token
 
 # STM's marker for stretches the scorer skips: they carry no words to hear.
 _IGNORE = "ignore_time_segment_in_scoring"

@@ -15,12 +15,12 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from .batching import BatchBudget, Pending, pick
-from .frontend import Feed, Frontend, default_ahead
-from .recognizer import RecognizeOptions, Recognizer
-from .transcript import assemble
-from .types import SAMPLE_RATE, Recognized, SpeechSpan, Transcript
-from .vad import Segmenter
+from asrd.output.assemble import assemble
+from asrd.recognizer import RecognizeOptions, Recognizer
+from asrd.records import SAMPLE_RATE, Recognized, SpeechSpan, Transcript
+from asrd.worker.batching import BatchBudget, Pending, pick
+from asrd.worker.feeds import Feed, Frontend, default_ahead
+from asrd.worker.vad import Segmenter
 
 log = logging.getLogger(__name__)
 

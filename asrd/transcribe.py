@@ -14,16 +14,16 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from .audio import probe
-from .batching import BatchBudget
-from .config import Settings
-from .cuerules import CueRules
-from .engine import Engine, FileDone, FileFailed, FileProgress, FileRequest
-from .frontend import ThreadPlan
-from .recognizer import RecognizeOptions, Recognizer
-from .sidecars import Sidecar, choose_paths, write_outputs
-from .types import SAMPLE_RATE, Transcript
-from .vad import Segmenter, VadParams, WebrtcSegmenter
+from asrd.config import Settings
+from asrd.output.cuerules import CueRules
+from asrd.output.sidecars import Sidecar, choose_paths, write_outputs
+from asrd.recognizer import RecognizeOptions, Recognizer
+from asrd.records import SAMPLE_RATE, Transcript
+from asrd.worker.audio import probe
+from asrd.worker.batching import BatchBudget
+from asrd.worker.engine import Engine, FileDone, FileFailed, FileProgress, FileRequest
+from asrd.worker.threads import ThreadPlan
+from asrd.worker.vad import Segmenter, VadParams, WebrtcSegmenter
 
 log = logging.getLogger(__name__)
 
@@ -46,8 +46,8 @@ def segmenter_factory(settings: Settings) -> Callable[[], Segmenter]:
     params = vad_params(settings)
     if settings.vad.engine == "webrtc":
         return lambda: WebrtcSegmenter(params)
-    from .recognizer.modeldir import resolve
-    from .vad_fsmn import FSMN_DEFAULT_PARAMS, FsmnSegmenter, load_fsmn
+    from asrd.recognizer.modeldir import resolve
+    from asrd.worker.vad_fsmn import FSMN_DEFAULT_PARAMS, FsmnSegmenter, load_fsmn
 
     model_dir = resolve(settings.vad.fsmn_model, settings.model.hub)
     model = _Serialized(load_fsmn(model_dir, ncpu=1))  # front-end threads share it

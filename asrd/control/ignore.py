@@ -16,18 +16,7 @@ from collections.abc import Sequence
 from fnmatch import fnmatchcase
 from pathlib import PurePath
 
-from asrd.sidecars import TEMP_PREFIX
-
-#: File name extensions (lower case, no dot) of audio and video files worth trying to decode.
-MEDIA_EXTENSIONS: frozenset[str] = frozenset(
-    (
-        *("wav", "wave", "bwf", "rf64", "w64", "aiff", "aif", "aifc", "caf", "au", "snd"),
-        *("flac", "wv", "ape", "ogg", "oga", "opus", "spx", "mp3", "mp2", "mpga", "wma", "amr", "awb"),
-        *("m4a", "m4b", "aac", "adts", "ac3", "eac3", "dts", "mka", "weba"),
-        *("mp4", "m4v", "mov", "3gp", "3g2", "3ga", "mkv", "webm", "avi", "wmv", "asf", "flv", "f4v"),
-        *("ts", "mts", "m2ts", "mpg", "mpeg", "vob"),
-    )
-)
+from asrd.media import MEDIA_EXTENSIONS, TEMP_PREFIX
 
 __all__ = ["SIDECAR_EXTENSIONS", "IgnoreRules", "is_litter"]
 

@@ -13,14 +13,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from .config import InboxSettings, OutputSettings, Settings
-from .cuerules import DEFAULT_RULES, CueRules
-from .jobs import Failure, Job, JobState, JobStore, fingerprint
-from .recognizer import RecognizeOptions
-from .sidecars import SidecarError, write_outputs
-from .status import CurrentFile
-from .types import SAMPLE_RATE
-from .worker import Done, EngineSpec, Failed, Loaded, LoadFailed, Progress, Task, WorkerHandle, pid_exists
+from asrd.config import InboxSettings, OutputSettings, Settings
+from asrd.control.jobs import Failure, Job, JobState, JobStore, fingerprint
+from asrd.control.status import CurrentFile
+from asrd.output.cuerules import DEFAULT_RULES, CueRules
+from asrd.output.sidecars import SidecarError, write_outputs
+from asrd.recognizer import RecognizeOptions
+from asrd.records import SAMPLE_RATE
+from asrd.worker.handle import WorkerHandle, pid_exists
+from asrd.worker.protocol import Done, EngineSpec, Failed, Loaded, LoadFailed, Progress, Task
 
 log = logging.getLogger("asrd.dispatch")
 

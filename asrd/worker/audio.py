@@ -20,9 +20,9 @@ from pathlib import Path
 import numpy as np
 import soxr
 
-from asrd.decoders import AudioInfo, DecodeError, opened
-from asrd.ignore import MEDIA_EXTENSIONS
-from asrd.types import SAMPLE_RATE, AudioChunk
+from asrd.media import MEDIA_EXTENSIONS
+from asrd.records import SAMPLE_RATE, AudioChunk
+from asrd.worker.decoders import AudioInfo, DecodeError, opened
 
 __all__ = ["MEDIA_EXTENSIONS", "AudioInfo", "DecodeError", "decode", "load", "probe"]
 

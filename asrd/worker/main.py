@@ -1,0 +1,141 @@
+"""The model worker: a process started with ``spawn`` that holds the model; the daemon never does.
+
+Ending this process is the only way to give back all of its memory - on a GPU the CUDA context
+too, so the card can reach its lowest power state - which is what idle unload does. A crash or
+a CUDA error here costs the files in flight one attempt, never the daemon.
+
+Daemon -> worker: ``Task`` objects (up to ``Loaded.capacity`` in flight, their speech batched
+together by the worker's ``Engine``), then ``None`` to ask it to exit.
+Worker -> daemon: ``Loaded``, ``Progress``, ``Done``, ``Failed`` (and ``LoadFailed`` before exiting).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+from asrd.worker.protocol import Done, EngineSpec, Failed, Loaded, LoadFailed, Progress, Sender, Task
+
+log = logging.getLogger(__name__)
+
+
+_PROGRESS_EVERY = 0.5  # seconds between progress messages per file
+
+
+def worker_main(conn: Connection, spec: EngineSpec) -> None:
+    """Entry point of the worker process."""
+    from asrd.logs import setup_logging
+
+    setup_logging(spec.log_level)
+    try:
+        pipeline = _build(spec)
+    except Exception as err:  # the daemon reports it and retries later with backoff
+        log.error("model could not be loaded: %s", err)
+        conn.send(LoadFailed(str(err)))
+        return
+    engine = pipeline.engine
+    conn.send(Loaded(os.getpid(), pipeline.recognizer.device, getattr(pipeline.recognizer, "load_seconds", 0.0),
+                     engine.budget.max_files))
+    runner = _Runner(conn, engine, spec)
+    while True:
+        try:
+            # Block for the next task only when there is nothing to compute.
+            timeout: float | None = 0.0 if engine.in_flight else None
+            while conn.poll(timeout):
+                task = conn.recv()
+                if task is None:
+                    return
+                runner.submit(task)
+                timeout = 0.0
+        except EOFError:  # the daemon is gone: nothing to do for anyone
+            return
+        runner.step()
+
+
+def _build(spec: EngineSpec) -> Any:
+    from asrd.config import load_settings
+    from asrd.transcribe import Pipeline
+
+    settings = load_settings(None, {"model": {
+        "batch_seconds": spec.batch_seconds,
+        "files_in_flight": spec.files_in_flight,
+    }, "vad": {
+        "engine": spec.vad_engine,
+        "aggressiveness": spec.aggressiveness,
+        "min_silence_ms": spec.min_silence_ms,
+        "padding_ms": spec.padding_ms,
+        "min_speech_ms": spec.min_speech_ms,
+        "max_segment_seconds": spec.max_segment_seconds,
+        **({"fsmn_model": spec.vad_model_dir} if spec.vad_model_dir else {}),
+    }})
+    if spec.model_dir is None:
+        from asrd.recognizer.fake import FakeRecognizer
+
+        recognizer: Any = FakeRecognizer()
+    else:
+        from asrd.recognizer.funasr import FunASRRecognizer
+        from asrd.recognizer.modeldir import resolve
+
+        recognizer = FunASRRecognizer(
+            resolve(spec.model_dir, spec.hub), device=spec.device, threads=spec.threads, precision=spec.precision
+        )
+    return Pipeline(settings, recognizer)
+
+
+class _Runner:
+    """Tasks into the engine, engine events out as messages (progress at most every 0.5 s a file)."""
+
+    def __init__(self, conn: Sender, engine: Any, spec: EngineSpec) -> None:
+        self._conn = conn
+        self._engine = engine
+        self._spec = spec
+        self._last_progress: dict[int, float] = {}
+
+    def submit(self, task: Task) -> None:
+        from asrd.worker.audio import probe
+        from asrd.worker.engine import FileRequest
+
+        if self._spec.model_dir is None and self._spec.fake_crash_on and self._spec.fake_crash_on in task.path:
+            os._exit(70)  # the crash-test stand-in for a segfault or CUDA abort in the model
+        path = Path(task.path)
+        try:
+            total = probe(path).duration  # header only; for progress
+            self._engine.submit(FileRequest(task.job_id, path, task.options), total)
+        except Exception as err:
+            self._conn.send(_failed(task.job_id, task.path, err))
+
+    def step(self) -> None:
+        from asrd.worker.engine import FileDone, FileFailed, FileProgress
+
+        for event in self._engine.step():
+            if isinstance(event, FileProgress):
+                now = time.monotonic()
+                if now - self._last_progress.get(event.key, 0.0) >= _PROGRESS_EVERY:
+                    self._last_progress[event.key] = now
+                    self._conn.send(Progress(event.key, event.done, event.total))
+            elif isinstance(event, FileDone):
+                self._last_progress.pop(event.key, None)
+                self._conn.send(Done(event.key, event.transcript, event.seconds))
+            elif isinstance(event, FileFailed):
+                self._last_progress.pop(event.key, None)
+                self._conn.send(_failed(event.key, "", event.error))
+
+
+def _failed(job_id: int, path: str, err: BaseException) -> Failed:
+    from asrd.recognizer import ModelError
+    from asrd.worker.audio import DecodeError
+
+    if isinstance(err, DecodeError):
+        return Failed(job_id, "decode", err.reason)
+    if isinstance(err, OSError):
+        return Failed(job_id, "source", err.strerror or str(err))
+    if isinstance(err, ModelError):
+        return Failed(job_id, "model", str(err))
+    log.error("transcribing job %d %s failed", job_id, path, exc_info=err)
+    return Failed(job_id, "error", f"{type(err).__name__}: {err}")
+
+
