@@ -15,6 +15,10 @@ import torch
 
 from asrd.testing import artifacts, calibrate, vocab
 
+# FunASR's model classes build their submodules at run time (nn.Module attributes), so mypy
+# sees Tensor | Module for every attribute: the builders treat a model as Any.
+FunasrModel = Any
+
 FILES = ["config.yaml", "model.pt", "am.mvn", "tokens.json"]
 LFR_M, LFR_N, N_MELS = artifacts.LFR_M, artifacts.LFR_N, artifacts.N_MELS
 INPUT_SIZE = N_MELS * LFR_M
@@ -82,7 +86,7 @@ def paraformer_config() -> dict[str, Any]:
     }
 
 
-def paraformer_module(vocab_size: int) -> torch.nn.Module:
+def paraformer_module(vocab_size: int) -> FunasrModel:
     """Instantiate funasr's Paraformer for the toy config the way ``AutoModel`` does."""
     tables = artifacts.funasr_tables()
     config = paraformer_config()
@@ -90,7 +94,7 @@ def paraformer_module(vocab_size: int) -> torch.nn.Module:
     return tables.model_classes.get("Paraformer")(**conf)
 
 
-def _shape_predictor(model: torch.nn.Module, encoded: torch.Tensor) -> None:
+def _shape_predictor(model: FunasrModel, encoded: torch.Tensor) -> None:
     """Aim the CIF predictor at ~_TOKENS_PER_SECOND on speech-like input.
 
     Random weights put its sigmoid anywhere: near 0 the model emits no token (and funasr
@@ -113,7 +117,7 @@ def _shape_predictor(model: torch.nn.Module, encoded: torch.Tensor) -> None:
         predictor.cif_output.bias.copy_((predictor.cif_output.bias - raw.mean()) * scale + low)
 
 
-def _shape_output(model: torch.nn.Module, encoded: torch.Tensor, vocab_size: int) -> None:
+def _shape_output(model: FunasrModel, encoded: torch.Tensor, vocab_size: int) -> None:
     """Spread the decoder's choices over the ordinary tokens; never emit the special ones."""
     lengths = torch.tensor([encoded.shape[1]])
     with torch.no_grad():

@@ -11,9 +11,13 @@ from __future__ import annotations
 
 import io
 import random
+from typing import Any
 
 import sentencepiece as spm
-from sentencepiece import sentencepiece_model_pb2 as sp_pb2
+from sentencepiece import sentencepiece_model_pb2 as _pb2
+
+# Generated protobuf classes: no type information for their message types.
+sp_pb2: Any = _pb2
 
 SENSEVOICE_VOCAB_SIZE = 25055
 """Piece count of the published ``chn_jpn_yue_eng_ko_spectok.bpe.model``."""
@@ -94,7 +98,7 @@ def _made_up_corpus(rng: random.Random) -> list[str]:
     return lines
 
 
-def _train_bpe(lines: list[str], vocab_size: int) -> sp_pb2.ModelProto:
+def _train_bpe(lines: list[str], vocab_size: int) -> Any:
     buffer = io.BytesIO()
     spm.SentencePieceTrainer.train(
         sentence_iterator=iter(lines),
