@@ -66,3 +66,16 @@ def test_download_in_status_json_and_text(tmp_path: Path) -> None:
     assert doc["daemon"]["download"] == {"done_bytes": 312_400_000, "total_bytes": 893_000_000}
     assert "model: downloading model: 312 of 893 MB (worker pid 7)" in render(doc)
     assert ModelDownload(2_500_000, 0).text() == "downloading model: 2.5 MB so far"
+
+
+def test_daemon_modules_do_not_import_hub_libraries() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, asrd.cli, asrd.control.daemon, asrd.control.dispatch, asrd.recognizer.modeldir; "
+        "sys.exit(','.join(m for m in sys.modules if m.split('.')[0] in "
+        "('modelscope', 'modelscope_hub', 'huggingface_hub')) or None)"
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert run.returncode == 0, f"imported: {run.stderr.strip()}"
