@@ -321,6 +321,7 @@ class Daemon:
             device=worker.loaded.device if worker is not None and worker.loaded else None,
             last_load_seconds=self.dispatcher.last_load_seconds,
             model_error=self.dispatcher.model_error,
+            download=self.dispatcher.download,
             current=tuple(self.dispatcher.progress.values()),
             inboxes=tuple(
                 InboxState(str(i.view.settings.path), i.watcher.mode, i.watcher.reason, i.watcher.healthy())
@@ -347,7 +348,7 @@ def run(config_path: Path | None, folders: list[Path]) -> int:
     from asrd.control.timers import SchedulerTimers
     from asrd.logs import setup_logging
     from asrd.recognizer import ModelError
-    from asrd.recognizer.modeldir import is_local, resolve
+    from asrd.recognizer.modeldir import check_local, is_local
 
     try:
         path = find_config(config_path)
@@ -367,17 +368,18 @@ def run(config_path: Path | None, folders: list[Path]) -> int:
     except AlreadyRunning as err:
         log.error("%s", err)
         return 1
+    # Local model directories are checked here (a wrong path is a configuration error); a hub id goes
+    # to the worker as it is, which downloads it when not cached. No model I/O before READY=1.
     model_dir: str | None = settings.model.name
     try:
-        # Resolve (and check) the model here, without loading it, so the worker gets a local dir.
-        model_dir = str(resolve(settings.model.name, settings.model.hub))
-    except ModelError as err:
         if is_local(settings.model.name):
-            log.error("%s", err)
-            lock.release()
-            return EX_CONFIG
-        # The worker tries again (and downloads) each time it starts; files wait, paused, meanwhile.
-        log.warning("%s; files will wait until the model is available", err)
+            model_dir = str(check_local(settings.model.name))
+        if settings.vad.engine == "fsmn" and is_local(settings.vad.fsmn_model):
+            check_local(settings.vad.fsmn_model)
+    except ModelError as err:
+        log.error("%s", err)
+        lock.release()
+        return EX_CONFIG
     store = SqliteJobStore(state_dir / DB_NAME, max_attempts=settings.daemon.max_attempts)
     service = ServiceState(SystemdNotifier(), watchdog_interval())
     try:

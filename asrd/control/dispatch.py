@@ -15,13 +15,13 @@ from pathlib import Path
 
 from asrd.config import InboxSettings, OutputSettings, Settings
 from asrd.control.jobs import Failure, Job, JobState, JobStore, fingerprint
-from asrd.control.status import CurrentFile
+from asrd.control.status import CurrentFile, ModelDownload
 from asrd.output.cuerules import DEFAULT_RULES, CueRules
 from asrd.output.sidecars import SidecarError, write_outputs
 from asrd.recognizer import RecognizeOptions
 from asrd.records import SAMPLE_RATE
 from asrd.worker.handle import WorkerHandle, pid_exists
-from asrd.worker.protocol import Done, EngineSpec, Failed, Loaded, LoadFailed, Progress, Task
+from asrd.worker.protocol import Done, Downloading, EngineSpec, Failed, Loaded, LoadFailed, Progress, Task
 
 log = logging.getLogger("asrd.dispatch")
 
@@ -104,6 +104,7 @@ class Dispatcher:
         self.accepting = True
         self.model_error: str | None = None
         self.last_load_seconds: float | None = None
+        self.download: ModelDownload | None = None  # the worker is downloading the model
         self._crashes = 0
         self._restart_at = 0.0
         self._idle_since: float | None = None
@@ -193,10 +194,13 @@ class Dispatcher:
             if isinstance(msg, Loaded):
                 self.last_load_seconds = msg.load_seconds
                 self.model_error = None
+                self.download = None
                 log.info("model loaded on %s in %.1f s (worker pid %d)", msg.device, msg.load_seconds, msg.pid)
             elif isinstance(msg, LoadFailed):
                 self._load_failed(now, msg.message)
                 return  # the worker is gone; nothing else comes from it
+            elif isinstance(msg, Downloading):
+                self.download = ModelDownload(msg.done_bytes, msg.total_bytes)
             elif isinstance(msg, Progress):
                 job = self.jobs.get(msg.job_id)
                 if job is not None:
@@ -304,6 +308,7 @@ class Dispatcher:
     def _end_worker(self, why: str) -> None:
         worker, self.worker = self.worker, None
         self._idle_since = None
+        self.download = None  # a download ends with its worker (the next one resumes from the cache)
         if worker is None:
             return
         pid = worker.pid

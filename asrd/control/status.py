@@ -24,6 +24,28 @@ class CurrentFile:
 
 
 @dataclass(frozen=True)
+class ModelDownload:
+    """The model worker is downloading the model (``total_bytes`` grows as files start; 0: unknown)."""
+
+    done_bytes: int
+    total_bytes: int
+
+    def text(self) -> str:
+        if not self.total_bytes:
+            return f"downloading model: {_mb(self.done_bytes)} MB so far"
+        return f"downloading model: {_mb(self.done_bytes)} of {_mb(self.total_bytes)} MB"
+
+    @property
+    def percent(self) -> int:
+        return int(100 * self.done_bytes / self.total_bytes) if self.total_bytes else 0
+
+
+def _mb(size: int) -> str:
+    mb = size / 1e6
+    return f"{mb:.0f}" if mb >= 10 else f"{mb:.1f}"
+
+
+@dataclass(frozen=True)
 class InboxState:
     path: str
     mode: str  # "native" or "poll"
@@ -44,12 +66,15 @@ class LiveState:
     device: str | None = None
     last_load_seconds: float | None = None
     model_error: str | None = None
+    download: ModelDownload | None = None
     current: tuple[CurrentFile, ...] = ()
     inboxes: tuple[InboxState, ...] = ()
     updated: float = field(default_factory=time.time)
 
     def line(self, queued: int) -> str:
         """The one-line summary systemd shows as STATUS=."""
+        if self.download is not None:
+            return f"{self.download.text()} ({self.download.percent}%), {queued} queued"
         if self.current:
             cur = self.current[0]
             more = f" and {len(self.current) - 1} more" if len(self.current) > 1 else ""  # batched together
@@ -71,6 +96,8 @@ def read_live(state_dir: Path) -> LiveState | None:
         data = json.loads((state_dir / STATUS_NAME).read_text(encoding="utf-8"))
         data["current"] = tuple(CurrentFile(**c) for c in data.get("current", ()))
         data["inboxes"] = tuple(InboxState(**i) for i in data.get("inboxes", ()))
+        if data.get("download") is not None:
+            data["download"] = ModelDownload(**data["download"])
         return LiveState(**data)
     except (OSError, ValueError, TypeError):
         return None
@@ -118,7 +145,10 @@ def render(doc: dict[str, Any]) -> str:
         lines.append(f"asrd daemon: running, pid {doc['pid']}")
         live = doc.get("daemon")
         if live:
-            if live["model_loaded"]:
+            download = live.get("download")
+            if download:
+                lines.append(f"model: {ModelDownload(**download).text()} (worker pid {live['worker_pid']})")
+            elif live["model_loaded"]:
                 lines.append(f"model: loaded on {live['device']} (worker pid {live['worker_pid']}, "
                              f"loaded in {live['last_load_seconds']:.1f} s)")
             elif live.get("worker_pid"):

@@ -11,9 +11,11 @@ from __future__ import annotations
 import json
 import logging
 import os
+import threading
 import urllib.error
 import urllib.request
 from pathlib import Path
+from typing import Any, Protocol
 
 from asrd.recognizer import ModelError
 
@@ -101,17 +103,130 @@ def _frontend(config: Path) -> str | None:
     return None
 
 
-def _cached(model_id: str, hub: str) -> Path | None:
-    try:
-        if hub == "hf":
+class DownloadMeter:
+    """Bytes downloaded and expected so far, summed over a model's files as the hub library reports them.
+
+    The libraries learn a file's size when they start it, so ``total`` grows while files start (the
+    weights file, nearly all of a model, starts among the first). Hook threads write, one reader reads.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._done = 0
+        self._total = 0
+        self._bars: list[Any] = []
+        self.active = False  # a download has begun (the hub answered)
+
+    def expect(self, size: int) -> None:
+        with self._lock:
+            self._total += max(0, int(size))
+
+    def add(self, size: int) -> None:
+        with self._lock:
+            self._done += max(0, int(size))
+
+    def watch(self, bar: Any) -> None:
+        """A progress bar whose ``n``/``total`` are bytes (Hugging Face updates them in place)."""
+        with self._lock:
+            self._bars.append(bar)
+
+    def snapshot(self) -> tuple[int, int]:
+        with self._lock:
+            done = self._done + sum(int(getattr(b, "n", 0) or 0) for b in self._bars)
+            total = self._total + sum(int(getattr(b, "total", 0) or 0) for b in self._bars)
+        return done, max(done, total)
+
+
+class Hub(Protocol):
+    """Where hub ids come from: a real hub (ModelScope, Hugging Face) or a test's stand-in."""
+
+    key: str  # "ms" or "hf": which alias table applies
+
+    def cached(self, model_id: str) -> Path | None: ...
+
+    def check_reachable(self, model_id: str) -> None: ...
+
+    def download(self, model_id: str, meter: DownloadMeter | None) -> Path: ...
+
+
+class RealHub:
+    """ModelScope or Hugging Face through their client libraries, imported only when used (never by
+    the daemon process: the model worker and `asrd model` do the downloading)."""
+
+    def __init__(self, key: str) -> None:
+        self.key = key
+
+    def cached(self, model_id: str) -> Path | None:
+        try:
+            if self.key == "hf":
+                from huggingface_hub import snapshot_download as hf_download
+
+                return Path(hf_download(model_id, local_files_only=True))
+            from modelscope.hub.snapshot_download import snapshot_download as ms_download
+
+            return Path(ms_download(model_id, local_files_only=True))
+        except Exception:  # every "not cached" flavour of both libraries
+            return None
+
+    def check_reachable(self, model_id: str) -> None:
+        check_reachable(model_id, self.key)
+
+    def download(self, model_id: str, meter: DownloadMeter | None) -> Path:
+        os.environ.setdefault("HF_HUB_DOWNLOAD_TIMEOUT", "30")  # per read, so a stalled server cannot hang us
+        if self.key == "hf":
             from huggingface_hub import snapshot_download as hf_download
 
-            return Path(hf_download(model_id, local_files_only=True))
+            if meter is None:
+                return Path(hf_download(model_id))
+            return Path(hf_download(model_id, tqdm_class=_hf_bar_class(meter)))
         from modelscope.hub.snapshot_download import snapshot_download as ms_download
 
-        return Path(ms_download(model_id, local_files_only=True))
-    except Exception:  # every "not cached" flavour of both libraries
-        return None
+        if meter is None:
+            return Path(ms_download(model_id))
+        return Path(ms_download(model_id, progress_callbacks=[_ms_callback_class(meter)]))
+
+
+def _ms_callback_class(meter: DownloadMeter) -> type:
+    """ModelScope's per-file progress hook (``progress_callbacks``, verified on modelscope 1.40 /
+    modelscope_hub 0.5): instantiated as ``cls(filename, file_size)``, then ``update(bytes)``."""
+    from modelscope.hub.callback import ProgressCallback
+
+    class _Callback(ProgressCallback):  # type: ignore[misc]
+        def __init__(self, filename: str, file_size: int) -> None:
+            super().__init__(filename, file_size)
+            meter.expect(file_size)
+
+        def update(self, size: int) -> None:
+            meter.add(size)
+
+    return _Callback
+
+
+def _hf_bar_class(meter: DownloadMeter) -> type:
+    """Hugging Face's hook (``snapshot_download(tqdm_class=)``, verified on huggingface_hub 2.4): every
+    file's bytes are summed into one bar described "Reconstructing ..." (bytes written to disk), whose
+    total grows as files start. The bars draw nowhere: the worker reports progress to the daemon."""
+    from tqdm.auto import tqdm
+
+    class _Silent:
+        def write(self, _text: str) -> None:
+            pass
+
+        def flush(self) -> None:
+            pass
+
+    class _Bar(tqdm):  # type: ignore[misc]
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            kwargs["file"] = _Silent()
+            super().__init__(*args, **kwargs)
+            if kwargs.get("unit") == "B" and str(kwargs.get("desc", "")).startswith("Reconstructing"):
+                meter.watch(self)
+
+    return _Bar
+
+
+def _as_hub(hub: str | Hub) -> Hub:
+    return RealHub(hub) if isinstance(hub, str) else hub
 
 
 def _probe_url(model_id: str, hub: str) -> str:
@@ -144,40 +259,44 @@ def _hub_name(hub: str) -> str:
     return "Hugging Face" if hub == "hf" else "ModelScope"
 
 
-def resolve(name: str, hub: str, *, download: bool = True) -> Path:
+def resolve(name: str, hub: str | Hub, *, download: bool = True, meter: DownloadMeter | None = None) -> Path:
     """A checked local directory for ``name``: a local path, a cached download, or a fresh download."""
     if is_local(name):
-        path = Path(name).expanduser()
-        check_model_dir(path)
-        return path
-    model_id = hub_id(name, hub)
-    cached = _cached(model_id, hub)
+        return check_local(name)
+    source = _as_hub(hub)
+    model_id = hub_id(name, source.key)
+    cached = source.cached(model_id)
     if cached is not None:
         check_model_dir(cached)
         return cached
     if not download:
         raise ModelError(f"model {model_id!r} is not downloaded yet; run `asrd model fetch` while online")
-    return fetch(name, hub)
+    return fetch(name, source, meter=meter)
 
 
-def fetch(name: str, hub: str) -> Path:
-    """Download a hub model into the cache (or find it there) and check it."""
+def check_local(name: str) -> Path:
+    """A local model directory, checked without touching any hub (what the daemon does before READY)."""
+    path = Path(name).expanduser()
+    check_model_dir(path)
+    return path
+
+
+def fetch(name: str, hub: str | Hub, *, meter: DownloadMeter | None = None) -> Path:
+    """Download a hub model into the cache (or find it there) and check it. ``meter``, when given,
+    receives the download's progress (the libraries draw their own bars otherwise)."""
     if is_local(name):
         return resolve(name, hub, download=False)
-    model_id = hub_id(name, hub)
-    check_reachable(model_id, hub)
-    os.environ.setdefault("HF_HUB_DOWNLOAD_TIMEOUT", "30")  # per read, so a stalled server cannot hang us
-    log.info("downloading %s from %s", model_id, _hub_name(hub))
+    source = _as_hub(hub)
+    model_id = hub_id(name, source.key)
+    source.check_reachable(model_id)
+    log.info("downloading %s from %s", model_id, _hub_name(source.key))
+    if meter is not None:
+        meter.active = True
     try:
-        if hub == "hf":
-            from huggingface_hub import snapshot_download as hf_download
-
-            path = Path(hf_download(model_id))
-        else:
-            from modelscope.hub.snapshot_download import snapshot_download as ms_download
-
-            path = Path(ms_download(model_id))
+        path = source.download(model_id, meter)
+    except ModelError:
+        raise
     except Exception as err:
-        raise ModelError(f"downloading {model_id!r} from {_hub_name(hub)} failed: {err}") from None
+        raise ModelError(f"downloading {model_id!r} from {_hub_name(source.key)} failed: {err}") from None
     check_model_dir(path)
     return path

@@ -13,17 +13,29 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
-from asrd.worker.protocol import Done, EngineSpec, Failed, Loaded, LoadFailed, Progress, Sender, Task
+from asrd.worker.protocol import (
+    Done,
+    Downloading,
+    EngineSpec,
+    Failed,
+    Loaded,
+    LoadFailed,
+    Progress,
+    Sender,
+    Task,
+)
 
 log = logging.getLogger(__name__)
 
 
 _PROGRESS_EVERY = 0.5  # seconds between progress messages per file
+_DOWNLOAD_EVERY = 1.0  # seconds between download progress messages
 
 
 def worker_main(conn: Connection, spec: EngineSpec) -> None:
@@ -32,7 +44,7 @@ def worker_main(conn: Connection, spec: EngineSpec) -> None:
 
     setup_logging(spec.log_level)
     try:
-        pipeline = _build(spec)
+        pipeline = _build(spec, conn)
     except Exception as err:  # the daemon reports it and retries later with backoff
         log.error("model could not be loaded: %s", err)
         conn.send(LoadFailed(str(err)))
@@ -56,10 +68,13 @@ def worker_main(conn: Connection, spec: EngineSpec) -> None:
         runner.step()
 
 
-def _build(spec: EngineSpec) -> Any:
+def _build(spec: EngineSpec, conn: Sender) -> Any:
     from asrd.config import load_settings
     from asrd.transcribe import Pipeline
 
+    # Hub ids are resolved (downloaded when not cached) here, not in the daemon: it is READY long
+    # before a first download of ~900 MB ends, and never imports the hub client libraries.
+    vad_model_dir = str(_resolve(spec.vad_model_dir, spec, conn)) if spec.vad_model_dir else None
     settings = load_settings(None, {"model": {
         "batch_seconds": spec.batch_seconds,
         "files_in_flight": spec.files_in_flight,
@@ -70,7 +85,7 @@ def _build(spec: EngineSpec) -> Any:
         "padding_ms": spec.padding_ms,
         "min_speech_ms": spec.min_speech_ms,
         "max_segment_seconds": spec.max_segment_seconds,
-        **({"fsmn_model": spec.vad_model_dir} if spec.vad_model_dir else {}),
+        **({"fsmn_model": vad_model_dir} if vad_model_dir else {}),
     }})
     if spec.model_dir is None:
         from asrd.recognizer.fake import FakeRecognizer
@@ -78,12 +93,41 @@ def _build(spec: EngineSpec) -> Any:
         recognizer: Any = FakeRecognizer()
     else:
         from asrd.recognizer.funasr import FunASRRecognizer
-        from asrd.recognizer.modeldir import resolve
 
         recognizer = FunASRRecognizer(
-            resolve(spec.model_dir, spec.hub), device=spec.device, threads=spec.threads, precision=spec.precision
+            _resolve(spec.model_dir, spec, conn), device=spec.device, threads=spec.threads, precision=spec.precision
         )
     return Pipeline(settings, recognizer)
+
+
+def _resolve(name: str, spec: EngineSpec, conn: Sender) -> Path:
+    """A checked local model directory; a download on the way sends ``Downloading`` about once a second
+    (from a thread: the download blocks this one, which sends nothing meanwhile)."""
+    from asrd.recognizer.modeldir import DownloadMeter, Hub, resolve
+
+    hub: str | Hub = spec.hub
+    if spec.stand_in_hub is not None:
+        from asrd.testing.hub import StandInHub
+
+        hub = StandInHub(Path(spec.stand_in_hub))
+    meter = DownloadMeter()
+    stop = threading.Event()
+
+    def report() -> None:
+        last: tuple[int, int] | None = None
+        while not stop.wait(_DOWNLOAD_EVERY):
+            now = meter.snapshot()
+            if meter.active and now != last:
+                last = now
+                conn.send(Downloading(*now))
+
+    reporter = threading.Thread(target=report, name="asrd-download-progress", daemon=True)
+    reporter.start()
+    try:
+        return resolve(name, hub, meter=meter)
+    finally:
+        stop.set()
+        reporter.join()
 
 
 class _Runner:

@@ -30,6 +30,7 @@ class EngineSpec:
     max_segment_seconds: float = 30.0
     log_level: str = "info"
     fake_crash_on: str | None = None  # fake only: a file name part that makes the worker die (crash tests)
+    stand_in_hub: str | None = None  # tests only: a folder asrd.testing.hub serves hub ids from, slowly
 
 
 @dataclass(frozen=True)
@@ -53,6 +54,15 @@ class LoadFailed:
 
 
 @dataclass(frozen=True)
+class Downloading:
+    """The worker is downloading the model before loading it; ``total_bytes`` grows as files start
+    (0: not known yet)."""
+
+    done_bytes: int
+    total_bytes: int
+
+
+@dataclass(frozen=True)
 class Progress:
     job_id: int
     done: int
@@ -73,7 +83,7 @@ class Failed:
     message: str
 
 
-Message = Loaded | LoadFailed | Progress | Done | Failed
+Message = Loaded | LoadFailed | Downloading | Progress | Done | Failed
 
 
 class Sender(Protocol):
