@@ -239,17 +239,29 @@ def _run_all(pipeline: Any, paths: list[Path]) -> list[str]:
 
     from asrd.output.sidecars import SidecarError
     from asrd.recognizer import ModelError
+    from asrd.records import SAMPLE_RATE
     from asrd.transcribe import Failure
     from asrd.worker.audio import DecodeError, probe
 
-    total = sum(probe(p).duration for p in paths) / 16000
+    # Seconds per file; None while a file's length is unknown (a header that does not say, as in a
+    # browser's WebM): the bar has no end (tqdm counts up) until decoding has found every length.
+    totals = {p: None if (n := probe(p).duration) is None else n / SAMPLE_RATE for p in paths}
     done: dict[Path, float] = {}
     failures: list[str] = []
-    with tqdm(total=round(total, 1), unit="s", unit_scale=True, desc=f"{len(paths)} file(s)", file=sys.stderr) as bar, \
+
+    def known_total() -> float | None:
+        lengths = list(totals.values())
+        return None if None in lengths else round(sum(t or 0.0 for t in lengths), 1)
+
+    with tqdm(total=known_total(), unit="s", unit_scale=True, desc=f"{len(paths)} file(s)", file=sys.stderr) as bar, \
             logging_redirect_tqdm():
-        def progress(path: Path, upto: int, _total: int) -> None:
-            done[path] = upto / 16000
-            bar.n = round(min(total, sum(done.values())), 1)
+        def progress(path: Path, upto: int, total: int | None) -> None:
+            done[path] = upto / SAMPLE_RATE
+            if total is not None:
+                totals[path] = total / SAMPLE_RATE
+            bar.total = known_total()
+            so_far = sum(done.values())
+            bar.n = round(so_far if bar.total is None else min(bar.total, so_far), 1)
             bar.refresh()
 
         for outcome in pipeline.transcribe_many(paths, progress):

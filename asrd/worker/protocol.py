@@ -55,8 +55,8 @@ class LoadFailed:
 @dataclass(frozen=True)
 class Progress:
     job_id: int
-    done: int
-    total: int
+    done: int  # samples
+    total: int | None  # samples; None while the file's length is unknown (its header does not say)
 
 
 @dataclass(frozen=True)
