@@ -12,7 +12,7 @@ from asrd.records import Transcript
 @dataclass(frozen=True)
 class EngineSpec:
     """What the worker loads: a local model directory or a hub id (downloaded by the worker when it is
-    not cached yet). ``model_dir`` None means the in-memory fake recognizer (tests, dry runs)."""
+    not cached yet). ``model_dir`` None means the in-memory fake recognizer (tests)."""
 
     model_dir: str | None
     hub: str = "ms"
