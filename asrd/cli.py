@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -12,6 +11,8 @@ from typing import Any
 
 from asrd import __version__
 from asrd.config import EX_CONFIG, LANGUAGES, ConfigError, Settings, dump_settings, find_config, load_settings
+from asrd.logs import setup_logging
+from asrd.media import SIDECAR_FORMATS
 
 log = logging.getLogger("asrd")
 
@@ -29,7 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("transcribe", help="transcribe files now, with a progress bar")
     p.add_argument("files", nargs="+", type=Path, metavar="FILE")
     p.add_argument("--config", type=Path, help="config file (default: $ASRD_CONFIG, ~/.config/asrd, /etc/asrd)")
-    p.add_argument("--format", type=_formats, help="comma-separated: txt,srt,vtt,json")
+    p.add_argument("--format", type=_formats, help=f"comma-separated: {','.join(SIDECAR_FORMATS)}")
     p.add_argument("--language", choices=LANGUAGES, help="spoken language, or auto")
     p.add_argument("--model", help="hub id (iic/SenseVoiceSmall) or a local FunASR model directory")
     p.add_argument("--device", help="auto, cpu, cuda, cuda:N or mps")
@@ -66,7 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    _setup_logging(args.verbose)
+    setup_logging(("warning", "info", "debug")[min(args.verbose, 2)])  # `asrd run` then applies log_level
     try:
         if args.command == "transcribe":
             return _transcribe(args)
@@ -92,15 +93,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     return 2
-
-
-def _setup_logging(verbose: int) -> None:
-    level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
-    # journald adds its own timestamps.
-    fmt = "%(levelname)s %(name)s: %(message)s" if os.environ.get("JOURNAL_STREAM") else (
-        "%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    logging.basicConfig(level=level, format=fmt, stream=sys.stderr)
 
 
 def _settings(config: Path | None, overrides: dict[str, dict[str, Any]]) -> Settings:
@@ -239,17 +231,29 @@ def _run_all(pipeline: Any, paths: list[Path]) -> list[str]:
 
     from asrd.output.sidecars import SidecarError
     from asrd.recognizer import ModelError
+    from asrd.records import SAMPLE_RATE
     from asrd.transcribe import Failure
     from asrd.worker.audio import DecodeError, probe
 
-    total = sum(probe(p).duration for p in paths) / 16000
+    # Seconds per file; None while a file's length is unknown (a header that does not say, as in a
+    # browser's WebM): the bar has no end (tqdm counts up) until decoding has found every length.
+    totals = {p: None if (n := probe(p).duration) is None else n / SAMPLE_RATE for p in paths}
     done: dict[Path, float] = {}
     failures: list[str] = []
-    with tqdm(total=round(total, 1), unit="s", unit_scale=True, desc=f"{len(paths)} file(s)", file=sys.stderr) as bar, \
+
+    def known_total() -> float | None:
+        lengths = list(totals.values())
+        return None if None in lengths else round(sum(t or 0.0 for t in lengths), 1)
+
+    with tqdm(total=known_total(), unit="s", unit_scale=True, desc=f"{len(paths)} file(s)", file=sys.stderr) as bar, \
             logging_redirect_tqdm():
-        def progress(path: Path, upto: int, _total: int) -> None:
-            done[path] = upto / 16000
-            bar.n = round(min(total, sum(done.values())), 1)
+        def progress(path: Path, upto: int, total: int | None) -> None:
+            done[path] = upto / SAMPLE_RATE
+            if total is not None:
+                totals[path] = total / SAMPLE_RATE
+            bar.total = known_total()
+            so_far = sum(done.values())
+            bar.n = round(so_far if bar.total is None else min(bar.total, so_far), 1)
             bar.refresh()
 
         for outcome in pipeline.transcribe_many(paths, progress):

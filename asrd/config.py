@@ -13,12 +13,14 @@ import re
 import string
 import sys
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 from pydantic_settings.exceptions import SettingsError
+
+from asrd.media import SidecarFormat
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -28,7 +30,9 @@ else:  # pragma: no cover - Python 3.10
 EX_CONFIG = 78  # sysexits.h: configuration error; systemd's RestartPreventExitStatus uses it
 
 ENV_PREFIX = "ASRD_"
-LANGUAGES = ("auto", "zh", "en", "yue", "ja", "ko")
+#: What ``language`` may say: auto, or one of the languages SenseVoiceSmall tags its output with.
+Language = Literal["auto", "zh", "en", "yue", "ja", "ko"]
+LANGUAGES: tuple[Language, ...] = get_args(Language)
 _DEVICE_RE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 _NAMING_FIELDS = {"stem", "ext", "lang", "name"}
 
@@ -107,7 +111,7 @@ class VadSettings(_Section):
 
 
 class OutputSettings(_Section):
-    formats: Annotated[tuple[Literal["txt", "srt", "vtt", "json"], ...], NoDecode] = ("txt", "srt")
+    formats: Annotated[tuple[SidecarFormat, ...], NoDecode] = ("txt", "srt")
     """Sidecar formats to write."""
     naming: str = "{stem}.{ext}"
     """Sidecar file name template: {stem}, {name} (file name with extension), {lang}, {ext}."""
@@ -141,7 +145,7 @@ class OutputSettings(_Section):
 
 
 class TranscribeSettings(_Section):
-    language: Literal["auto", "zh", "en", "yue", "ja", "ko"] = "auto"
+    language: Language = "auto"
     """Spoken language, or auto to detect it per segment."""
     itn: bool = True
     """Inverse text normalisation: punctuation, numbers as digits."""
@@ -207,9 +211,9 @@ class InboxSettings(_Section):
     """Glob patterns of files to transcribe (matched against the name); empty = common audio and video types."""
     exclude: Annotated[tuple[str, ...], NoDecode] = ()
     """Glob patterns to skip (matched against the name and the path relative to the inbox)."""
-    language: Literal["auto", "zh", "en", "yue", "ja", "ko"] | None = None
+    language: Language | None = None
     hotwords: Annotated[tuple[str, ...] | None, NoDecode] = None
-    formats: Annotated[tuple[Literal["txt", "srt", "vtt", "json"], ...] | None, NoDecode] = None
+    formats: Annotated[tuple[SidecarFormat, ...] | None, NoDecode] = None
     naming: str | None = None
     output_dir: Path | None = None
     settle_seconds: float | None = Field(None, gt=0)

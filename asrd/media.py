@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal, get_args
+
 #: File name extensions (lower case, no dot) of audio and video files worth trying to decode.
 MEDIA_EXTENSIONS: frozenset[str] = frozenset(
     (
@@ -13,5 +15,9 @@ MEDIA_EXTENSIONS: frozenset[str] = frozenset(
     )
 )
 
+
+#: The sidecar formats asrd writes; each is also the file name extension of its sidecars.
+SidecarFormat = Literal["txt", "srt", "vtt", "json"]
+SIDECAR_FORMATS: tuple[SidecarFormat, ...] = get_args(SidecarFormat)
 
 TEMP_PREFIX = ".asrd-tmp-"  # the watcher ignores these; a crash may leave one behind

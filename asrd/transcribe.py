@@ -27,7 +27,7 @@ from asrd.worker.vad import Segmenter, VadParams, WebrtcSegmenter
 
 log = logging.getLogger(__name__)
 
-Progress = Callable[[int, int], None]  # (samples done, samples in the file)
+Progress = Callable[[int, int | None], None]  # (samples done, samples in the file or None while unknown)
 
 
 def vad_params(settings: Settings) -> VadParams:
@@ -111,7 +111,7 @@ class Pipeline:
         return result
 
     def transcribe_many(
-        self, sources: Iterable[Path], progress: Callable[[Path, int, int], Any] | None = None
+        self, sources: Iterable[Path], progress: Callable[[Path, int, int | None], Any] | None = None
     ) -> Iterator[Outcome | Failure]:
         """Every file's outcome (or failure), in the order they finish. Speech of up to the budget's
         ``max_files`` files is batched together."""
@@ -161,31 +161,32 @@ class Pipeline:
     def _events(
         self,
         requests: Iterable[FileRequest],
-        progress: Callable[[Path, int, int], Any] | None,
+        progress: Callable[[Path, int, int | None], Any] | None,
         paths: dict[int, Path],
     ) -> Iterator[FileDone | FileFailed]:
-        totals: dict[int, int] = {}
+        totals: dict[int, int | None] = {}  # the header's length; None when it does not say
 
         def probed(items: Iterable[FileRequest]) -> Iterator[FileRequest]:
             for request in items:
                 try:
                     totals[request.key] = probe(request.path).duration
                 except Exception:
-                    totals[request.key] = 0  # decoding will report what is wrong
+                    totals[request.key] = None  # decoding will report what is wrong
                 yield request
 
         for event in self.engine.run(probed(requests), self.engine.budget.max_files):
             if isinstance(event, FileProgress):
                 if progress is not None:
-                    total = totals.get(event.key) or event.total
-                    progress(paths[event.key], min(event.done, total), total)
+                    # Once decoded, the decoded length wins over what the header said or guessed.
+                    total = event.total if event.total is not None else totals.get(event.key)
+                    progress(paths[event.key], event.done if total is None else min(event.done, total), total)
                 continue
             if isinstance(event, FileDone) and progress is not None:
                 progress(paths[event.key], event.transcript.duration, event.transcript.duration)
             yield event
 
 
-def _per_file(progress: Progress | None) -> Callable[[Path, int, int], None] | None:
+def _per_file(progress: Progress | None) -> Callable[[Path, int, int | None], None] | None:
     if progress is None:
         return None
     return lambda _path, done, total: progress(done, total)

@@ -21,6 +21,43 @@ def shared_dir() -> Path:
     return path
 
 
+# Containers as a program writes them to a pipe, unable to seek back and fill in lengths:
+# file name -> ffmpeg output options.
+STREAMED_CONTAINERS: dict[str, tuple[str, ...]] = {
+    "browser.webm": ("-c:a", "libopus", "-f", "webm"),  # as MediaRecorder writes it
+    "piped.mka": ("-c:a", "libopus", "-f", "matroska"),
+    "piped.opus": ("-c:a", "libopus", "-f", "ogg"),
+    "piped.aac": ("-c:a", "aac", "-f", "adts"),  # raw ADTS never states a length
+    "piped.wav": ("-f", "wav"),  # RIFF and data sizes left at 0xFFFFFFFF
+    # An empty index first, then a fragment a second (as a browser's MediaRecorder writes MP4).
+    "fragmented.mp4": (
+        "-c:a", "aac", "-movflags", "frag_keyframe+empty_moov", "-frag_duration", "1000000", "-f", "mp4",
+    ),
+}
+STREAMED_SOURCE = REPO_ROOT / "tests" / "data" / "audio" / "jfk.flac"
+
+
+@pytest.fixture(scope="session")
+def streamed_audio(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """``STREAMED_CONTAINERS`` made from ``STREAMED_SOURCE`` (jfk.flac, 11 s) by ffmpeg writing to a pipe."""
+    import shutil
+    import subprocess
+
+    ffmpeg = shutil.which("ffmpeg")
+    if ffmpeg is None:
+        pytest.skip("ffmpeg is not installed (.ci/run installs it); it writes the streamed test files")
+    out = tmp_path_factory.mktemp("streamed")
+    files: dict[str, Path] = {}
+    for name, options in STREAMED_CONTAINERS.items():
+        run = subprocess.run(  # a real pipe: the muxer cannot seek back to fill in lengths
+            [ffmpeg, "-nostdin", "-v", "error", "-i", str(STREAMED_SOURCE), *options, "pipe:1"],
+            stdout=subprocess.PIPE, check=True, timeout=120,
+        )  # fmt: skip
+        files[name] = out / name
+        files[name].write_bytes(run.stdout)
+    return files
+
+
 @pytest.fixture(scope="session")
 def tiny_sensevoice_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A SenseVoiceSmall-architecture model directory with random weights (seed 0)."""

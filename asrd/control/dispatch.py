@@ -204,9 +204,8 @@ class Dispatcher:
             elif isinstance(msg, Progress):
                 job = self.jobs.get(msg.job_id)
                 if job is not None:
-                    self.progress[msg.job_id] = CurrentFile(
-                        os.fsdecode(job.path), msg.done / SAMPLE_RATE, msg.total / SAMPLE_RATE
-                    )
+                    total = None if msg.total is None else msg.total / SAMPLE_RATE
+                    self.progress[msg.job_id] = CurrentFile(os.fsdecode(job.path), msg.done / SAMPLE_RATE, total)
             elif isinstance(msg, Done):
                 self._crashes = 0
                 self._finish(now, msg)

@@ -16,12 +16,12 @@ from collections.abc import Sequence
 from fnmatch import fnmatchcase
 from pathlib import PurePath
 
-from asrd.media import MEDIA_EXTENSIONS, TEMP_PREFIX
+from asrd.media import MEDIA_EXTENSIONS, SIDECAR_FORMATS, TEMP_PREFIX
 
 __all__ = ["SIDECAR_EXTENSIONS", "IgnoreRules", "is_litter"]
 
 #: Our own outputs: never media, even when ``include`` would match them (no transcribing transcripts).
-SIDECAR_EXTENSIONS: frozenset[str] = frozenset(("txt", "srt", "vtt", "json"))
+SIDECAR_EXTENSIONS: frozenset[str] = frozenset(SIDECAR_FORMATS)
 
 # Lower-case globs on the file name.
 _LITTER_FILES = (

@@ -1,7 +1,7 @@
 """The durable job queue: one row per source file, so no file is lost and none is done twice.
 
 ``jobs_sqlite.SqliteJobStore`` is what the daemon runs on; ``MemoryJobStore`` is its in-memory twin for
-tests and dry runs. The queue logic is written once (``_BaseStore``) over a handful of storage
+tests. The queue logic is written once (``_BaseStore``) over a handful of storage
 primitives, so the two cannot drift apart; the backends differ only in how frozen ``Job``
 records are kept.
 Times are the caller's clock (``now``, seconds); nothing here reads the time itself.

@@ -98,7 +98,7 @@ class _Client(sdnotify.SystemdNotifier):
 
 
 class MemoryNotifier:
-    """In-memory twin of SystemdNotifier: records every message, for tests and ``--dry-run``."""
+    """In-memory twin of SystemdNotifier: records every message, for tests."""
 
     def __init__(self) -> None:
         self.messages: list[str] = []

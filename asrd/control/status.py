@@ -16,11 +16,19 @@ from asrd.control.statedir import DB_NAME, STATUS_NAME, running_pid
 class CurrentFile:
     path: str
     done_seconds: float
-    total_seconds: float
+    total_seconds: float | None  # None until the length is known (a header that does not say it)
 
     @property
-    def percent(self) -> int:
-        return int(100 * self.done_seconds / self.total_seconds) if self.total_seconds else 0
+    def progress(self) -> str:
+        return progress_text(self.done_seconds, self.total_seconds)
+
+
+def progress_text(done: float, total: float | None) -> str:
+    """A percentage, or how far it has got (e.g. "3:12 transcribed") while the file's length is unknown."""
+    if total is None:
+        minutes, seconds = divmod(int(done), 60)
+        return f"{minutes}:{seconds:02d} transcribed"
+    return f"{int(100 * done / total) if total else 0}%"
 
 
 @dataclass(frozen=True)
@@ -78,7 +86,7 @@ class LiveState:
         if self.current:
             cur = self.current[0]
             more = f" and {len(self.current) - 1} more" if len(self.current) > 1 else ""  # batched together
-            return f"transcribing {Path(cur.path).name} {cur.percent}%{more}, {queued} queued"
+            return f"transcribing {Path(cur.path).name} {cur.progress}{more}, {queued} queued"
         model = "model loaded" if self.model_loaded else "model unloaded"
         state = "idle" if not queued else "waiting"
         return f"{state}, {model}, {queued} queued"
@@ -160,8 +168,9 @@ def render(doc: dict[str, Any]) -> str:
             if live.get("model_error"):
                 lines.append(f"model error: {live['model_error']}")
             for cur in live["current"]:
-                pct = int(100 * cur["done_seconds"] / cur["total_seconds"]) if cur["total_seconds"] else 0
-                lines.append(f"now: {cur['path']} {pct}% ({cur['done_seconds']:.0f} of {cur['total_seconds']:.0f} s)")
+                done, total = cur["done_seconds"], cur["total_seconds"]
+                of = "" if total is None else f" ({done:.0f} of {total:.0f} s)"
+                lines.append(f"now: {cur['path']} {progress_text(done, total)}{of}")
             for inbox in live["inboxes"]:
                 health = "" if inbox["healthy"] else " (WATCHER DOWN: rescans only)"
                 lines.append(f"inbox: {inbox['path']} [{inbox['mode']}: {inbox['reason']}]{health}")

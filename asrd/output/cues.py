@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from asrd.output.cuerules import DEFAULT_RULES, MS, CueRules
-from asrd.output.text import is_cjk, pieces
+from asrd.output.text import is_cjk, pieces, spaced
 from asrd.records import SAMPLE_RATE, Cue, Recognized, Transcript
 
 __all__ = ["CueRules", "build_cues"]
@@ -144,7 +144,7 @@ class _Layout:
         cjk, other, space, chars = [0], [0], [0], [0]
         for k, unit in enumerate(units):
             c = sum(is_cjk(ch) for ch in unit.text)
-            gap = 0 if k == 0 or (is_cjk(units[k - 1].text[-1]) and is_cjk(unit.text[0])) else 1
+            gap = int(k > 0 and spaced(units[k - 1].text, unit.text))
             space.append(gap)
             cjk.append(cjk[-1] + c)
             other.append(other[-1] + len(unit.text) - c + gap)
@@ -300,7 +300,7 @@ def _text(units: Sequence[_Unit], a: int, b: int, breaks: list[int]) -> str:
     for lo, hi in itertools.pairwise(edges):
         line = ""
         for k in range(lo, hi):
-            glue = "" if not line or (is_cjk(line[-1]) and is_cjk(units[k].text[0])) else " "
+            glue = " " if spaced(line, units[k].text) else ""
             line += glue + units[k].text
         lines.append(line)
     return "\n".join(lines)

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
+from asrd.media import SidecarFormat
 from asrd.output.cuerules import DEFAULT_RULES, CueRules
 from asrd.output.cues import build_cues
 from asrd.output.text import paragraphs
@@ -76,7 +77,9 @@ def render_json(transcript: Transcript, cues: Sequence[Cue]) -> str:
     return json.dumps(doc, ensure_ascii=False, indent=2) + "\n"
 
 
-RENDERERS = {"txt": render_txt, "srt": render_srt, "vtt": render_vtt, "json": render_json}
+RENDERERS: dict[SidecarFormat, Callable[[Transcript, Sequence[Cue]], str]] = {
+    "txt": render_txt, "srt": render_srt, "vtt": render_vtt, "json": render_json,
+}  # fmt: skip
 
 
 def render(transcript: Transcript, formats: Sequence[str], rules: CueRules = DEFAULT_RULES) -> dict[str, bytes]:

@@ -31,14 +31,16 @@ def mostly_cjk(text: str) -> bool:
     return bool(letters) and sum(is_cjk(c) for c in letters) * 2 >= len(letters)
 
 
+def spaced(left: str, right: str) -> bool:
+    """Whether a space goes between text ending in ``left`` and text starting with ``right``: the
+    one rule for it (joined text, cue lines, line widths). Not between two CJK characters."""
+    return bool(left) and bool(right) and not (is_cjk(left[-1]) and is_cjk(right[0]))
+
+
 def join_text(left: str, right: str) -> str:
     """Join two pieces of text, with a space only where the script uses spaces."""
     left, right = left.rstrip(), right.lstrip()
-    if not left or not right:
-        return left + right
-    if is_cjk(left[-1]) and is_cjk(right[0]):
-        return left + right
-    return f"{left} {right}"
+    return f"{left} {right}" if spaced(left, right) else left + right
 
 
 def paragraphs(transcript: Transcript) -> list[str]:

@@ -11,6 +11,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from asrd.config import LANGUAGES
 from asrd.output.text import join_text
 from asrd.recognizer import ModelError, RecognizeOptions
 from asrd.recognizer.modeldir import check_model_dir
@@ -23,7 +24,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 _TAG = re.compile(r"<\|([^|<>]*)\|>")
-_LANGUAGES = {"zh", "en", "yue", "ja", "ko", "nospeech"}
+_LANGUAGES = {*LANGUAGES, "nospeech"} - {"auto"}  # the language tags SenseVoice writes
 _EMOTIONS = {"HAPPY", "SAD", "ANGRY", "NEUTRAL", "FEARFUL", "DISGUSTED", "SURPRISED", "EMO_UNKNOWN"}
 _TEXTNORM = {"withitn", "woitn"}
 # Only these model classes use `hotword`; SenseVoice and plain Paraformer ignore it silently.

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from asrd.records import SAMPLE_RATE, AudioChunk, Segment, ms_to_samples
+from asrd.testing.reference_files import Utterance, read_rttm, read_stm
 from asrd.worker.vad import DEFAULT_PARAMS, Segmenter, VadParams, WebrtcSegmenter
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -64,34 +65,6 @@ def run_segmenter(segmenter: Segmenter, audio: np.ndarray, chunk: int = SAMPLE_R
     for c in chunks_of(audio, chunk):
         out += segmenter.feed(c)
     return out + segmenter.finish()
-
-
-def load_rttm(path: Path) -> list[tuple[int, int]]:
-    """Speech regions (any speaker), in samples."""
-    regions = []
-    for line in path.read_text().splitlines():
-        f = line.split()
-        if f and f[0] == "SPEAKER":
-            start = float(f[3])
-            regions.append((ms_to_samples(start * 1000), ms_to_samples((start + float(f[4])) * 1000)))
-    return regions
-
-
-@dataclass(frozen=True)
-class Utterance:
-    start: int
-    end: int
-    text: str
-
-
-def load_stm(path: Path) -> list[Utterance]:
-    utts = []
-    for line in path.read_text().splitlines():
-        f = line.split(maxsplit=5)
-        if len(f) >= 5:
-            start, end = (ms_to_samples(float(v) * 1000) for v in f[3:5])
-            utts.append(Utterance(start, end, f[5] if len(f) > 5 else ""))
-    return utts
 
 
 def mask(regions: Regions | Sequence[Segment], total: int) -> np.ndarray:
@@ -178,9 +151,9 @@ class Corpus:
     def __init__(self, shared: Path) -> None:
         audio = shared / "audio"
         self.dev00 = load_wav(audio / DEV00)
-        self.dev00_ref = load_rttm(audio / "pyannote__pyannote-audio/dev00.rttm")
+        self.dev00_ref = read_rttm(audio / "pyannote__pyannote-audio/dev00.rttm")
         self.sample = load_wav(audio / SAMPLE)
-        self.utts = load_stm(audio / "pyannote__pyannote-audio/sample.stm")
+        self.utts = read_stm(audio / "pyannote__pyannote-audio/sample.stm")
         self.example = load_wav(audio / VAD_EXAMPLE)
         self.silero = load_wav(audio / SILERO)
         self.digits = load_wav(audio / DIGITS)

@@ -59,8 +59,8 @@ class DecodeError(Exception):
 class AudioInfo:
     """What a file's headers say, without decoding it."""
 
-    duration: int | None  # 16 kHz samples; None when neither declared nor estimable
-    duration_declared: bool  # False when ``duration`` is only FFmpeg's bit-rate estimate
+    duration: int | None  # 16 kHz samples; None when unknown (a stream written to a pipe may not say)
+    duration_declared: bool  # False when ``duration`` is unknown or only an estimate (bit rate, file size)
     sample_rate: int  # native
     channels: int
     codec: str  # "PCM_16", "VORBIS" (soundfile); "aac", "mp3float", "flac" (PyAV)
@@ -139,21 +139,29 @@ class _Reader:
 
 
 class _SoundfileReader(_Reader):
-    def __init__(self, path: Path, file: _GuardedFile, wav_extent: tuple[int, int] | None) -> None:
+    def __init__(self, path: Path, file: _GuardedFile, wav_extent: tuple[int | None, int] | None) -> None:
         super().__init__(path, file)
         self._sf = sf.SoundFile(file)
         self.rate = self._sf.samplerate
         self._available: int | None = None  # frames a WAV's data chunk really holds
+        self._estimated: int | None = None
+        known = 0 < self._sf.frames < 1 << 62  # libsndfile says 0 or "huge" when it does not know
         if wav_extent is not None:
             self.declared, self._available = wav_extent
-        elif 0 < self._sf.frames < 1 << 62:  # libsndfile says "huge" when it does not know
+            if self.declared is None and known:  # a streamed WAV: libsndfile counts what the file holds
+                self._estimated = self._sf.frames
+        elif known:
             self.declared = self._sf.frames
 
+    def misses_data(self) -> bool:
+        """A streamed WAV whose data size was left at 0: libsndfile believes it and reads nothing."""
+        return self.declared is None and self._available is not None and self._sf.frames < self._available
+
     def info(self) -> AudioInfo:
-        frames = self.declared if self.declared is not None else self._sf.frames
+        frames = self.declared if self.declared is not None else self._estimated
         return AudioInfo(
-            _to_16k(frames, self.rate), True, self.rate, self._sf.channels, self._sf.subtype,
-            self._sf.format, "soundfile",
+            _to_16k(frames, self.rate), self.declared is not None, self.rate, self._sf.channels,
+            self._sf.subtype, self._sf.format, "soundfile",
         )  # fmt: skip
 
     def blocks(self) -> Iterator[tuple[int, np.ndarray]]:
@@ -205,7 +213,7 @@ class _PyAVReader(_Reader):
             seconds = float(stream.duration * stream.time_base)
         elif self._container.duration:
             seconds = self._container.duration / av.time_base
-        if seconds is not None and self.rate:
+        if seconds and seconds > 0 and self.rate:  # 0 or negative: the muxer could not say
             names = set(self._container.format.name.split(","))
             if names & _DECLARING_FORMATS or ("mp3" in names and _has_vbr_header(file, head)):
                 self.declared = round(seconds * self.rate)
@@ -215,8 +223,8 @@ class _PyAVReader(_Reader):
     def info(self) -> AudioInfo:
         frames = self.declared if self.declared is not None else self._estimated
         return AudioInfo(
-            None if frames is None else _to_16k(frames, self.rate), self.declared is not None, self.rate,
-            self._stream.channels, self._stream.codec_context.name, self._container.format.name, "pyav",
+            _to_16k(frames, self.rate), self.declared is not None, self.rate, self._stream.channels,
+            self._stream.codec_context.name, self._container.format.name, "pyav",
         )  # fmt: skip
 
     def blocks(self) -> Iterator[tuple[int, np.ndarray]]:
@@ -302,8 +310,9 @@ def _has_mp4_index(file: _GuardedFile) -> bool:
         pos += size
 
 
-def _wav_extent(file: _GuardedFile, size: int) -> tuple[int, int] | None:
-    """(frames the data chunk declares, frames the file holds) of a RIFF/WAVE file, if stated."""
+def _wav_extent(file: _GuardedFile, size: int) -> tuple[int | None, int] | None:
+    """(frames the data chunk declares, frames the file holds) of a RIFF/WAVE file; the first is
+    None when the writer could not say (streamed to a pipe); None when no data chunk is found."""
     file.seek(0)
     if (head := file.read(12))[:4] != b"RIFF" or head[8:12] != b"WAVE":
         return None
@@ -317,10 +326,11 @@ def _wav_extent(file: _GuardedFile, size: int) -> tuple[int, int] | None:
         if chunk[:4] == b"fmt " and len(chunk) >= 22:
             block_align = int.from_bytes(chunk[20:22], "little")
         elif chunk[:4] == b"data":
-            # 0 and 0xFFFFFFFF are what streaming writers leave when they cannot seek back.
-            if not block_align or length in (0, 0xFFFFFFFF):
+            if not block_align:
                 return None
-            return length // block_align, (size - pos - 8) // block_align
+            available = (size - pos - 8) // block_align
+            # 0 and 0xFFFFFFFF are what streaming writers leave when they cannot seek back.
+            return (None if length in (0, 0xFFFFFFFF) else length // block_align), available
         pos += 8 + length + (length & 1)
     return None
 
@@ -335,8 +345,9 @@ def _ffmpeg_message(exc: av.error.FFmpegError) -> str:
     return str(exc.strerror or exc).rstrip(".")
 
 
-def _to_16k(frames: int, rate: int) -> int:
-    return round(frames * SAMPLE_RATE / rate) if rate else 0
+def _to_16k(frames: int | None, rate: int) -> int | None:
+    """Native frames as 16 kHz samples; None when either is unknown (never 0 standing for "unknown")."""
+    return round(frames * SAMPLE_RATE / rate) if frames is not None and rate else None
 
 
 def _open_reader(path: Path, file: _GuardedFile, size: int) -> _SoundfileReader | _PyAVReader:
@@ -347,10 +358,14 @@ def _open_reader(path: Path, file: _GuardedFile, size: int) -> _SoundfileReader 
         wav = _wav_extent(file, size)
         file.seek(0)
         try:
-            return _SoundfileReader(path, file, wav)
+            reader = _SoundfileReader(path, file, wav)
         except sf.LibsndfileError:
             if file.error is not None:
                 raise file.error from None
+        else:
+            if not reader.misses_data():
+                return reader
+            reader.close()  # FFmpeg reads such a WAV to its end
         # libsndfile cannot read this codec (MP3 or AAC inside WAV/CAF, Speex in Ogg...): FFmpeg can.
     file.seek(0)
     return _PyAVReader(path, file, head)

@@ -36,7 +36,7 @@ class FileRequest:
 class FileProgress:
     key: int
     done: int  # samples: everything before this is recognised (or silence)
-    total: int  # samples in the file, as far as known
+    total: int | None  # samples in the file: the header's length, or the decoded length once decoded; None until known
 
 
 @dataclass(frozen=True)
@@ -59,7 +59,7 @@ Event = FileProgress | FileDone | FileFailed
 class _File:
     request: FileRequest
     feed: Feed
-    total: int
+    total: int | None  # the header's length (declared or estimated), if it has one
     submitted: float
     results: list[Recognized] = field(default_factory=list)
     produced: int = 0  # spans the front end has handed out
@@ -92,7 +92,7 @@ class Engine:
 
     # ------------------------------------------------------------ callers
 
-    def submit(self, request: FileRequest, total: int = 0) -> None:
+    def submit(self, request: FileRequest, total: int | None = None) -> None:
         """Start on a file. ``total`` (samples) is the probed length, for progress, when known.
         Opening the file can raise DecodeError/OSError at once."""
         source = str(request.path)
@@ -208,7 +208,7 @@ class Engine:
         for source in touched:
             file = self._files.get(source)
             if file is not None:
-                events.append(FileProgress(file.request.key, self._done_upto(file), max(file.total, file.feed.decoded)))
+                events.append(FileProgress(file.request.key, self._done_upto(file), self._total(file)))
                 self._maybe_done(source, events)
 
     def _recognize(self, group: list[Pending]) -> list[tuple[Pending, Recognized | BaseException]]:
@@ -233,6 +233,15 @@ class Engine:
         log.warning("out of GPU memory with %d spans; retrying as two batches (budget now %d spans, %d s)",
                     len(group), self.budget.max_items, self.budget.max_padded_samples // SAMPLE_RATE)
         return self._recognize(group[:half]) + self._recognize(group[half:])
+
+    @staticmethod
+    def _total(file: _File) -> int | None:
+        """The file's length as far as known: decoding all of it is the only sure way for a file whose
+        header does not say (a WebM from a browser, anything written to a pipe)."""
+        decoded = file.feed.decoded
+        if file.feed.finished and file.feed.error is None:
+            return decoded
+        return None if file.total is None else max(file.total, decoded)
 
     @staticmethod
     def _done_upto(file: _File) -> int:

@@ -12,7 +12,7 @@ from asrd.records import Transcript
 @dataclass(frozen=True)
 class EngineSpec:
     """What the worker loads: a local model directory or a hub id (downloaded by the worker when it is
-    not cached yet). ``model_dir`` None means the in-memory fake recognizer (tests, dry runs)."""
+    not cached yet). ``model_dir`` None means the in-memory fake recognizer (tests)."""
 
     model_dir: str | None
     hub: str = "ms"
@@ -65,8 +65,8 @@ class Downloading:
 @dataclass(frozen=True)
 class Progress:
     job_id: int
-    done: int
-    total: int
+    done: int  # samples
+    total: int | None  # samples; None while the file's length is unknown (its header does not say)
 
 
 @dataclass(frozen=True)

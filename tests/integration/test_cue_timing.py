@@ -16,7 +16,8 @@ import pytest
 
 from asrd.config import load_settings
 from asrd.records import SAMPLE_RATE, Cue
-from asrd.testing.reference import ReferenceRecognizer, Utterance, read_stm
+from asrd.testing.reference import ReferenceRecognizer
+from asrd.testing.reference_files import Utterance, read_stm
 from asrd.transcribe import Pipeline
 
 S = SAMPLE_RATE

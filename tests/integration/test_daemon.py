@@ -117,6 +117,16 @@ def test_copy_slow_writer_and_rename_each_done_once(inline: Harness) -> None:
     assert h.store.counts()[JobState.QUEUED] == 0
 
 
+def test_browser_webm_without_a_length_is_done(inline: Harness, streamed_audio: dict[str, Path]) -> None:
+    # Its header states no duration: the worker once died on it, costing every file in flight an attempt.
+    src = inline.inbox / "recording.webm"
+    shutil.copy(streamed_audio["browser.webm"], src)
+    inline.run_until(inline.done("recording.webm"))
+    job = inline.store.get(src)
+    assert job is not None and job.attempts == 0
+    assert sidecars(inline.inbox) == ["recording.srt", "recording.txt"]
+
+
 def test_changed_while_transcribing_is_redone(inline: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
     h = inline
     src = h.inbox / "memo.flac"

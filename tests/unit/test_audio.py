@@ -112,6 +112,19 @@ def test_truncated_wav_is_refused_before_decoding(tmp_path: Path) -> None:
     assert probe(path).duration == REAL_FILES["test_ko.wav"][3]  # what the header promises
 
 
+@pytest.mark.parametrize("size", [0, 0xFFFFFFFF])
+def test_wav_written_to_a_pipe_decodes_in_full(tmp_path: Path, size: int) -> None:
+    # A writer that cannot seek back leaves the RIFF and data sizes at one of these.
+    data = bytearray((DATA / "test_ko.wav").read_bytes())
+    at = data.index(b"data") + 4
+    data[4:8] = data[at : at + 4] = size.to_bytes(4, "little")
+    path = tmp_path / "streamed.wav"
+    path.write_bytes(data)
+    length = REAL_FILES["test_ko.wav"][3]
+    assert probe(path).duration == length
+    assert len(load(path)) == length
+
+
 def test_truncated_mp3_is_detected_from_its_xing_header(tmp_path: Path) -> None:
     data = (DATA / "asr_example.mp3").read_bytes()
     path = tmp_path / "half.mp3"

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from asrd.output.cuerules import DEFAULT_RULES, CueRules, Stats, check
 from asrd.output.cues import build_cues
 from asrd.output.formats import render
-from asrd.output.text import join_text, pieces
+from asrd.output.text import join_text, pieces, spaced
 from asrd.output.textguard import clean_segment, repetition_mask, strip_tags
 from asrd.records import SAMPLE_RATE, Cue, Recognized, Token, Transcript
 
@@ -199,3 +199,10 @@ def test_word_pieces_from_the_model_are_not_split_apart() -> None:
     seg = Recognized("k", 0, 0, 2 * SAMPLE_RATE, "I don't know 123.", "en", tokens=tokens)
     cues = build_cues(Transcript(Path("x.wav"), 2 * SAMPLE_RATE, (seg,)))
     assert " ".join(c.text.replace("\n", " ") for c in cues) == "I don't know 123."
+
+
+def test_one_spacing_rule_for_text_and_cue_lines() -> None:
+    assert not spaced("你好", "世界") and not spaced("こんにちは", "。")
+    assert spaced("hello", "世界") and spaced("你好", "world") and spaced("a", "b")
+    assert not spaced("", "x") and not spaced("x", "")
+    assert join_text("你好 ", " 世界") == "你好世界" and join_text("OK", "世界") == "OK 世界"

@@ -1,4 +1,4 @@
-"""The reference stand-in recognizer: STM parsing and routing timed words to the spans that hold them."""
+"""The reference stand-in recognizer: STM/RTTM parsing and routing timed words to the spans that hold them."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ import pytest
 
 from asrd.recognizer import RecognizeOptions
 from asrd.records import SAMPLE_RATE, SpeechSpan
-from asrd.testing.reference import ReferenceRecognizer, Utterance, read_stm, word_times
+from asrd.testing.reference import ReferenceRecognizer, word_times
+from asrd.testing.reference_files import Utterance, read_rttm, read_stm
 
 S = SAMPLE_RATE
 
@@ -36,6 +37,20 @@ def test_read_stm(tmp_path: Path) -> None:
     stm.write_text("talk 1 Ann 0.5\n")
     with pytest.raises(ValueError, match=r"talk\.stm:1"):
         read_stm(stm)
+
+
+def test_read_rttm(tmp_path: Path) -> None:
+    rttm = tmp_path / "talk.rttm"
+    rttm.write_text(
+        "SPKR-INFO talk 1 <NA> <NA> <NA> unknown Ann <NA>\n"
+        "SPEAKER talk 1 0.5 1.25 <NA> <NA> Ann <NA> <NA>\n"
+        "\n"
+        "SPEAKER talk 1 1.0 2.0 <NA> <NA> Bob <NA> <NA>\n"
+    )
+    assert read_rttm(rttm) == [(S // 2, 28_000), (S, 3 * S)]  # overlaps kept: speech regions, any speaker
+    rttm.write_text("SPEAKER talk 1 0.5\n")
+    with pytest.raises(ValueError, match=r"talk\.rttm:1"):
+        read_rttm(rttm)
 
 
 def test_read_stm_of_the_shared_sample(shared_dir: Path) -> None:

@@ -12,8 +12,11 @@ import pytest
 import srt
 import webvtt
 
+from asrd.config import OutputSettings
+from asrd.control.ignore import SIDECAR_EXTENSIONS
+from asrd.media import SIDECAR_FORMATS
 from asrd.output import sidecars
-from asrd.output.formats import render
+from asrd.output.formats import RENDERERS, render
 from asrd.output.sidecars import SidecarError, choose_paths, owner, write_atomic, write_sidecars
 from asrd.records import SAMPLE_RATE, Recognized, Token, Transcript
 
@@ -199,3 +202,9 @@ def test_naming_with_language_and_output_dir(source: Path, tmp_path: Path) -> No
     out = tmp_path / "out"
     paths = choose_paths(source, ["srt"], "{stem}.{lang}.{ext}", out, "en", overwrite=False)
     assert paths["srt"] == out / "memo.en.srt"
+
+
+def test_one_list_of_formats() -> None:
+    # Config accepts, the writers render and the watcher ignores exactly the same formats.
+    assert set(RENDERERS) == set(SIDECAR_FORMATS) == SIDECAR_EXTENSIONS
+    assert OutputSettings(formats=SIDECAR_FORMATS).formats == SIDECAR_FORMATS

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
-from asrd.control.status import CurrentFile, LiveState
+from dataclasses import asdict
+
+from asrd.control.status import CurrentFile, LiveState, render
 
 
 def state(*current: CurrentFile, loaded: bool = True) -> LiveState:
@@ -19,3 +21,14 @@ def test_several_files_batched_together() -> None:
 
 def test_idle() -> None:
     assert state(loaded=False).line(0) == "idle, model unloaded, 0 queued"
+
+
+def test_length_not_known_yet() -> None:
+    # A browser's WebM states no duration: how far it has got, not a percentage of nothing.
+    webm = CurrentFile("/in/rec.webm", 192.4, None)
+    assert state(webm).line(0) == "transcribing rec.webm 3:12 transcribed, 0 queued"
+    doc = {"running": True, "pid": 9, "daemon": asdict(state(webm, CurrentFile("/in/talk.ogg", 45, 100), loaded=False)),
+           "queue": None}
+    lines = render(doc).splitlines()
+    assert "now: /in/rec.webm 3:12 transcribed" in lines
+    assert "now: /in/talk.ogg 45% (45 of 100 s)" in lines
