@@ -21,7 +21,8 @@ from pathlib import Path
 from typing import Protocol
 
 XATTR = "user.asrd"
-_NO_XATTRS = (errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENOSYS)
+# rclone mount answers EIO to every xattr call; some SMB servers EPERM/EACCES for the user namespace.
+_NO_XATTRS = (errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENOSYS, errno.EIO, errno.EPERM, errno.EACCES)
 
 
 def source_id(source: Path) -> str:

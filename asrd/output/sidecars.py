@@ -128,8 +128,9 @@ def choose_paths(
 
 
 _UNSUPPORTED = {errno.EINVAL, errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENOSYS}
-# Hard links refused: FUSE mounts such as rclone, vfat, some SMB servers.
-_NO_LINKS = _UNSUPPORTED | {errno.EPERM, errno.EMLINK, errno.EXDEV}
+# Hard links refused: vfat, some SMB servers, FUSE mounts (rclone answers EIO). A rename still works there;
+# a real I/O error fails that rename too.
+_NO_LINKS = _UNSUPPORTED | {errno.EPERM, errno.EMLINK, errno.EXDEV, errno.EIO}
 _ENVIRONMENTAL = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.ESTALE, errno.EIO}
 _CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOFOLLOW", 0)
 
