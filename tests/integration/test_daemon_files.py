@@ -156,3 +156,17 @@ def test_without_xattrs_replaced_and_same_stem_files_are_not_quarantined(
     shutil.copy(DATA / "test_ko.wav", h.inbox / "memo.flac")
     h.run_until(lambda: len(h.sent) == 3 and h.state("memo.flac") == JobState.DONE)  # type: ignore[attr-defined]
     assert h.store.problems() == []
+
+
+def test_start_warns_when_settle_is_below_the_mount_cache(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from asrd.control import mountcache
+
+    monkeypatch.setattr(mountcache, "mount_of", lambda folder, info=None: mountcache.Mount("/", "fuse.sshfs", {}))
+    h = Harness(tmp_path, InlineWorker)  # settle_seconds = 0.3 on an "sshfs" inbox
+    with caplog.at_level("WARNING", logger="asrd.daemon"):
+        h.daemon.start(h.now())
+    h.daemon.stop(h.now())
+    h.store.close()
+    assert any("fuse.sshfs" in r.getMessage() and "settle_seconds = 0.3" in r.getMessage() for r in caplog.records)
