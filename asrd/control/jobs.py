@@ -27,7 +27,7 @@ SCHEMA_VERSION = 2  # 2: job.full_hash, the sidecar table
 BACKOFF_BASE = 30.0  # seconds before the first retry
 BACKOFF_CAP = 3600.0
 EDGE_BYTES = 1 << 20  # fingerprints hash this much of the head and of the tail
-FULL_HASH_MAX = 1 << 30  # whole-file hashes up to this size (about a second of reading on a local disk)
+FULL_HASH_MAX = 256 << 20  # whole-file hashes up to this size: read in the daemon loop, so kept well under the watchdog
 MAX_ERROR_CHARS = 4000  # a runaway traceback must not bloat the database
 
 
