@@ -45,7 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="machine-readable")
     p.add_argument("--config", type=Path)
 
-    p = sub.add_parser("retry", help="queue quarantined or failed files again")
+    p = sub.add_parser("retry", help="queue quarantined, failed or finished files again")
     p.add_argument("files", nargs="*", type=Path, metavar="FILE")
     p.add_argument("--failed", action="store_true", help="every failed and quarantined file")
     p.add_argument("--config", type=Path)

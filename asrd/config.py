@@ -117,8 +117,24 @@ class OutputSettings(_Section):
     """Sidecar file name template: {stem}, {name} (file name with extension), {lang}, {ext}."""
     output_dir: Path | None = None
     """Write sidecars here instead of next to the original (for read-only shares)."""
+    file_mode: str = ""
+    """Permissions of the sidecars asrd writes, in octal ("0644", "0664"); "" = what any new file gets
+    (0666 minus the umask; a setgid folder's group either way)."""
+    redo_missing: bool = True
+    """A finished file whose sidecars were all deleted is transcribed again at the next scan."""
 
     _split = field_validator("formats", mode="before")(_split_list)
+
+    @field_validator("file_mode")
+    @classmethod
+    def _file_mode(cls, value: str) -> str:
+        if value and not re.fullmatch(r"0?[0-7]{3}", value):
+            raise ValueError('must be "" (the umask decides) or octal permissions such as "0644" or "0664"')
+        return value
+
+    def mode_bits(self) -> int | None:
+        """``file_mode`` as permission bits, or None for the umask default."""
+        return int(self.file_mode, 8) if self.file_mode else None
 
     @field_validator("formats")
     @classmethod

@@ -14,9 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from asrd.config import InboxSettings, OutputSettings, Settings
-from asrd.control.jobs import Failure, Job, JobState, JobStore, fingerprint
+from asrd.control.jobs import Failure, Fingerprint, Job, JobState, JobStore, fingerprint, with_full_hash
 from asrd.control.status import CurrentFile, ModelDownload
 from asrd.output.cuerules import DEFAULT_RULES, CueRules
+from asrd.output.ownership import for_store
 from asrd.output.sidecars import SidecarError, write_outputs
 from asrd.recognizer import RecognizeOptions
 from asrd.records import SAMPLE_RATE
@@ -56,6 +57,8 @@ def inbox_views(settings: Settings) -> dict[str, InboxView]:
             formats=inbox.formats or o.formats,
             naming=inbox.naming or o.naming,
             output_dir=inbox.output_dir or o.output_dir,
+            file_mode=o.file_mode,
+            redo_missing=o.redo_missing,
         )
         key = str(inbox.path)
         views[key] = InboxView(key, inbox, options, output, CueRules.from_settings(settings.subtitles))
@@ -81,6 +84,15 @@ def engine_spec(settings: Settings, model_dir: str | None) -> EngineSpec:
         max_segment_seconds=vad.max_segment_seconds,
         log_level=settings.daemon.log_level,
     )
+
+
+def _whole(fp: Fingerprint, path: Path) -> Fingerprint:
+    """The finished file's fingerprint with a whole-file hash, so a later same-size edit between
+    the sampled edges is seen; the sampled one if the file cannot be read now."""
+    try:
+        return with_full_hash(fp, path)
+    except OSError:
+        return fp
 
 
 class Dispatcher:
@@ -234,13 +246,16 @@ class Dispatcher:
         view = self.views.get(job.inbox)
         output = view.output if view is not None else OutputSettings()
         try:
-            written = write_outputs(msg.transcript, output, rules=view.rules if view is not None else DEFAULT_RULES)
+            written = write_outputs(
+                msg.transcript, output, rules=view.rules if view is not None else DEFAULT_RULES,
+                ownership=for_store(self.store),
+            )
         except SidecarError as err:
             kind = Failure.ENVIRONMENT if err.environmental else Failure.PERMANENT
             log.warning("%s: %s", "paused" if err.environmental else "quarantined", err)
             self.store.fail(job.id, now, str(err), kind)
             return
-        self.store.complete(job.id, now, [s.path for s in written], current)
+        self.store.complete(job.id, now, [s.path for s in written], _whole(current, job.path))
         log.info("done %s (%.1f s of audio in %.1f s)", job.path, msg.transcript.duration / SAMPLE_RATE, msg.seconds)
 
     def _failed(self, now: float, msg: Failed) -> None:

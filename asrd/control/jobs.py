@@ -23,10 +23,11 @@ from enum import Enum
 from pathlib import Path
 from typing import BinaryIO, Protocol, TypeVar
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: job.full_hash, the sidecar table
 BACKOFF_BASE = 30.0  # seconds before the first retry
 BACKOFF_CAP = 3600.0
 EDGE_BYTES = 1 << 20  # fingerprints hash this much of the head and of the tail
+FULL_HASH_MAX = 256 << 20  # whole-file hashes up to this size: read in the daemon loop, so kept well under the watchdog
 MAX_ERROR_CHARS = 4000  # a runaway traceback must not bloat the database
 
 
@@ -59,10 +60,18 @@ class Fingerprint:
     size: int
     mtime_ns: int
     content_hash: str
+    full_hash: str = ""  # sha256 of the whole file when it is larger than the sampled edges; "" = not taken
 
     def same_content(self, other: Fingerprint) -> bool:
         # Stat fields are left out on purpose: a touch or a NAS metadata event is not an edit.
-        return self.size == other.size and self.content_hash == other.content_hash
+        if self.size != other.size or self.content_hash != other.content_hash:
+            return False
+        return not (self.full_hash and other.full_hash) or self.full_hash == other.full_hash
+
+    def same_stat(self, other: Fingerprint) -> bool:
+        return (self.device, self.inode, self.size, self.mtime_ns) == (
+            other.device, other.inode, other.size, other.mtime_ns
+        )
 
 
 @dataclass(frozen=True)
@@ -110,6 +119,25 @@ def fingerprint(path: Path) -> Fingerprint:
     raise OSError(errno.EAGAIN, "file keeps changing while it is read", os.fspath(path))
 
 
+def needs_full_hash(fp: Fingerprint) -> bool:
+    """Whether the sampled hash leaves part of the file unread, and a whole-file hash is affordable."""
+    return 2 * EDGE_BYTES < fp.size <= FULL_HASH_MAX
+
+
+def with_full_hash(fp: Fingerprint, path: Path) -> Fingerprint:
+    """``fp`` with the whole file's hash, so an edit between the sampled edges is seen later (same
+    size, same head and tail: cp over a finished file). Unchanged when the edges cover the file or
+    it is too large to read in one go; OSError if it cannot be read."""
+    if not needs_full_hash(fp) or fp.full_hash:
+        return fp
+    digest = hashlib.sha256()
+    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
+    with open(os.open(path, flags), "rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+    return replace(fp, full_hash=digest.hexdigest())
+
+
 def backoff_seconds(attempts: int, rng: random.Random) -> float:
     """Delay before retry number ``attempts`` (>= 1): 30 s doubling, capped at 1 h, jittered by [0.8, 1.2)."""
     base = min(BACKOFF_CAP, BACKOFF_BASE * 2.0 ** min(max(attempts - 1, 0), 32))
@@ -137,6 +165,14 @@ class JobStore(Protocol):
     def counts(self) -> dict[JobState, int]: ...
     def problems(self, limit: int = 20) -> list[Job]: ...
     def next_due(self) -> float | None: ...
+    def redo(self, path: Path, now: float) -> bool: ...
+    def done_like(self, fp: Fingerprint) -> list[Job]: ...
+    def move(
+        self, job_id: int, path: Path, inbox: str, fp: Fingerprint, sidecars: Sequence[Path], now: float
+    ) -> Job: ...
+    def sidecar_mark(self, path: Path) -> tuple[str, str] | None: ...
+    def record_sidecar(self, path: Path, source: str, sha256: str) -> None: ...
+    def forget_sidecar(self, path: Path) -> None: ...
     def close(self) -> None: ...
 
 
@@ -176,6 +212,10 @@ class _BaseStore:
     def _problem_jobs(self, limit: int | None) -> list[Job]: raise NotImplementedError  # newest first
     def _state_counts(self) -> dict[JobState, int]: raise NotImplementedError
     def _earliest_due(self) -> float | None: raise NotImplementedError
+    def _by_content(self, size: int, content_hash: str) -> list[Job]: raise NotImplementedError  # done ones
+    def _mark_get(self, path: Path) -> tuple[str, str] | None: raise NotImplementedError
+    def _mark_put(self, path: Path, source: str, sha256: str) -> None: raise NotImplementedError
+    def _mark_del(self, path: Path) -> None: raise NotImplementedError
     def close(self) -> None: raise NotImplementedError
 
     def __enter__(self: _S) -> _S:
@@ -276,17 +316,58 @@ class _BaseStore:
             return self._running()
 
     def retry(self, now: float, path: Path | None = None) -> int:
-        """Failed, quarantined and paused jobs (all, or the one for ``path``) back to the queue, attempts reset."""
+        """Failed, quarantined and paused jobs (all, or the one for ``path``, which may also be a
+        finished one: do it again) back to the queue, attempts reset."""
         now = float(now)
         with self._write():
             if path is None:
                 found = self._problem_jobs(None)
             else:
-                found = [j for j in [self._find(path)] if j is not None and _is_problem(j)]
+                job = self._find(path)
+                found = [job] if job is not None and (_is_problem(job) or job.state is JobState.DONE) else []
             jobs = [replace(j, state=JobState.QUEUED, attempts=0, not_before=now, last_error=None, updated=now)
                     for j in found]
             self._save(jobs)
             return len(jobs)
+
+    def redo(self, path: Path, now: float) -> bool:
+        """A finished job back to the queue (its sidecars were deleted); False if it is not finished."""
+        now = float(now)
+        with self._write():
+            job = self._find(path)
+            if job is None or job.state is not JobState.DONE:
+                return False
+            self._save([replace(job, state=JobState.QUEUED, attempts=0, not_before=now, updated=now)])
+            return True
+
+    def done_like(self, fp: Fingerprint) -> list[Job]:
+        """Finished jobs whose source had this content (a renamed or moved file is one of them)."""
+        with self._lock:
+            return [j for j in self._by_content(fp.size, fp.content_hash) if j.fingerprint.same_content(fp)]
+
+    def move(self, job_id: int, path: Path, inbox: str, fp: Fingerprint, sidecars: Sequence[Path], now: float) -> Job:
+        """A finished source was renamed or moved: its job follows it (no new job, no model time)."""
+        with self._write():
+            job = self._need(job_id)
+            if self._find(path) is not None:
+                raise KeyError(f"a job for {path} exists")
+            job = replace(job, path=Path(path), inbox=inbox, fingerprint=fp, updated=float(now),
+                          sidecars=tuple(Path(p) for p in sidecars))
+            self._save([job])
+            return job
+
+    # ---- what asrd wrote (``asrd.output.ownership.SidecarRecords``)
+    def sidecar_mark(self, path: Path) -> tuple[str, str] | None:
+        with self._lock:
+            return self._mark_get(path)
+
+    def record_sidecar(self, path: Path, source: str, sha256: str) -> None:
+        with self._write():
+            self._mark_put(path, source, sha256)
+
+    def forget_sidecar(self, path: Path) -> None:
+        with self._write():
+            self._mark_del(path)
 
     def get(self, path: Path) -> Job | None:
         with self._lock:
@@ -326,6 +407,7 @@ class MemoryJobStore(_BaseStore):
         self._jobs: dict[int, Job] = {}
         self._ids: dict[str, int] = {}
         self._next_id = 1  # never reused, as with SQLite AUTOINCREMENT
+        self._marks: dict[str, tuple[str, str]] = {}
 
     def _txn(self) -> AbstractContextManager[object]:
         return nullcontext()  # the logic computes every change before saving any: nothing to roll back
@@ -345,7 +427,25 @@ class MemoryJobStore(_BaseStore):
         return job
 
     def _save(self, jobs: Sequence[Job]) -> None:
-        self._jobs.update((j.id, j) for j in jobs)
+        for job in jobs:
+            old = self._jobs.get(job.id)
+            if old is not None and _key(old.path) != _key(job.path):
+                del self._ids[_key(old.path)]
+                self._ids[_key(job.path)] = job.id
+            self._jobs[job.id] = job
+
+    def _by_content(self, size: int, content_hash: str) -> list[Job]:
+        return [j for j in self._jobs.values() if j.state is JobState.DONE
+                and (j.fingerprint.size, j.fingerprint.content_hash) == (size, content_hash)]
+
+    def _mark_get(self, path: Path) -> tuple[str, str] | None:
+        return self._marks.get(_key(path))
+
+    def _mark_put(self, path: Path, source: str, sha256: str) -> None:
+        self._marks[_key(path)] = (source, sha256)
+
+    def _mark_del(self, path: Path) -> None:
+        self._marks.pop(_key(path), None)
 
     def _delete(self, job_id: int) -> None:
         job = self._jobs.pop(job_id, None)

@@ -19,6 +19,11 @@ from urllib.parse import quote
 
 from asrd.control.jobs import SCHEMA_VERSION, Fingerprint, Job, JobDatabaseError, JobState, _BaseStore
 
+_V2 = (
+    "CREATE INDEX IF NOT EXISTS job_content ON job (size, content_hash)",
+    # Marks of the sidecars asrd wrote, for mounts without user xattrs (asrd.output.ownership).
+    "CREATE TABLE IF NOT EXISTS sidecar (path BLOB PRIMARY KEY, source BLOB NOT NULL, sha256 TEXT NOT NULL)",
+)
 _SCHEMA = (
     # path and inbox hold UTF-8 text, or the raw bytes (a BLOB) when a name is not valid UTF-8.
     """CREATE TABLE IF NOT EXISTS job (
@@ -26,12 +31,18 @@ _SCHEMA = (
         state TEXT NOT NULL CHECK (state IN ('queued', 'running', 'done', 'failed', 'quarantined')),
         device INTEGER NOT NULL, inode INTEGER NOT NULL, size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL,
         content_hash TEXT NOT NULL, attempts INTEGER NOT NULL, not_before REAL NOT NULL, last_error TEXT,
-        updated REAL NOT NULL, created REAL NOT NULL, sidecars TEXT NOT NULL)""",
+        updated REAL NOT NULL, created REAL NOT NULL, sidecars TEXT NOT NULL,
+        full_hash TEXT NOT NULL DEFAULT '')""",
     "CREATE INDEX IF NOT EXISTS job_due ON job (state, not_before)",
+    *_V2,
 )
+# Each step takes a database from version N to N + 1 (the key).
+_MIGRATIONS: dict[int, tuple[str, ...]] = {
+    1: ("ALTER TABLE job ADD COLUMN full_hash TEXT NOT NULL DEFAULT ''", *_V2),
+}
 _COLUMNS = (
     "path", "inbox", "state", "device", "inode", "size", "mtime_ns", "content_hash",
-    "attempts", "not_before", "last_error", "updated", "created", "sidecars",
+    "attempts", "not_before", "last_error", "updated", "created", "sidecars", "full_hash",
 )
 _SELECT = f"SELECT id, {', '.join(_COLUMNS)} FROM job"
 _INSERT = f"INSERT INTO job ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})"
@@ -68,16 +79,17 @@ def _row(job: Job) -> tuple[Any, ...]:
     return (
         _enc(job.path), _enc(job.inbox), job.state.value, _i64(fp.device), _i64(fp.inode), fp.size, fp.mtime_ns,
         fp.content_hash, job.attempts, job.not_before, job.last_error, job.updated, job.created, sidecars,
+        fp.full_hash,
     )
 
 
 def _job(row: Sequence[Any]) -> Job:
     (job_id, path, inbox, state, device, inode, size, mtime_ns, content_hash,
-     attempts, not_before, last_error, updated, created, sidecars) = row
+     attempts, not_before, last_error, updated, created, sidecars, full_hash) = row
     return Job(
         job_id, Path(_dec(path)), _dec(inbox), JobState(state),
-        Fingerprint(_u64(device), _u64(inode), size, mtime_ns, content_hash), attempts, not_before, last_error,
-        updated, created, tuple(Path(p) for p in json.loads(sidecars)),
+        Fingerprint(_u64(device), _u64(inode), size, mtime_ns, content_hash, full_hash), attempts, not_before,
+        last_error, updated, created, tuple(Path(p) for p in json.loads(sidecars)),
     )
 
 
@@ -140,11 +152,18 @@ class SqliteJobStore(_BaseStore):
                     db.execute(statement)
                 db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
             else:
+                while version in _MIGRATIONS and version < SCHEMA_VERSION:
+                    for statement in _MIGRATIONS[version]:
+                        db.execute(statement)
+                    version += 1
+                    db.execute(f"PRAGMA user_version = {version}")
                 self._check_version(version)
 
     def _check_version(self, version: int) -> None:
         if version != SCHEMA_VERSION:
             what = "a newer asrd" if version > SCHEMA_VERSION else "something else (not an asrd job database)"
+            if self.readonly and version in _MIGRATIONS:
+                what = "an older asrd (the daemon upgrades it when it starts)"
             raise JobDatabaseError(f"{self.path}: written by {what}; schema version {version}")
 
     @contextmanager
@@ -193,6 +212,21 @@ class SqliteJobStore(_BaseStore):
 
     def _earliest_due(self) -> float | None:
         return self._db.execute(f"SELECT MIN(not_before) FROM job WHERE {_CLAIMABLE}").fetchone()[0]
+
+    def _by_content(self, size: int, content_hash: str) -> list[Job]:
+        return self._select("size = ? AND content_hash = ? AND state = 'done'", size, content_hash)
+
+    def _mark_get(self, path: Path) -> tuple[str, str] | None:
+        row = self._db.execute("SELECT source, sha256 FROM sidecar WHERE path = ?", (_enc(path),)).fetchone()
+        return None if row is None else (_dec(row[0]), row[1])
+
+    def _mark_put(self, path: Path, source: str, sha256: str) -> None:
+        self._db.execute(
+            "INSERT OR REPLACE INTO sidecar (path, source, sha256) VALUES (?, ?, ?)", (_enc(path), _enc(source), sha256)
+        )
+
+    def _mark_del(self, path: Path) -> None:
+        self._db.execute("DELETE FROM sidecar WHERE path = ?", (_enc(path),))
 
     def close(self) -> None:
         with self._lock:

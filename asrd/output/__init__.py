@@ -5,7 +5,8 @@
     text.py       CJK-aware text helpers shared by the writers (joining, paragraphs, pieces)
     cues.py       subtitle cues cut by token timing; cuerules.py: the rules and their checker
     formats.py    rendering .txt .srt .vtt .json
-    sidecars.py   naming, ownership and atomic writing next to the source
+    sidecars.py   naming, atomic writing next to the source, moving with a renamed source
+    ownership.py  proof that asrd wrote a file: user.asrd xattr and/or the job database
 
 The worker assembles transcripts; the daemon renders and writes sidecars (only the daemon writes).
 """

@@ -1,28 +1,28 @@
 """Sidecar files (.txt .srt .vtt .json): naming, rendering, and atomic, ownership-aware writing.
 
-Every sidecar asrd writes carries an extended attribute ``user.asrd`` recording which source
-it belongs to and a hash of its content. A file at a target path without that mark (or whose
-content no longer matches it, i.e. a person edited it) is the user's and is never replaced
-unless ``overwrite`` is set. Originals are only ever opened for reading, elsewhere.
+asrd records a mark for every sidecar it writes (which source, and a hash of the content; see
+``asrd.output.ownership``). A file at a target path without a matching mark (none, or a person
+edited it since) is the user's and is never replaced unless ``overwrite`` is set. Originals are
+only ever opened for reading, elsewhere.
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
-import hashlib
-import json
 import logging
 import os
-import tempfile
+import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from asrd.media import TEMP_PREFIX
+from asrd.output import ownership as own
 from asrd.output.cuerules import DEFAULT_RULES, CueRules
 from asrd.output.formats import render
+from asrd.output.ownership import XATTR, XATTRS, Mark, Ownership
 from asrd.records import Transcript
 
 if TYPE_CHECKING:
@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-XATTR = "user.asrd"
+__all__ = ["XATTR", "Sidecar", "SidecarError", "choose_paths", "move_sidecars", "owner", "write_atomic"]
 
 
 class SidecarError(Exception):
@@ -62,30 +62,17 @@ def target_paths(
     return {fmt: folder / naming.format(ext=fmt, **fields) for fmt in formats}
 
 
-def _source_id(source: Path) -> str:
-    return str(source.resolve())
+_source_id = own.source_id
 
 
-def _mark(source: Path, content: bytes) -> bytes:
-    return json.dumps({"source": _source_id(source), "sha256": hashlib.sha256(content).hexdigest()}).encode()
-
-
-def owner(path: Path) -> str | None:
+def owner(path: Path, ownership: Ownership = XATTRS) -> str | None:
     """The source (absolute path) an existing sidecar was written for, or None if asrd did not
-    write it as it now stands (no mark, mark unreadable, or content changed since)."""
-    try:
-        mark = json.loads(os.getxattr(path, XATTR))
-        digest = hashlib.sha256(path.read_bytes()).hexdigest()
-    except (OSError, ValueError):
-        return None
-    if not isinstance(mark, dict) or mark.get("sha256") != digest:
-        return None
-    source = mark.get("source")
-    return source if isinstance(source, str) else None
+    write it as it now stands (no mark, or content changed since)."""
+    return own.owner(path, ownership)
 
 
-def is_ours(path: Path, source: Path) -> bool:
-    return owner(path) == _source_id(source)
+def is_ours(path: Path, source: Path, ownership: Ownership = XATTRS) -> bool:
+    return owner(path, ownership) == _source_id(source)
 
 
 _MAX_VARIANTS = 100
@@ -100,6 +87,7 @@ def choose_paths(
     *,
     overwrite: bool,
     claimed: set[Path] | None = None,
+    ownership: Ownership = XATTRS,
 ) -> dict[str, Path]:
     """Target paths for one source's sidecars.
 
@@ -117,7 +105,7 @@ def choose_paths(
             return True
         if not path.exists():
             return False
-        held = owner(path)
+        held = owner(path, ownership)
         return held is not None and held != _source_id(source)
 
     paths = target_paths(source, formats, naming, output_dir, language)
@@ -130,7 +118,7 @@ def choose_paths(
     for path in paths.values():
         if taken_by_other(path):
             raise SidecarError(path, "every sidecar name for this file is taken by other sources")
-        if path.exists() and not overwrite and not is_ours(path, source):
+        if path.exists() and not overwrite and not is_ours(path, source, ownership):
             raise SidecarError(path, "exists and was not written by asrd for this file (use --overwrite)")
     claimed.update(paths.values())
     return paths
@@ -139,52 +127,106 @@ def choose_paths(
 # ---------------------------------------------------------------- atomic writing
 
 
+_UNSUPPORTED = {errno.EINVAL, errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENOSYS}
+# Hard links refused: vfat, some SMB servers, FUSE mounts (rclone answers EIO). A rename still works there;
+# a real I/O error fails that rename too.
+_NO_LINKS = _UNSUPPORTED | {errno.EPERM, errno.EMLINK, errno.EXDEV, errno.EIO}
+_ENVIRONMENTAL = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.ESTALE, errno.EIO}
+_CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOFOLLOW", 0)
+
+
 def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return  # not every filesystem lets a folder be opened; the rename is done either way
     try:
         os.fsync(fd)
+    except OSError as err:
+        if err.errno not in _UNSUPPORTED:  # FUSE and SMB mounts often cannot sync a folder
+            raise
     finally:
         os.close(fd)
 
 
-_ENVIRONMENTAL = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.ESTALE, errno.EIO}
+def mount_hint(folder: Path) -> str:
+    """What to change when a mount cannot take a plain write-then-rename (empty when unknown)."""
+    from asrd.control.watch import mount_type  # reads /proc/self/mountinfo; only on this error path
+
+    fstype = mount_type(folder)
+    if "rclone" in fstype:
+        return f" ({folder} is an rclone mount: mount it with --vfs-cache-mode writes or full)"
+    if fstype.startswith("fuse"):
+        return f" ({folder} is a {fstype} mount; it may need a write cache or different options)"
+    return ""
 
 
-def write_atomic(path: Path, content: bytes, source: Path, *, replace: bool) -> None:
+def _commit(tmp: str, path: Path, replace: bool) -> None:
+    if replace:
+        os.replace(tmp, path)
+        return
+    try:
+        os.link(tmp, path)  # fails if the name appeared meanwhile: never clobber a file made behind our back
+    except FileExistsError:
+        raise SidecarError(path, "appeared while writing; left untouched") from None
+    except OSError as err:
+        if err.errno not in _NO_LINKS:
+            raise
+        # No hard links here: check, then rename (a much smaller window than the whole write).
+        if os.path.lexists(path):
+            raise SidecarError(path, "appeared while writing; left untouched") from None
+        os.rename(tmp, path)
+        return
+    os.unlink(tmp)
+
+
+def write_atomic(
+    path: Path,
+    content: bytes,
+    source: Path,
+    *,
+    replace: bool,
+    ownership: Ownership = XATTRS,
+    file_mode: int | None = None,
+) -> None:
     """Write ``content`` to ``path`` so that readers see the old file or the whole new one.
 
-    Temp file in the same directory, fsync, then ``os.replace`` (``replace``) or a hard link that
-    fails if the name appeared meanwhile (never clobbering a file created behind our back), then
-    fsync the directory. On any error the temp file is removed and nothing partial is left.
+    A temp file in the same directory, opened write-only and created exclusively (FUSE mounts such
+    as rclone's default VFS mode refuse read-write opens), with the mode any new file gets
+    (0666 & ~umask, the group of a setgid folder) or ``file_mode``; fsync; its ownership mark;
+    then ``os.replace`` (``replace``) or a no-clobber commit; then fsync the directory. On any
+    error the temp file is removed and nothing partial is left.
     """
     folder = path.parent
     tmp: str | None = None
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=TEMP_PREFIX, suffix=".tmp", dir=folder)
+        for _ in range(100):
+            candidate = os.fspath(folder / f"{TEMP_PREFIX}{secrets.token_hex(6)}.tmp")
+            try:
+                fd = os.open(candidate, _CREATE, 0o666)
+            except FileExistsError:
+                continue
+            tmp = candidate
+            break
+        else:
+            raise OSError(errno.EEXIST, "no free temporary file name", os.fspath(folder))
         with os.fdopen(fd, "wb") as handle:
+            if file_mode is not None:
+                os.fchmod(handle.fileno(), file_mode)
             handle.write(content)
             handle.flush()
             os.fsync(handle.fileno())
-        try:
-            os.setxattr(tmp, XATTR, _mark(source, content))
-        except OSError as err:
-            if err.errno not in (errno.ENOTSUP, errno.EOPNOTSUPP):
-                raise
-            # Filesystem without user xattrs: the file is written but later runs cannot prove it is ours.
-        if replace:
-            os.replace(tmp, path)
-        else:
-            try:
-                os.link(tmp, path)
-            except FileExistsError:
-                raise SidecarError(path, "appeared while writing; left untouched") from None
-            os.unlink(tmp)
+        ownership.record(path, Path(tmp), Mark(_source_id(source), own.digest(content)))
+        _commit(tmp, path, replace)
         tmp = None
         _fsync_dir(folder)
     except OSError as err:
         reason = err.strerror or str(err)
-        raise SidecarError(path, f"cannot write: {reason}", environmental=err.errno in _ENVIRONMENTAL) from err
+        hint = mount_hint(folder) if err.errno in (errno.EIO, errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENOSYS) else ""
+        raise SidecarError(
+            path, f"cannot write: {reason}{hint}", environmental=err.errno in _ENVIRONMENTAL
+        ) from err
     finally:
         if tmp is not None:
             with contextlib.suppress(OSError):
@@ -192,13 +234,21 @@ def write_atomic(path: Path, content: bytes, source: Path, *, replace: bool) -> 
 
 
 def write_sidecars(
-    source: Path, rendered: Mapping[str, bytes], paths: Mapping[str, Path], *, overwrite: bool
+    source: Path,
+    rendered: Mapping[str, bytes],
+    paths: Mapping[str, Path],
+    *,
+    overwrite: bool,
+    ownership: Ownership = XATTRS,
+    file_mode: int | None = None,
 ) -> list[Sidecar]:
     written: list[Sidecar] = []
     for fmt, content in rendered.items():
         path = paths[fmt]
-        ours = path.exists() and is_ours(path, source)
-        write_atomic(path, content, source, replace=overwrite or ours)
+        ours = path.exists() and is_ours(path, source, ownership)
+        write_atomic(
+            path, content, source, replace=overwrite or ours, ownership=ownership, file_mode=file_mode
+        )
         written.append(Sidecar(fmt, path, content))
     return written
 
@@ -210,15 +260,77 @@ def write_outputs(
     rules: CueRules = DEFAULT_RULES,
     overwrite: bool = False,
     claimed: set[Path] | None = None,
+    ownership: Ownership = XATTRS,
 ) -> list[Sidecar]:
     """Render and atomically write a transcript's sidecars. Raises SidecarError."""
     source = transcript.source
     rendered = render(transcript, output.formats, rules)
     paths = choose_paths(
         source, output.formats, output.naming, output.output_dir, transcript.language,
-        overwrite=overwrite, claimed=claimed,
+        overwrite=overwrite, claimed=claimed, ownership=ownership,
     )
-    written = write_sidecars(source, rendered, paths, overwrite=overwrite)
+    written = write_sidecars(
+        source, rendered, paths, overwrite=overwrite, ownership=ownership, file_mode=output.mode_bits()
+    )
     for sidecar in written:
         log.info("wrote %s", sidecar.path)
     return written
+
+
+# ---------------------------------------------------------------- following a moved source
+
+
+def move_sidecars(
+    old_source: Path,
+    new_source: Path,
+    sidecars: Sequence[Path],
+    output: OutputSettings,
+    *,
+    ownership: Ownership,
+) -> list[Path]:
+    """A finished source was renamed or moved (same content): rename its sidecars to match.
+
+    Only sidecars still asrd's for ``old_source`` move; each gets the name ``new_source`` would get
+    (never over a file that exists) and its mark is re-recorded for the new source before the
+    rename. Returns the sidecars' new paths; raises SidecarError when one cannot move (those
+    already moved stay moved: each is whole under one name or the other).
+    """
+    by_fmt: dict[str, Path] = {}
+    for path in sidecars:
+        if is_ours(path, old_source, ownership):
+            by_fmt[path.suffix.lstrip(".")] = path
+    if not by_fmt:
+        return []
+    language = _language_in(sidecars, old_source, output)
+    targets = choose_paths(
+        new_source, list(by_fmt), output.naming, output.output_dir, language, overwrite=False, ownership=ownership
+    )
+    moved: list[Path] = []
+    for fmt, old in by_fmt.items():
+        new = targets[fmt]
+        if new == old:
+            moved.append(old)
+            continue
+        try:
+            if os.path.lexists(new):
+                raise SidecarError(new, "exists; the sidecar of the moved file was left under its old name")
+            new.parent.mkdir(parents=True, exist_ok=True)
+            ownership.record(new, old, Mark(_source_id(new_source), own.digest(old.read_bytes())))
+            os.rename(old, new)
+            ownership.forget(old)
+        except OSError as err:
+            raise SidecarError(old, f"cannot move to {new}: {err.strerror or err}", environmental=True) from err
+        log.info("moved %s -> %s", old, new)
+        moved.append(new)
+    return moved
+
+
+def _language_in(sidecars: Sequence[Path], source: Path, output: OutputSettings) -> str | None:
+    # A {lang} template: recover the language from a current name, else "und" as when it was unknown.
+    if "{lang}" not in output.naming:
+        return None
+    for path in sidecars:
+        for lang in ("zh", "en", "yue", "ja", "ko", "und"):
+            if path in target_paths(source, [path.suffix.lstrip(".")], output.naming, output.output_dir, lang).values():
+                return lang
+    return None
