@@ -105,3 +105,17 @@ def test_web_thread_sleeps_with_no_client(web: WebDaemon) -> None:
     time.sleep(2.0)
     woke = _switches(thread.native_id) - before  # type: ignore[arg-type]
     assert woke <= 1, f"the web thread woke {woke} times in 2 s with no client"
+
+
+def test_the_dashboard_keeps_the_daemon_light() -> None:
+    """With [web] on, the daemon imports the web stack but still no model or decoder code."""
+    import subprocess
+    import sys
+
+    heavy = ("torch", "funasr", "av", "soundfile", "soxr")
+    code = (
+        "import sys, asrd.control.daemon, asrd.web.hook, asrd.web.app, asrd.web.server; "
+        f"sys.exit(','.join(m for m in {heavy!r} if m in sys.modules) or None)"
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert run.returncode == 0, f"imported with the dashboard: {run.stderr.strip()}"
