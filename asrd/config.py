@@ -7,6 +7,7 @@ Every field is documented in ``config.example.toml``; keep the two in step.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import re
@@ -219,6 +220,63 @@ class DaemonSettings(_Section):
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
 
+class WebSettings(_Section):
+    """The dashboard (``asrd[web]``): a thread in the daemon, imported only when enabled."""
+
+    enabled: bool = False
+    """Serve the web dashboard and JSON API from the daemon (needs the ``asrd[web]`` extra)."""
+    listen: str = "127.0.0.1:8765"
+    """HOST:PORT to listen on. Anything but a loopback address needs ``auth``."""
+    auth: Literal["auto", "token", "proxy", "none"] = "auto"
+    """auto = no login on loopback, refuse to start elsewhere; token = a random token kept in the state dir
+    (``web-token``), sent once and kept in a cookie, or as ``Authorization: Bearer``; proxy = a trusted reverse
+    proxy names the user in ``proxy_user_header``; none = no login even off loopback (warns at every start)."""
+    allowed_hosts: Annotated[tuple[str, ...], NoDecode] = ()
+    """Host names the dashboard answers to besides IP addresses and localhost (DNS-rebinding guard),
+    e.g. ["nas.lan"]."""
+    trusted_proxies: Annotated[tuple[str, ...], NoDecode] = ("127.0.0.1", "::1")
+    """auth = "proxy": addresses of the reverse proxies allowed to name the user."""
+    proxy_user_header: str = Field("Remote-User", min_length=1)
+    """auth = "proxy": the header in which the proxy names the logged-in user."""
+
+    _split = field_validator("allowed_hosts", "trusted_proxies", mode="before")(_split_list)
+
+    @field_validator("listen")
+    @classmethod
+    def _listen(cls, value: str) -> str:
+        host, sep, port = value.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError('must be HOST:PORT, e.g. "127.0.0.1:8765" or "[::1]:8765"')
+        return value
+
+    @property
+    def host(self) -> str:
+        return self.listen.rpartition(":")[0].strip("[]")
+
+    @property
+    def port(self) -> int:
+        return int(self.listen.rpartition(":")[2])
+
+    @property
+    def loopback(self) -> bool:
+        """Whether ``listen`` is reachable from this machine only."""
+        if self.host == "localhost":
+            return True
+        try:
+            return ipaddress.ip_address(self.host).is_loopback
+        except ValueError:  # a host name: it may resolve to anything
+            return False
+
+    @model_validator(mode="after")
+    def _login_off_loopback(self) -> WebSettings:
+        if self.enabled and self.auth == "auto" and not self.loopback:
+            raise ValueError(
+                f"listening on {self.listen} (not loopback) needs a login: set auth = \"token\" (or \"proxy\" behind a "
+                "reverse proxy, or \"none\" to let anyone on the network in)"
+            )
+        return self
+
+
 class InboxSettings(_Section):
     path: Path
     """The folder to watch."""
@@ -262,6 +320,7 @@ class Settings(BaseSettings):
     transcribe: TranscribeSettings = TranscribeSettings()
     subtitles: SubtitleSettings = SubtitleSettings()
     daemon: DaemonSettings = DaemonSettings()
+    web: WebSettings = WebSettings()
     inbox: tuple[InboxSettings, ...] = ()
 
     @classmethod

@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from asrd import __version__
 from asrd.config import ConfigError, Settings, find_config, load_settings, with_folders
@@ -32,6 +33,9 @@ from asrd.output.ownership import for_store
 from asrd.output.sidecars import SidecarError, move_sidecars
 from asrd.worker.handle import WorkerHandle
 from asrd.worker.protocol import EngineSpec
+
+if TYPE_CHECKING:
+    from asrd.web.hook import WebHook
 
 log = logging.getLogger("asrd.daemon")
 
@@ -98,6 +102,7 @@ class Daemon:
         self._last_live: LiveState | None = None
         self._idle_deadline: float | None = None
         self._retry_due: float | None = None
+        self.web: WebHook | None = None  # [web] the dashboard (asrd.web.hook), only when enabled
 
     # ------------------------------------------------------------ life cycle
 
@@ -110,9 +115,16 @@ class Daemon:
         self._scan_all(now)  # what arrived while the daemon was down
         if self.settings.daemon.rescan_seconds > 0:
             self.timers.every("rescan", self.settings.daemon.rescan_seconds, now)
+        if self.settings.web.enabled:  # web hook: the dashboard thread (imported only when enabled)
+            from asrd.web.hook import WebHook
+
+            self.web = WebHook(self)
+            self.web.start(self._live())
         self.service.ready(self._status_line())
 
     def step(self, now: float) -> None:
+        if self.web is not None:  # web hook: actions queued by the dashboard
+            self.web.step(now)
         for name in self.timers.due(now):
             if name == "rescan":
                 self._rescan = True
@@ -140,6 +152,8 @@ class Daemon:
             self.service.watchdog_if_due(time.monotonic())
 
     def stop(self, now: float) -> None:
+        if self.web is not None:  # web hook
+            self.web.stop()
         for inbox in self.inboxes.values():
             inbox.stop()
         self.dispatcher.shutdown(now, "interrupted by shutdown")
@@ -398,6 +412,8 @@ class Daemon:
 
     def _publish(self) -> None:
         live = self._live()
+        if self.web is not None:  # web hook: pushes changes (counts too) to open pages
+            self.web.publish(live)
         if self._last_live is not None and replace(live, updated=0) == replace(self._last_live, updated=0):
             return
         self._last_live = live

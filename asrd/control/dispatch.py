@@ -162,6 +162,22 @@ class Dispatcher:
         if self.worker is not None:
             self._end_worker(reason)
 
+    def warm_up(self) -> bool:
+        """Start the worker (it loads the model) before any file needs it; False if it is already there.
+        The idle unload applies from then on as after any file."""
+        if self.worker is not None:
+            return False
+        log.info("starting the model worker (warm up)")
+        self.worker = self._spawn(self.spec)
+        return True
+
+    def unload(self, why: str) -> bool:
+        """End the idle worker now (all its memory back); False when files are in flight or none runs."""
+        if self.worker is None or self.jobs:
+            return False
+        self._end_worker(why)
+        return True
+
     # ------------------------------------------------------------ internals
 
     def capacity(self) -> int:

@@ -173,7 +173,60 @@ class JobStore(Protocol):
     def sidecar_mark(self, path: Path) -> tuple[str, str] | None: ...
     def record_sidecar(self, path: Path, source: str, sha256: str) -> None: ...
     def forget_sidecar(self, path: Path) -> None: ...
+    def by_id(self, job_id: int) -> Job | None: ...
+    def search(self, query: JobQuery) -> JobPage: ...
+    def reasons(self, limit: int = 50, offset: int = 0) -> list[ReasonCount]: ...
     def close(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class JobQuery:
+    """A page of jobs for the dashboard: by state, part of the file name, part of the reason."""
+
+    states: tuple[JobState, ...] = ()  # empty = any state
+    name: str = ""  # case-insensitive (ASCII) substring of the path
+    reason: str = ""  # substring of the last error
+    problems: bool = False  # only failed, quarantined and paused jobs
+    due_order: bool = False  # in the order the queue takes them (else most recently changed first)
+    limit: int = 50
+    offset: int = 0
+
+
+@dataclass(frozen=True)
+class JobPage:
+    jobs: tuple[Job, ...]
+    total: int  # jobs matching the query, all pages together
+
+
+@dataclass(frozen=True)
+class ReasonCount:
+    """Problem jobs that share a reason (the text of their last error)."""
+
+    reason: str
+    count: int
+    newest: float  # the most recent update among them
+
+
+def _like(text: str) -> str:
+    return "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+
+
+_ASCII_FOLD = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
+
+
+def _contains(haystack: str, needle: str) -> bool:
+    # As SQLite's LIKE: case-insensitive for ASCII letters only, so both backends find the same rows.
+    return needle.translate(_ASCII_FOLD) in haystack.translate(_ASCII_FOLD)
+
+
+def _matches(job: Job, query: JobQuery) -> bool:
+    if query.states and job.state not in query.states:
+        return False
+    if query.problems and not _is_problem(job):
+        return False
+    if query.name and not _contains(os.fsdecode(job.path), query.name):
+        return False
+    return not query.reason or (job.last_error is not None and _contains(job.last_error, query.reason))
 
 
 def _is_problem(job: Job) -> bool:
@@ -216,6 +269,8 @@ class _BaseStore:
     def _mark_get(self, path: Path) -> tuple[str, str] | None: raise NotImplementedError
     def _mark_put(self, path: Path, source: str, sha256: str) -> None: raise NotImplementedError
     def _mark_del(self, path: Path) -> None: raise NotImplementedError
+    def _search(self, query: JobQuery) -> JobPage: raise NotImplementedError  # newest first
+    def _reasons(self, limit: int, offset: int) -> list[ReasonCount]: raise NotImplementedError  # most first
     def close(self) -> None: raise NotImplementedError
 
     def __enter__(self: _S) -> _S:
@@ -394,6 +449,21 @@ class _BaseStore:
         with self._lock:
             return self._earliest_due()
 
+    # ---- queries for the dashboard (read only)
+    def by_id(self, job_id: int) -> Job | None:
+        with self._lock:
+            return self._find_id(job_id)
+
+    def search(self, query: JobQuery) -> JobPage:
+        """Jobs matching ``query``, most recently changed first, one page of them."""
+        with self._lock:
+            return self._search(replace(query, limit=max(0, query.limit), offset=max(0, query.offset)))
+
+    def reasons(self, limit: int = 50, offset: int = 0) -> list[ReasonCount]:
+        """Problem jobs grouped by their reason, the largest groups first."""
+        with self._lock:
+            return self._reasons(max(0, limit), max(0, offset))
+
 
 def _key(path: Path | str) -> str:
     return os.fsdecode(path)
@@ -467,6 +537,22 @@ class MemoryJobStore(_BaseStore):
 
     def _earliest_due(self) -> float | None:
         return min((j.not_before for j in self._jobs.values() if j.state in CLAIMABLE), default=None)
+
+    def _search(self, query: JobQuery) -> JobPage:
+        found = [j for j in self._jobs.values() if _matches(j, query)]
+        found.sort(key=(lambda j: (j.not_before, j.id)) if query.due_order else (lambda j: (-j.updated, -j.id)))
+        return JobPage(tuple(found[query.offset:query.offset + query.limit]), len(found))
+
+    def _reasons(self, limit: int, offset: int) -> list[ReasonCount]:
+        groups: dict[str, ReasonCount] = {}
+        for job in filter(_is_problem, self._jobs.values()):
+            reason = job.last_error or ""
+            old = groups.get(reason)
+            groups[reason] = ReasonCount(
+                reason, (old.count if old else 0) + 1, max(job.updated, old.newest if old else job.updated)
+            )
+        ordered = sorted(groups.values(), key=lambda g: (-g.count, -g.newest, g.reason))
+        return ordered[offset:offset + limit]
 
     def close(self) -> None:
         pass

@@ -17,7 +17,18 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from asrd.control.jobs import SCHEMA_VERSION, Fingerprint, Job, JobDatabaseError, JobState, _BaseStore
+from asrd.control.jobs import (
+    SCHEMA_VERSION,
+    Fingerprint,
+    Job,
+    JobDatabaseError,
+    JobPage,
+    JobQuery,
+    JobState,
+    ReasonCount,
+    _BaseStore,
+    _like,
+)
 
 _V2 = (
     "CREATE INDEX IF NOT EXISTS job_content ON job (size, content_hash)",
@@ -227,6 +238,34 @@ class SqliteJobStore(_BaseStore):
 
     def _mark_del(self, path: Path) -> None:
         self._db.execute("DELETE FROM sidecar WHERE path = ?", (_enc(path),))
+
+    def _search(self, query: JobQuery) -> JobPage:
+        where: list[str] = ["1"]
+        args: list[Any] = []
+        if query.states:
+            where.append(f"state IN ({', '.join('?' * len(query.states))})")
+            args += [s.value for s in query.states]
+        if query.problems:
+            where.append(_PROBLEM)
+        if query.name:  # CAST: a path stored as raw bytes (not UTF-8) still matches on its readable parts
+            where.append("CAST(path AS TEXT) LIKE ? ESCAPE '\\'")
+            args.append(_like(query.name))
+        if query.reason:
+            where.append("last_error LIKE ? ESCAPE '\\'")
+            args.append(_like(query.reason))
+        cond = " AND ".join(where)
+        total = self._db.execute(f"SELECT COUNT(*) FROM job WHERE {cond}", args).fetchone()[0]
+        order = "not_before, id" if query.due_order else "updated DESC, id DESC"
+        jobs = self._select(f"{cond} ORDER BY {order} LIMIT ? OFFSET ?", *args, query.limit, query.offset)
+        return JobPage(tuple(jobs), total)
+
+    def _reasons(self, limit: int, offset: int) -> list[ReasonCount]:
+        rows = self._db.execute(
+            f"SELECT COALESCE(last_error, ''), COUNT(*), MAX(updated) FROM job WHERE {_PROBLEM} "
+            "GROUP BY COALESCE(last_error, '') ORDER BY COUNT(*) DESC, MAX(updated) DESC, 1 LIMIT ? OFFSET ?",
+            (limit, offset),
+        ).fetchall()
+        return [ReasonCount(reason, n, newest) for reason, n, newest in rows]
 
     def close(self) -> None:
         with self._lock:

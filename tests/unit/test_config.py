@@ -126,8 +126,9 @@ def test_check_config_cli(tmp_path: Path) -> None:
 
 
 def test_daemon_process_stays_light() -> None:
-    """The daemon never imports torch or funasr (the model lives in the worker), nor the decoders."""
-    heavy = ("torch", "funasr", "av", "soundfile", "soxr")
+    """The daemon never imports torch or funasr (the model lives in the worker), nor the decoders, nor the
+    dashboard's web stack while [web] is off."""
+    heavy = ("torch", "funasr", "av", "soundfile", "soxr", "starlette", "uvicorn", "jinja2", "asrd.web")
     code = (
         "import sys, asrd.cli, asrd.control.daemon, asrd.control.status; "
         f"sys.exit(','.join(m for m in {heavy!r} if m in sys.modules) or None)"

@@ -571,3 +571,26 @@ class TwinMachine(RuleBasedStateMachine):
 
 TestTwin = TwinMachine.TestCase
 TestTwin.settings = settings(max_examples=100, stateful_step_count=40, deadline=None)
+
+
+def test_search_and_reasons_agree_on_both_stores(store: JobStore) -> None:
+    from asrd.control.jobs import JobQuery
+
+    names = [Path(f"/inbox/Memo_{i}%.wav") for i in range(5)] + [Path("/inbox/talk.m4a")]
+    ids = [store.offer(p, "in", fp(str(p)), float(i)).id for i, p in enumerate(names)]  # type: ignore[union-attr]
+    store.fail(ids[0], 10.0, "not an audio file", Failure.PERMANENT)
+    store.fail(ids[1], 11.0, "not an audio file", Failure.PERMANENT)
+    store.fail(ids[2], 12.0, "disk full", Failure.ENVIRONMENT)  # paused: queued with a reason
+    page = store.search(JobQuery(limit=2, offset=2))
+    assert page.total == 6 and [j.id for j in page.jobs] == [ids[0], ids[5]]  # most recently changed first
+    assert store.search(JobQuery(name="memo_")).total == 5  # ASCII case-insensitive; "_" is literal
+    assert store.search(JobQuery(name="o_1%")).jobs[0].id == ids[1]  # "%" is literal
+    assert store.search(JobQuery(name="x_")).total == 0
+    assert store.search(JobQuery(problems=True)).total == 3
+    assert store.search(JobQuery(states=(JobState.QUARANTINED,), reason="AUDIO")).total == 2
+    queued = store.search(JobQuery(states=(JobState.QUEUED,), due_order=True))
+    assert [j.id for j in queued.jobs] == [ids[3], ids[4], ids[5], ids[2]]  # the paused one is due last
+    reasons = store.reasons()
+    assert [(r.reason, r.count) for r in reasons] == [("not an audio file", 2), ("disk full", 1)]
+    assert store.by_id(ids[0]).state is JobState.QUARANTINED  # type: ignore[union-attr]
+    assert store.by_id(999) is None

@@ -1,0 +1,174 @@
+"""What people ask the daemon to do from outside its loop (the dashboard): queued, then applied by the loop.
+
+Another thread calls ``ActionQueue.submit``; it never touches daemon state itself. The submit wakes the
+daemon's loop, whose next ``step`` applies every waiting action with ``apply`` on the loop's own thread
+and answers each through its future (a one-line outcome, or ``ActionRefused`` saying why not).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass
+from enum import Enum
+from pathlib import Path
+from typing import Any, Protocol
+
+from asrd.control.jobs import Failure, JobState, JobStore
+
+log = logging.getLogger("asrd.actions")
+
+
+class ActionKind(str, Enum):
+    RETRY = "retry"  # one problem job (job_id) back to the queue, attempts reset
+    RETRY_ALL = "retry_all"  # every failed, quarantined and paused job
+    CANCEL = "cancel"  # a queued, failed or running job: stopped and kept out (quarantined) until retried
+    FORGET = "forget"  # the row of a job whose file is gone
+    UNLOAD = "unload"  # end the idle model worker now
+    WARM_UP = "warm_up"  # start the model worker before a file needs it
+    PAUSE = "pause"  # start no new file (the ones in flight finish)
+    RESUME = "resume"
+
+
+JOB_ACTIONS = frozenset({ActionKind.RETRY, ActionKind.CANCEL, ActionKind.FORGET})
+
+
+@dataclass(frozen=True)
+class Action:
+    kind: ActionKind
+    job_id: int | None = None
+    who: str = "dashboard"  # for the log line
+
+    def __post_init__(self) -> None:
+        if (self.kind in JOB_ACTIONS) != (self.job_id is not None):
+            raise ValueError(f"{self.kind.value}: a job id is {'needed' if self.kind in JOB_ACTIONS else 'not taken'}")
+
+
+class ActionRefused(Exception):
+    """The action cannot be done in the current state; the message says why and what to do instead."""
+
+
+class ActionQueue:
+    """Thread-safe hand-over of actions to the daemon loop."""
+
+    def __init__(self, wake: Callable[[], None]) -> None:
+        self._wake = wake
+        self._lock = threading.Lock()
+        self._waiting: list[tuple[Action, Future[str]]] = []
+
+    def submit(self, action: Action) -> Future[str]:
+        future: Future[str] = Future()
+        with self._lock:
+            self._waiting.append((action, future))
+        self._wake()
+        return future
+
+    def take(self) -> list[tuple[Action, Future[str]]]:
+        with self._lock:
+            taken, self._waiting = self._waiting, []
+        return taken
+
+
+class Dispatching(Protocol):
+    """The part of ``asrd.control.dispatch.Dispatcher`` that actions use."""
+
+    worker: Any
+    jobs: dict[int, Any]
+    progress: dict[int, Any]
+    accepting: bool
+
+    def warm_up(self) -> bool: ...
+    def unload(self, why: str) -> bool: ...
+    def shutdown(self, now: float, reason: str) -> None: ...
+
+
+@dataclass
+class Controls:
+    """What actions change in the daemon: its store, its dispatcher, and the pause flag."""
+
+    store: JobStore
+    dispatcher: Dispatching
+    paused: bool = False
+
+
+def apply(action: Action, controls: Controls, now: float, *, draining: bool = False) -> str:
+    """Do ``action`` (on the daemon loop's thread); the outcome in one line, or ActionRefused."""
+    store, dispatcher = controls.store, controls.dispatcher
+    kind = action.kind
+    if kind is ActionKind.RETRY_ALL:
+        return f"{store.retry(now)} file(s) queued again"
+    if kind is ActionKind.UNLOAD:
+        if dispatcher.worker is None:
+            raise ActionRefused("the model is not loaded")
+        if not dispatcher.unload(f"unloaded by the {action.who}"):
+            raise ActionRefused(f"{len(dispatcher.jobs)} file(s) in flight: pause first, or wait until they finish")
+        return "model unloaded"
+    if kind is ActionKind.WARM_UP:
+        if draining:
+            raise ActionRefused("the daemon is stopping")
+        return "model worker starting" if dispatcher.warm_up() else "the model worker is already running"
+    if kind is ActionKind.PAUSE:
+        controls.paused = True
+        dispatcher.accepting = False
+        flight = f"; {len(dispatcher.jobs)} in flight will finish" if dispatcher.jobs else ""
+        return "paused: no new file starts" + flight
+    if kind is ActionKind.RESUME:
+        controls.paused = False
+        if draining:
+            raise ActionRefused("the daemon is stopping")
+        dispatcher.accepting = True
+        return "resumed"
+    assert action.job_id is not None
+    job = store.by_id(action.job_id)
+    if job is None:
+        raise ActionRefused(f"no job {action.job_id}")
+    if kind is ActionKind.RETRY:
+        if store.retry(now, job.path) == 0:
+            raise ActionRefused(
+                f"job {job.id} is {job.state.value}: only failed, quarantined or paused files are retried"
+            )
+        return f"{job.path.name} queued again"
+    if kind is ActionKind.FORGET:
+        if job.state is JobState.RUNNING:
+            raise ActionRefused(f"job {job.id} is running: cancel it first")
+        if Path(job.path).exists():
+            raise ActionRefused(
+                f"{job.path.name} is still in its inbox, so the next rescan would queue it again: cancel keeps it out"
+            )
+        store.forget(job.id)
+        return f"{job.path.name} forgotten"
+    # CANCEL
+    if job.state in (JobState.DONE, JobState.QUARANTINED):
+        raise ActionRefused(f"job {job.id} is {job.state.value}: nothing to cancel")
+    reason = f"cancelled by the {action.who}"
+    if job.id in dispatcher.jobs:
+        # The worker protocol has no per-file cancel: end the worker; the other files in flight go
+        # back to the queue without costing an attempt, the next file starts a new worker.
+        dispatcher.jobs.pop(job.id)
+        dispatcher.progress.pop(job.id, None)
+        dispatcher.shutdown(now, "another file in its batch was cancelled")
+    store.fail(job.id, now, reason, Failure.PERMANENT)
+    log.info("%s: %s", job.path, reason)
+    return f"{job.path.name} cancelled (retry queues it again)"
+
+
+def apply_all(queue: ActionQueue, controls: Controls, now: float, *, draining: bool = False) -> int:
+    """Apply every waiting action, answering each future; the number applied (for the loop's wake logic)."""
+    taken = queue.take()
+    for action, future in taken:
+        if not future.set_running_or_notify_cancel():
+            continue
+        try:
+            outcome = apply(action, controls, now, draining=draining)
+        except ActionRefused as err:
+            log.info("%s refused: %s", action.kind.value, err)
+            future.set_exception(err)
+        except Exception as err:  # a bug in one action must not take the daemon down
+            log.exception("%s failed", action.kind.value)
+            future.set_exception(err)
+        else:
+            log.info("%s (%s)", outcome, action.who)
+            future.set_result(outcome)
+    return len(taken)

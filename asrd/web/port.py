@@ -1,0 +1,85 @@
+"""The dashboard's view of the daemon: a live snapshot, read-only job queries, and actions.
+
+Nothing here imports a web framework: the daemon side (``hook``) and the in-memory twin both build on it.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Protocol
+
+from asrd.config import Settings
+from asrd.control.actions import Action
+from asrd.control.jobs import Job, JobPage, JobQuery, JobState, ReasonCount
+from asrd.control.status import LiveState
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """What the Now page shows, taken on the daemon loop's thread each time it changes."""
+
+    live: LiveState
+    counts: tuple[tuple[JobState, int], ...]
+    paused: bool = False
+    settling: int = 0  # files waiting for their size and time to settle
+    unload_at: float | None = None  # when the idle worker will be ended (wall clock)
+    taken: float = field(default=0.0, compare=False)
+
+    def count(self, state: JobState) -> int:
+        return dict(self.counts).get(state, 0)
+
+
+class JobReader(Protocol):
+    """The read side of a ``JobStore`` (the web thread never writes)."""
+
+    def by_id(self, job_id: int) -> Job | None: ...
+    def search(self, query: JobQuery) -> JobPage: ...
+    def reasons(self, limit: int = 50, offset: int = 0) -> list[ReasonCount]: ...
+    def counts(self) -> dict[JobState, int]: ...
+    def problems(self, limit: int = 20) -> list[Job]: ...
+
+
+class DaemonPort(Protocol):
+    settings: Settings
+    state_dir: Path | None
+    jobs: JobReader
+
+    def snapshot(self) -> Snapshot: ...
+    def submit(self, action: Action) -> Future[str]: ...
+    def listen(self, callback: Callable[[Snapshot], None]) -> None: ...
+
+
+def _unstamped(snap: Snapshot) -> Snapshot:
+    return replace(snap, live=replace(snap.live, updated=0.0))
+
+
+class Publisher:
+    """The latest snapshot, and who to tell when it changes (called from the daemon thread)."""
+
+    def __init__(self, first: Snapshot) -> None:
+        self._lock = threading.Lock()
+        self._latest = first
+        self._listeners: list[Callable[[Snapshot], None]] = []
+
+    def snapshot(self) -> Snapshot:
+        with self._lock:
+            return self._latest
+
+    def listen(self, callback: Callable[[Snapshot], None]) -> None:
+        with self._lock:
+            self._listeners.append(callback)
+
+    def publish(self, snap: Snapshot) -> bool:
+        """Keep ``snap`` and tell the listeners, unless nothing but the time stamps changed."""
+        with self._lock:
+            if _unstamped(snap) == _unstamped(self._latest):
+                return False
+            self._latest = snap
+            listeners = list(self._listeners)
+        for callback in listeners:
+            callback(snap)
+        return True

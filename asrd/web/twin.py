@@ -1,0 +1,91 @@
+"""An in-memory ``DaemonPort`` for route tests and demos: a ``MemoryJobStore``, a settable live state,
+and the real action logic (``asrd.control.actions.apply``) over a stand-in dispatcher."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import replace
+from pathlib import Path
+
+from asrd import __version__
+from asrd.config import Settings
+from asrd.control.actions import Action, ActionQueue, Controls, apply_all
+from asrd.control.jobs import JobState, MemoryJobStore
+from asrd.control.status import LiveState
+from asrd.web.port import Publisher, Snapshot
+
+
+class FakeDispatcher:
+    """What ``apply`` needs of a ``Dispatcher``: a worker that is there or not, files in flight."""
+
+    def __init__(self) -> None:
+        self.worker: object | None = None
+        self.jobs: dict[int, object] = {}
+        self.progress: dict[int, object] = {}
+        self.accepting = True
+        self.shutdowns: list[str] = []
+
+    def warm_up(self) -> bool:
+        if self.worker is not None:
+            return False
+        self.worker = object()
+        return True
+
+    def unload(self, why: str) -> bool:
+        if self.worker is None or self.jobs:
+            return False
+        self.worker = None
+        return True
+
+    def shutdown(self, now: float, reason: str) -> None:
+        self.shutdowns.append(reason)
+        self.jobs.clear()
+        self.progress.clear()
+        self.worker = None
+
+
+class MemoryPort:
+    """The daemon seen by the web app, with nothing behind it but memory. Actions apply at once."""
+
+    def __init__(self, settings: Settings | None = None, store: MemoryJobStore | None = None,
+                 state_dir: Path | None = None, clock: Callable[[], float] = time.time) -> None:
+        self.settings = settings or Settings()
+        self.state_dir = state_dir
+        self.store = store or MemoryJobStore()
+        self.jobs = self.store
+        self.clock = clock
+        self.dispatcher = FakeDispatcher()
+        self.controls = Controls(self.store, self.dispatcher)
+        self.actions = ActionQueue(lambda: None)
+        self.live = LiveState(pid=os.getpid(), version=__version__, started=clock(), phase="running",
+                              model_loaded=False)
+        self.publisher = Publisher(self._take())
+
+    def _take(self) -> Snapshot:
+        counts = self.store.counts()
+        return Snapshot(self.live, tuple((s, counts.get(s, 0)) for s in JobState), self.controls.paused,
+                        taken=self.clock())
+
+    def snapshot(self) -> Snapshot:
+        return self.publisher.snapshot()
+
+    def listen(self, callback: Callable[[Snapshot], None]) -> None:
+        self.publisher.listen(callback)
+
+    def set_live(self, **changes: object) -> None:
+        """Change the live state (as the daemon loop would) and publish it."""
+        self.live = replace(self.live, **changes)  # type: ignore[arg-type]
+        self.publish()
+
+    def publish(self) -> None:
+        self.live = replace(self.live, model_loaded=self.dispatcher.worker is not None and self.live.model_loaded)
+        self.publisher.publish(self._take())
+
+    def submit(self, action: Action) -> Future[str]:
+        future = self.actions.submit(action)
+        apply_all(self.actions, self.controls, self.clock())
+        self.publish()
+        return future
