@@ -8,8 +8,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import numpy as np
+if TYPE_CHECKING:  # annotations only: the daemon process imports these records and never numpy
+    import numpy as np
 
 SAMPLE_RATE = 16_000
 

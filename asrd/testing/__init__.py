@@ -6,6 +6,19 @@ through exactly the code path of the real thing. The weights are random (shaped 
 not degenerate: tags, a few tokens per second, timestamps), so the text means nothing.
 
     python -m asrd.testing build sensevoice-tiny /tmp/sv-tiny
+
+What a build promises to be deterministic about:
+
+- Same seed, same machine (CPU kind and the torch, FunASR and sentencepiece versions): every file
+  bit-for-bit, whatever the calling process has done before (thread count, default dtype, test
+  order). A build runs single-threaded in float32 and restores the caller's settings after.
+- Across CPUs: ``config.yaml``, ``am.mvn``, the vocabulary and tokenizer files exactly; the weights
+  have the same names, shapes and dtypes and agree to float rounding: torch picks its kernels for
+  the CPU, and the layers fitted to speech-like input (``calibrate``) go through matmuls whose
+  rounding is that kernel's. Decoded text can differ only where two tokens nearly tie.
+
+Nothing should compare a model's bytes with a build made on another machine; tests compare with a
+build made in the same process (the session fixtures in ``tests/conftest.py``).
 """
 
 from __future__ import annotations

@@ -14,8 +14,14 @@ import torch
 import yaml
 
 STAMP_NAME = ".asrd-testing.json"
-BUILDER_VERSION = 1
-"""Bump when a builder's output changes, so stamped directories from older builds are rebuilt."""
+BUILDER_VERSION = 2
+"""Bump when a builder's output changes, so stamped directories from older builds are rebuilt.
+2: builds run single-threaded (the calibration's float sums depended on the caller's thread count)."""
+
+BUILD_THREADS = 1
+"""torch threads a build runs with, whatever the process had set. The calibration passes speech-like
+features through the random model; how a matmul splits its sums over threads changes the last bit of
+the result, so a build made after a recognizer had set 1 thread differed from one made with 2."""
 
 # Per-mel-bin mean and 1/std of 80-bin fbank features (funasr WavFrontend settings, no dither,
 # samples scaled to int16 range) measured over ~140 s of real English and Mandarin speech with
@@ -104,6 +110,23 @@ def randomize(module: torch.nn.Module, seed: int) -> None:
 
 
 @contextlib.contextmanager
+def fixed_numerics() -> Iterator[None]:
+    """Run a build with the same float settings whatever the process state, restoring it after.
+
+    Process-wide torch settings that other code changes (a recognizer sets the thread count, a test
+    may change the default dtype) would otherwise leak into the weights.
+    """
+    threads, dtype = torch.get_num_threads(), torch.get_default_dtype()
+    torch.set_num_threads(BUILD_THREADS)
+    torch.set_default_dtype(torch.float32)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+        torch.set_default_dtype(dtype)
+
+
+@contextlib.contextmanager
 def stdout_to_stderr() -> Iterator[None]:
     """funasr prints notices (ffmpeg, downloads) to stdout; keep stdout for our own output."""
     with contextlib.redirect_stdout(sys.stderr):
@@ -135,7 +158,8 @@ def build_once(dest: Path, stamp: dict[str, Any], files: list[str], build: Calla
         return dest
     dest.mkdir(parents=True, exist_ok=True)
     (dest / STAMP_NAME).unlink(missing_ok=True)  # the stamp is written last, only on success
-    build(dest)
+    with fixed_numerics():
+        build(dest)
     write_text(dest / STAMP_NAME, json.dumps(stamp, sort_keys=True) + "\n")
     return dest
 

@@ -49,9 +49,23 @@ class Harness:
             model_dir=None, state_dir=tmp_path / "state", spawn=spawn,  # type: ignore[arg-type]
         )
         self.offset = 0.0  # the fake clock runs ahead of real time by this much
+        self.frozen: float | None = None  # while set, the clock reads this and moves only by advance()
 
     def now(self) -> float:
-        return time.time() + self.offset
+        return self.frozen if self.frozen is not None else time.time() + self.offset
+
+    def freeze(self) -> None:
+        """Stop the clock, so a scheduling delay under load cannot pass for a settled file."""
+        self.frozen = self.now()
+
+    def advance(self, seconds: float) -> None:
+        assert self.frozen is not None
+        self.frozen += seconds
+
+    def thaw(self) -> None:
+        """Run with real time again, from where the frozen clock stood."""
+        assert self.frozen is not None
+        self.offset, self.frozen = self.frozen - time.time(), None
 
     def run_until(self, done: Callable[[], bool], timeout: float = 20.0) -> None:
         end = time.monotonic() + timeout
@@ -92,16 +106,20 @@ def test_copy_slow_writer_and_rename_each_done_once(inline: Harness) -> None:
     tmp.rename(h.inbox / "renamed.flac")
     for litter in ("._copied.flac", ".DS_Store", "Thumbs.db", "x.flac.part", "y.m4a.crdownload"):
         (h.inbox / litter).write_bytes(b"junk")
-    # A slow writer: the file grows for a while; it must not be taken before it is complete.
+    # A slow writer: the file grows for a while; it must not be taken before it is complete. It writes
+    # every 0.1 s of the daemon's clock (settle time 0.3 s), however long the machine takes in between.
     data = JFK.read_bytes()
     slow = h.inbox / "slow.flac"
+    h.freeze()
     with open(slow, "wb") as out:
         for i in range(0, len(data), len(data) // 10):
             out.write(data[i : i + len(data) // 10])
             out.flush()
             h.daemon.step(h.now())
             assert h.state("slow.flac") is None
-            time.sleep(0.1)
+            h.advance(0.1)
+            time.sleep(0.02)  # lets the watcher's events arrive, though nothing depends on when they do
+    h.thaw()
     h.run_until(h.done("copied.flac", "renamed.flac", "slow.flac"))
     assert sidecars(h.inbox) == ["copied.srt", "copied.txt", "renamed.srt", "renamed.txt", "slow.srt", "slow.txt"]
     assert h.store.counts()[JobState.DONE] == 3

@@ -43,8 +43,25 @@ def no_leaked_threads() -> Iterator[None]:
     assert not leaked, f"threads left running: {leaked}"
 
 
+class FakeClock:
+    """The tracker's clock for tests whose claim is about timing: it moves only when the test says so."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
 class Rig:
-    """The daemon's loop in miniature: callbacks fill a set; pump() drains it into the tracker."""
+    """The daemon's loop in miniature: callbacks fill a set; pump() drains it into the tracker.
+
+    The tracker reads the real monotonic clock unless ``use_fake_clock()`` was called; then time moves
+    only by ``advance()``, and ``sync()`` waits (in real time) until the watcher has delivered every event
+    so far, so a machine under load cannot turn a writer's pause into a settled file.
+    """
+
+    SYNC_NAME = "sync-marker.txt"  # a sidecar name: the watcher reports it, the rules never accept it
 
     def __init__(self, inbox: InboxSettings) -> None:
         self.inbox = inbox
@@ -57,6 +74,37 @@ class Rig:
         self._lock = threading.Lock()
         self._incoming: set[Path] = set()
         self.watcher = InboxWatcher(inbox, self._on_path, self._on_overflow)
+        self.clock: Callable[[], float] = time.monotonic
+        self._fake: FakeClock | None = None
+
+    def use_fake_clock(self) -> FakeClock:
+        self._fake = FakeClock()
+        self.clock = self._fake
+        return self._fake
+
+    def advance(self, seconds: float) -> None:
+        """Move the fake clock on by ``seconds`` in small steps, pumping at each."""
+        assert self._fake is not None
+        end = self._fake.now + seconds
+        while self._fake.now < end - 1e-9:
+            self._fake.now = min(self._fake.now + 0.01, end)
+            self.pump()
+
+    def sync(self, timeout: float = 10.0) -> None:
+        """Return once the watcher has reported everything that happened in the inbox before this call.
+        inotify delivers one watch's events in order, so the marker's event comes after all of them."""
+        marker = self.root / self.SYNC_NAME
+        with self._lock:
+            seen = self.reported.count(marker)
+        with open(marker, "ab") as f:
+            f.write(b".")
+        deadline = time.monotonic() + timeout
+        while True:
+            with self._lock:
+                if self.reported.count(marker) > seen:
+                    return
+            assert time.monotonic() < deadline, "the watcher did not report the sync marker"
+            time.sleep(0.005)
 
     def _on_path(self, path: Path) -> None:  # watchdog's thread: record and return
         with self._lock:
@@ -70,7 +118,7 @@ class Rig:
     def pump(self) -> None:
         with self._lock:
             incoming, self._incoming = self._incoming, set()
-        now = time.monotonic()
+        now = self.clock()
         for path in incoming:
             if path.is_dir() and not path.is_symlink():  # a folder arrived: its files may have no events
                 for found in scan(self.inbox, self.rules, under=path):
@@ -128,42 +176,44 @@ def rig(inbox: Path) -> Iterator[Rig]:
 
 
 def test_slow_writer_is_ready_once_after_it_stops(rig: Rig, inbox: Path) -> None:
+    # 100 B every 50 ms for 2 s (paperless test_handles_slow_write), on the tracker's clock: however long
+    # the machine stalls between two writes, the tracker sees 50 ms pass.
+    clock = rig.use_fake_clock()
     target = inbox / "memo.m4a"
-    finished: list[float] = []
-
-    def writer() -> None:
-        with open(target, "wb") as f:
-            for _ in range(40):  # 100 B every 50 ms for 2 s (paperless test_handles_slow_write)
-                f.write(b"x" * 100)
-                f.flush()
-                time.sleep(0.05)
-        finished.append(time.monotonic())
-
-    rig.run_while(writer)
+    with open(target, "wb") as f:
+        for _ in range(40):
+            f.write(b"x" * 100)
+            f.flush()
+            rig.sync()
+            rig.advance(0.05)
+    finished = clock.now
     assert rig.ready == []
-    ready = rig.settle_once(target)
-    assert ready.size == 4000
-    assert rig.ready[0][0] - finished[0] >= SETTLE
+    rig.sync()
+    rig.advance(SETTLE - 0.05)
+    assert rig.ready == [], "ready before the settle time had passed since the last write"
+    rig.advance(SETTLE)
+    assert rig.ready_paths() == [target] and rig.ready[0][1].size == 4000
+    assert rig.ready[0][0] - finished >= SETTLE
+    rig.advance(2 * SETTLE)
+    assert rig.ready_paths() == [target]  # once
 
 
 def test_writer_opening_and_closing_repeatedly_gives_one_ready(rig: Rig, inbox: Path) -> None:
+    clock = rig.use_fake_clock()
     target = inbox / "memo.m4a"
-    finished: list[float] = []
-
-    def writer() -> None:
-        for _ in range(8):
-            with open(target, "ab") as f:
-                f.write(b"y" * 1000)
-            time.sleep(0.1)
-        finished.append(time.monotonic())
-
-    rig.run_while(writer)
+    for _ in range(8):
+        with open(target, "ab") as f:
+            f.write(b"y" * 1000)
+        rig.sync()
+        rig.advance(0.1)
+    finished = clock.now
     assert rig.ready == []
-    assert rig.settle_once(target).size == 8000
-    assert rig.ready[0][0] - finished[0] >= SETTLE - 0.1
+    rig.sync()
+    rig.advance(3 * SETTLE)
+    assert rig.ready_paths() == [target] and rig.ready[0][1].size == 8000
+    assert rig.ready[0][0] - finished >= SETTLE - 0.1
 
 
-@pytest.mark.skipif(shutil.which("rsync") is None, reason="rsync not installed")
 def test_real_rsync_temp_then_rename(rig: Rig, inbox: Path, tmp_path: Path) -> None:
     source = tmp_path / "phone"
     source.mkdir()

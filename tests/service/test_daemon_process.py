@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -94,6 +95,32 @@ def stop(proc: subprocess.Popen[str]) -> str:
     return out
 
 
+# Shared libraries of the model and the decoders, as they appear in /proc/<pid>/maps: torch (libtorch_cpu,
+# libc10), PyAV's FFmpeg (libavcodec-<hash>.so, libswresample), soundfile's libsndfile, numpy's core.
+HEAVY_LIBRARY = re.compile(
+    r"^(libtorch|libc10|libav(codec|format|util|filter|device)|libswresample|libswscale|libsndfile|_multiarray_umath)"
+)
+
+
+def heavy_mappings(pid: int) -> set[str]:
+    """Names of model or decoder libraries mapped into a running process."""
+    with open(f"/proc/{pid}/maps", encoding="utf-8") as maps:
+        names = {os.path.basename(line.split(maxsplit=5)[5].strip()) for line in maps if len(line.split()) == 6}
+    return {name for name in names if HEAVY_LIBRARY.match(name)}
+
+
+def long_recording(folder: Path, minutes: int) -> Path:
+    """A wav of ``minutes`` (the 70 s recording repeated): the tiny model needs many seconds for it."""
+    import numpy as np
+    import soundfile as sf
+
+    samples, rate = sf.read(LONG, dtype="int16")
+    repeats = -(-minutes * 60 * rate // len(samples))
+    path = folder / "long.wav"
+    sf.write(path, np.tile(samples, repeats), rate, subtype="PCM_16")
+    return path
+
+
 def test_kill_9_mid_batch_then_restart_gives_exactly_one_set(tmp_path: Path, tiny_sensevoice_dir: Path) -> None:
     config = write_config(tmp_path, tiny_sensevoice_dir)
     inbox = tmp_path / "inbox"
@@ -145,9 +172,13 @@ def test_notify_drain_and_status(tmp_path: Path, tiny_sensevoice_dir: Path, noti
         assert any("STATUS=idle, model unloaded, 0 queued" in m for m in notify.messages)
         wait_for(lambda: notify.seen("WATCHDOG=1"), timeout=5, what="WATCHDOG=1")
         shutil.copy(LONG, tmp_path / "inbox" / "talk.ogg")
-        wait_for(lambda: notify.seen("STATUS=transcribing talk.ogg"), what="progress in STATUS")
+        wait_for(lambda: notify.seen("STATUS=transcribing talk.ogg"), timeout=180, what="progress in STATUS")
         doc = status(config)
         assert doc["running"] and doc["daemon"]["worker_pid"]
+        # At run time, with a file dispatched: the daemon maps none of the model's or decoders' libraries,
+        # while its worker does (which shows the check sees them).
+        assert heavy_mappings(proc.pid) == set()
+        assert any(name.startswith("libtorch") for name in heavy_mappings(doc["daemon"]["worker_pid"]))
         proc.send_signal(signal.SIGTERM)  # first SIGTERM: finish the file in flight, then exit 0
         assert proc.wait(60) == 0
     finally:
@@ -157,22 +188,35 @@ def test_notify_drain_and_status(tmp_path: Path, tiny_sensevoice_dir: Path, noti
     assert status(config)["queue"]["done"] == 1
 
 
-def test_second_sigterm_exits_at_once_and_nothing_is_lost(tmp_path: Path, tiny_sensevoice_dir: Path) -> None:
+def test_second_sigterm_exits_at_once_and_nothing_is_lost(tmp_path: Path, tiny_sensevoice_dir: Path,
+                                                           notify: Notify) -> None:
     config = write_config(tmp_path, tiny_sensevoice_dir)
-    for i in range(3):
-        shutil.copy(LONG, tmp_path / "inbox" / f"r{i}.ogg")
-    proc = start(config)
-    wait_for(lambda: status(config).get("queue", {}) and status(config)["queue"]["running"] == 1, what="running")
-    proc.send_signal(signal.SIGTERM)
-    proc.send_signal(signal.SIGTERM)
-    assert proc.wait(20) == 0
-    doc = status(config)
-    assert doc["queue"]["done"] + doc["queue"]["queued"] + doc["queue"]["running"] == 3
-    proc = start(config)  # the next start finishes everything
+    recording = long_recording(tmp_path / "inbox", minutes=10)  # its drain would take far longer than we wait
+    proc = start(config, notify)
     try:
-        wait_for(lambda: status(config)["queue"]["done"] == 3, timeout=120, what="all done after restart")
+        wait_for(lambda: (status(config).get("queue") or {}).get("running") == 1, what="running")
+        proc.send_signal(signal.SIGTERM)
+        # The daemon has acted on the first signal (began draining) before the second is sent, so the
+        # two cannot merge into one and the exit below is the second signal's.
+        wait_for(lambda: notify.seen("STOPPING=1"), timeout=30, what="STOPPING=1 after the first SIGTERM")
+        assert not recording.with_suffix(".txt").exists()
+        proc.send_signal(signal.SIGTERM)
+        asked = time.monotonic()
+        assert proc.wait(20) == 0
+        took = time.monotonic() - asked
     finally:
-        stop(proc)
+        log = stop(proc)
+    assert "second stop signal" in log, log
+    assert not recording.with_suffix(".txt").exists(), "the drain finished the file: the second signal was not seen"
+    assert took < 20
+    doc = status(config)
+    assert doc["queue"]["queued"] + doc["queue"]["running"] == 1 and doc["queue"]["done"] == 0
+    proc = start(config)  # the next start takes the interrupted file up again and finishes it
+    try:
+        wait_for(lambda: status(config)["queue"]["done"] == 1, timeout=300, what="done after restart")
+    finally:
+        log = stop(proc)
+    assert recording.with_suffix(".txt").stat().st_size > 0, log
 
 
 def test_sighup_reload(tmp_path: Path, tiny_sensevoice_dir: Path, notify: Notify) -> None:
