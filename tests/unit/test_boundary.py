@@ -29,10 +29,11 @@ DAEMON_MAY_IMPORT = (
     "asrd.worker.protocol",
     "asrd.worker.handle",
     "asrd.control",  # and everything under it
+    "asrd.web",  # the dashboard: a thread in the daemon process, imported only when [web] is enabled
     "asrd.recognizer",  # the package's __init__ only: the recognizer interface
     "asrd.recognizer.modeldir",  # torch-free checks of a local model directory, before READY
 )
-_WHOLE_PACKAGES = ("asrd.output", "asrd.control")
+_WHOLE_PACKAGES = ("asrd.output", "asrd.control", "asrd.web")
 
 
 def _module_name(path: Path) -> str:
@@ -120,6 +121,10 @@ def _violations_in(folder: str, **kwargs: bool) -> list[str]:
 
 def test_daemon_side_imports_only_what_the_daemon_may_load() -> None:
     assert _violations_in("control") == []
+
+
+def test_dashboard_imports_only_what_the_daemon_may_load() -> None:
+    assert _violations_in("web") == []
 
 
 def test_output_writers_import_no_audio_or_model_library() -> None:
