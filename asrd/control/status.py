@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from asrd.control.statedir import DB_NAME, STATUS_NAME, running_pid
+from asrd.recognizer import describe_patches
 
 
 @dataclass(frozen=True)
@@ -75,6 +76,7 @@ class LiveState:
     last_load_seconds: float | None = None
     model_error: str | None = None
     download: ModelDownload | None = None
+    patches: tuple[tuple[str, str], ...] = ()  # FunASR patches, (name, state), as the worker reported
     current: tuple[CurrentFile, ...] = ()
     inboxes: tuple[InboxState, ...] = ()
     updated: float = field(default_factory=time.time)
@@ -167,6 +169,8 @@ def render(doc: dict[str, Any]) -> str:
                 lines.append(f"model: not loaded (starts with the next file{extra})")
             if live.get("model_error"):
                 lines.append(f"model error: {live['model_error']}")
+            if live.get("patches"):
+                lines.append(f"FunASR patches: {describe_patches(live['patches'])}")
             for cur in live["current"]:
                 done, total = cur["done_seconds"], cur["total_seconds"]
                 of = "" if total is None else f" ({done:.0f} of {total:.0f} s)"
