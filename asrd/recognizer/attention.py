@@ -150,7 +150,7 @@ def patch_lean_layers(model: torch.nn.Module) -> Applied | None:
     """Give every pre-norm SAN-M encoder layer in ``model`` the lean inference forward. Same
     arithmetic: ``residual + 1.0 * branch`` is ``branch + residual`` bit for bit. Self-check: the
     first layer on a padded batch."""
-    layers = [layer for layer in model.modules() if type(layer).__name__ == "EncoderLayerSANM"
+    layers: list[Any] = [layer for layer in model.modules() if type(layer).__name__ == "EncoderLayerSANM"
               and all(hasattr(layer, name) for name in _LAYER_PARTS)]
     if not layers:
         return None

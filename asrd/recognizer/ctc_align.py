@@ -107,7 +107,7 @@ def patch_alignment(model: Any) -> Applied | None:
         return None
     if type(model).__module__ != sense_voice.__name__ or not callable(getattr(model, "inference", None)):
         return None
-    upstream = _upstream()
+    upstream: Any = _upstream()
     if getattr(sense_voice, "ctc_forced_align", None) is not upstream:
         log.warning("FunASR's SenseVoice alignment is not the expected function; leaving it unpatched")
         return None
@@ -126,7 +126,7 @@ def patch_alignment(model: Any) -> Applied | None:
         targets = torch.tensor([[3, 5, 3], [2, 2, 0]])
         args = (torch.tensor([15, 11]), torch.tensor([3, 2]))
         return difference(ctc_forced_align(log_probs, targets.clone(), *args),
-                          upstream(log_probs, targets.clone(), *args))
+                          _upstream()(log_probs, targets.clone(), *args))
 
     return Applied(check, replace_attribute(model, "inference", inference))
 

@@ -24,6 +24,7 @@ import functools
 import logging
 import os
 import platform
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -86,7 +87,7 @@ def patch_linears(model: nn.Module) -> Applied | None:
         return None
     model.eval()
     replaced: list[tuple[nn.Linear, PackedLinear]] = []
-    undos = []
+    undos: list[Callable[[], None]] = []
     for parent in list(model.modules()):
         for name, child in list(parent.named_children()):
             if (type(child) is nn.Linear and child.weight.dtype == torch.float32
@@ -110,7 +111,7 @@ def patch_linears(model: nn.Module) -> Applied | None:
 def patch_ffn_relu(model: nn.Module) -> Applied | None:
     """Position-wise feed-forward blocks (Linear, ReLU, Linear) whose first Linear is packed get the
     ReLU fused into it. Self-check: the first block against its own forward."""
-    blocks = [m for m in model.modules()
+    blocks: list[Any] = [m for m in model.modules()
               # Only FunASR's plain w_2(dropout(relu(w_1(x)))); the SAN-M decoder's variant has a norm inside.
               if type(m).__name__ == "PositionwiseFeedForward" and isinstance(getattr(m, "w_1", None), PackedLinear)
               and type(getattr(m, "activation", None)) is nn.ReLU]

@@ -5,6 +5,7 @@ worker (imports torch lazily, like the rest of the recognizer)."""
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from typing import Any
 
 from asrd.recognizer import ModelError
@@ -104,9 +105,10 @@ def patch_fp32_decisions(model: Any, device_type: str) -> Applied | None:
     Self-check (outside autocast, so bit-identical): each wrapped call against FunASR's own."""
     import torch
 
-    undos, checks = [], []
-    predictor = getattr(model, "predictor", None)
-    encoder = getattr(model, "encoder", None)
+    undos: list[Callable[[], None]] = []
+    checks: list[Callable[[], float]] = []
+    predictor: Any = getattr(model, "predictor", None)
+    encoder: Any = getattr(model, "encoder", None)
     if isinstance(predictor, torch.nn.Module) and callable(getattr(encoder, "output_size", None)):
         forward = predictor.forward
         undos.append(replace_attribute(predictor, "forward", in_fp32(forward, device_type)))
@@ -118,7 +120,7 @@ def patch_fp32_decisions(model: Any, device_type: str) -> Applied | None:
             return difference(predictor.forward(x, None, mask), forward(x, None, mask))
 
         checks.append(predictor_check)
-    ctc = getattr(model, "ctc", None)
+    ctc: Any = getattr(model, "ctc", None)
     width = getattr(getattr(ctc, "ctc_lo", None), "in_features", None)
     if callable(getattr(ctc, "log_softmax", None)) and isinstance(width, int):
         log_softmax = ctc.log_softmax
