@@ -44,8 +44,13 @@ def test_the_worker_reports_each_patch_and_the_switch_reaches_it(tiny_sensevoice
     assert on["sanm_attention"] == on["ctc_alignment"] == "active"
     off = engine_spec(load_settings(None, {"model": {"device": "cpu", "threads": 1, "funasr_patches": False}}),
                       str(tiny_sensevoice_dir))
-    states = _build(off).recognizer.patches  # what the worker loads for that spec, in this process
+    states = _build(off, _Discard()).recognizer.patches  # what the worker loads for that spec, in this process
     assert states and {state for _, state in states} == {"funasr_patches = false"}
+
+
+class _Discard:
+    def send(self, msg: object) -> None:
+        pass
 
 
 class _PatchedWorker(InlineWorker):
@@ -53,7 +58,9 @@ class _PatchedWorker(InlineWorker):
 
     def __init__(self, spec: EngineSpec) -> None:
         super().__init__(spec)
-        self._outbox[0] = replace(self._outbox[0], patches=PATCHES)  # type: ignore[arg-type]
+        loaded = self._outbox[-1]  # what the twin says last while starting
+        assert isinstance(loaded, Loaded)
+        self._outbox[-1] = replace(loaded, patches=PATCHES)
 
 
 PATCHES = (("sanm_attention", "active"), ("packed_linears", "self-check failed: difference 0.1 > 1e-05"),
