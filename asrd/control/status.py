@@ -106,6 +106,7 @@ def read_live(state_dir: Path) -> LiveState | None:
         data = json.loads((state_dir / STATUS_NAME).read_text(encoding="utf-8"))
         data["current"] = tuple(CurrentFile(**c) for c in data.get("current", ()))
         data["inboxes"] = tuple(InboxState(**i) for i in data.get("inboxes", ()))
+        data["patches"] = tuple((str(name), str(state)) for name, state in data.get("patches", ()))
         if data.get("download") is not None:
             data["download"] = ModelDownload(**data["download"])
         return LiveState(**data)
