@@ -157,9 +157,17 @@ def _model(args: argparse.Namespace) -> int:
                 fetch(settings.vad.fsmn_model, settings.model.hub)
         else:
             path = resolve(settings.model.name, settings.model.hub, download=False)
+            from asrd.recognizer import describe_patches
             from asrd.recognizer.funasr import FunASRRecognizer
 
-            FunASRRecognizer(path, device=settings.model.device, threads=settings.model.threads).close()
+            model = settings.model
+            recognizer = FunASRRecognizer(path, device=model.device, threads=model.threads,
+                                          precision=model.precision, patches=model.funasr_patches)
+            print(f"{path}: loads on {recognizer.device}, {recognizer.precision}")
+            print(f"FunASR patches: {describe_patches(recognizer.patches)}")
+            for name, state in recognizer.patches:
+                print(f"  {name:<24} {state}")
+            recognizer.close()
     except ModelError as err:
         print(f"asrd: {err}", file=sys.stderr)
         return 1
@@ -219,6 +227,7 @@ def _pipeline(settings: Settings, overwrite: bool):  # type: ignore[no-untyped-d
         device=model.device,
         threads=model.threads,
         precision=model.precision,
+        patches=model.funasr_patches,
     )
     return Pipeline(settings, recognizer, overwrite=overwrite)
 

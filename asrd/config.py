@@ -67,6 +67,10 @@ class ModelSettings(_Section):
     precision: Literal["auto", "fp32", "fp16", "bf16", "int8"] = "auto"
     """auto = bf16 on a CUDA GPU with native bfloat16 (Ampere+), else fp32. fp16/bf16 are GPU only
     (autocast), int8 CPU only (dynamic int8 Linear layers). See FunASRRecognizer / README "Precision"."""
+    funasr_patches: bool = True
+    """Use asrd's faster or safer replacements for pieces of FunASR (asrd/recognizer/patches.py lists
+    them; each runs only on the FunASR versions it was verified on and checks itself at load). false =
+    FunASR's own code everywhere (slower; precision int8, fp16 and bf16 then fall back to fp32)."""
     batch_seconds: float = Field(0, ge=0)
     """Most padded audio seconds in one model call (spans of several files together); 0 = per device
     (60 on the CPU, 600 on a GPU). Out of GPU memory halves it for the rest of the worker's life."""

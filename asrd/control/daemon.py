@@ -401,6 +401,7 @@ class Daemon:
             worker_pid=worker.pid if worker is not None else None,
             device=worker.loaded.device if worker is not None and worker.loaded else None,
             last_load_seconds=self.dispatcher.last_load_seconds,
+            patches=self.dispatcher.patches,
             model_error=self.dispatcher.model_error,
             download=self.dispatcher.download,
             current=tuple(self.dispatcher.progress.values()),

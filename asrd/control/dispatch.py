@@ -73,6 +73,7 @@ def engine_spec(settings: Settings, model_dir: str | None) -> EngineSpec:
         device=settings.model.device,
         threads=settings.model.threads,
         precision=settings.model.precision,
+        funasr_patches=settings.model.funasr_patches,
         batch_seconds=settings.model.batch_seconds,
         files_in_flight=settings.model.files_in_flight,
         vad_engine=vad.engine,
@@ -117,6 +118,7 @@ class Dispatcher:
         self.model_error: str | None = None
         self.last_load_seconds: float | None = None
         self.download: ModelDownload | None = None  # the worker is downloading the model
+        self.patches: tuple[tuple[str, str], ...] = ()  # what the last loaded worker reported
         self._crashes = 0
         self._restart_at = 0.0
         self._idle_since: float | None = None
@@ -221,6 +223,7 @@ class Dispatcher:
         for msg in messages:
             if isinstance(msg, Loaded):
                 self.last_load_seconds = msg.load_seconds
+                self.patches = msg.patches
                 self.model_error = None
                 self.download = None
                 log.info("model loaded on %s in %.1f s (worker pid %d)", msg.device, msg.load_seconds, msg.pid)

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from asrd.control.statedir import DB_NAME, STATUS_NAME, running_pid
+from asrd.recognizer import describe_patches
 
 
 @dataclass(frozen=True)
@@ -75,6 +76,7 @@ class LiveState:
     last_load_seconds: float | None = None
     model_error: str | None = None
     download: ModelDownload | None = None
+    patches: tuple[tuple[str, str], ...] = ()  # FunASR patches, (name, state), as the worker reported
     current: tuple[CurrentFile, ...] = ()
     inboxes: tuple[InboxState, ...] = ()
     updated: float = field(default_factory=time.time)
@@ -104,6 +106,7 @@ def read_live(state_dir: Path) -> LiveState | None:
         data = json.loads((state_dir / STATUS_NAME).read_text(encoding="utf-8"))
         data["current"] = tuple(CurrentFile(**c) for c in data.get("current", ()))
         data["inboxes"] = tuple(InboxState(**i) for i in data.get("inboxes", ()))
+        data["patches"] = tuple((str(name), str(state)) for name, state in data.get("patches", ()))
         if data.get("download") is not None:
             data["download"] = ModelDownload(**data["download"])
         return LiveState(**data)
@@ -167,6 +170,8 @@ def render(doc: dict[str, Any]) -> str:
                 lines.append(f"model: not loaded (starts with the next file{extra})")
             if live.get("model_error"):
                 lines.append(f"model error: {live['model_error']}")
+            if live.get("patches"):
+                lines.append(f"FunASR patches: {describe_patches(live['patches'])}")
             for cur in live["current"]:
                 done, total = cur["done_seconds"], cur["total_seconds"]
                 of = "" if total is None else f" ({done:.0f} of {total:.0f} s)"

@@ -21,6 +21,27 @@ class RecognizeOptions:
     hotwords: tuple[str, ...] = ()
 
 
+PATCH_ACTIVE = "active"
+PATCH_UNUSED = "unused"  # nothing to patch in this model, device or precision
+
+
+def describe_patches(states: Sequence[Sequence[str]]) -> str:
+    """One line for ``asrd status`` and ``asrd model check`` from (name, state) pairs (patches.py):
+    a state is "active", "unused" or why the patch is off."""
+    used = [(name, state) for name, state in states if state != PATCH_UNUSED]
+    active = sum(state == PATCH_ACTIVE for _, state in used)
+    off: dict[str, list[str]] = {}
+    for name, state in used:
+        if state != PATCH_ACTIVE:
+            off.setdefault(state, []).append(name)
+    line = f"{active} of {len(used)} active"
+    if off:
+        line += "; off: " + "; ".join(f"{', '.join(names)} ({why})" for why, names in off.items())
+    if len(used) < len(states):
+        line += f"; {len(states) - len(used)} not used by this model/device/precision"
+    return line
+
+
 class ModelError(Exception):
     """The model cannot be used: missing files, not downloadable, device absent. Says what to do."""
 

@@ -27,25 +27,47 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from asrd.recognizer.patches import Applied, device_of, difference, replace_attribute, seeded, undo_all
+
 _CLASS = "MultiHeadedAttentionSANM"  # the same forward in funasr.models.sense_voice and .sanm
+_ATTENTION_PARTS = ("linear_q_k_v", "linear_out", "forward_fsmn", "h", "d_k")
+_LAYER_PARTS = ("self_attn", "feed_forward", "norm1", "norm2", "in_size", "size", "normalize_before", "concat_after")
 
 
-def fuse_attention(model: torch.nn.Module) -> int:
-    """Give every SAN-M self-attention module in ``model`` the fused forward; returns how many."""
-    count = 0
-    for module in model.modules():
-        if type(module).__name__ != _CLASS or getattr(module.forward, "_asrd_fused", False):
-            continue
-        if not all(hasattr(module, name) for name in ("linear_q_k_v", "linear_out", "forward_fsmn", "h", "d_k")):
-            continue  # a FunASR version whose module looks different keeps its own forward
-        module.forward = _fused(module)
-        count += 1
-    return count
+def _padded_batch(frames: int, channels: int, near: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    """A small self-check input on ``near``'s device: two items, the second padded, and its
+    (batch, 1, T) mask."""
+    x = torch.randn(2, frames, channels, generator=seeded())
+    mask = (torch.arange(frames)[None, :] < torch.tensor([frames, frames - 3])[:, None]).float()[:, None, :]
+    device = device_of(near)
+    return x.to(device), mask.to(device)
+
+
+def _attention_modules(model: torch.nn.Module) -> list[Any]:
+    return [m for m in model.modules()
+            if type(m).__name__ == _CLASS and all(hasattr(m, name) for name in _ATTENTION_PARTS)]
+
+
+def patch_attention(model: torch.nn.Module) -> Applied | None:
+    """Give every SAN-M self-attention module in ``model`` the fused forward (a FunASR version whose
+    module looks different keeps its own). Self-check: the first module on a padded batch."""
+    modules = _attention_modules(model)
+    if not modules:
+        return None
+    originals = [m.forward for m in modules]
+    undo = undo_all([replace_attribute(m, "forward", _fused(m)) for m in modules])
+
+    def check() -> float:
+        module, original = modules[0], originals[0]
+        x, mask = _padded_batch(7, module.linear_q_k_v.in_features, module)
+        with torch.no_grad():
+            return difference(module(x, mask), original(x, mask))
+
+    return Applied(check, undo)
 
 
 def _fused(module: Any) -> Any:
     original = module.forward
-    fsmn = _fsmn(module)
 
     @functools.wraps(original)
     def forward(x: torch.Tensor, mask: torch.Tensor | None, mask_shfit_chunk: torch.Tensor | None = None,
@@ -56,7 +78,7 @@ def _fused(module: Any) -> Any:
         batch, frames, _ = x.shape
         width = module.h * module.d_k
         q, k, v = torch.split(module.linear_q_k_v(x), width, dim=-1)
-        memory = fsmn(v, mask)  # the FSMN branch sees the unsplit values, as upstream
+        memory = module.forward_fsmn(v, mask)  # the FSMN branch sees the unsplit values, as upstream
 
         def heads(t: torch.Tensor) -> torch.Tensor:
             return t.reshape(batch, frames, module.h, module.d_k).transpose(1, 2)
@@ -74,19 +96,42 @@ def _fused(module: Any) -> Any:
     return forward
 
 
-def _fsmn(module: Any) -> Any:
-    """FunASR's ``forward_fsmn`` (no streaming chunk mask) as one channels-last depthwise Conv2d."""
+def patch_fsmn(model: torch.nn.Module) -> Applied | None:
+    """Give every SAN-M attention module with the symmetric-window FSMN layout the channels-last
+    convolution as its ``forward_fsmn``. Self-check: the first module on a padded batch."""
+    modules = [m for m in _attention_modules(model) if _fsmn_layout(m)]
+    if not modules:
+        return None
+    originals = [m.forward_fsmn for m in modules]
+    undo = undo_all([replace_attribute(m, "forward_fsmn", _fsmn(m, o)) for m, o in zip(modules, originals,
+                                                                                      strict=True)])
+
+    def check() -> float:
+        module, original = modules[0], originals[0]
+        v, mask = _padded_batch(7, module.h * module.d_k, module)
+        with torch.no_grad():
+            return difference(module.forward_fsmn(v, mask), original(v, mask))
+
+    return Applied(check, undo)
+
+
+def _fsmn_layout(module: Any) -> bool:
+    """The layout _fsmn was written for (not, e.g., sanm_shfit's shifted window)."""
     conv, pad = getattr(module, "fsmn_block", None), getattr(module, "pad_fn", None)
-    if not (isinstance(conv, torch.nn.Conv1d) and isinstance(pad, torch.nn.ConstantPad1d) and pad.value == 0
+    return (isinstance(conv, torch.nn.Conv1d) and isinstance(pad, torch.nn.ConstantPad1d) and pad.value == 0
             and conv.bias is None and conv.groups == conv.in_channels == conv.out_channels
             and conv.stride == (1,) and conv.dilation == (1,) and conv.padding == (0,)
-            and pad.padding[0] == pad.padding[1]):
-        return module.forward_fsmn  # not the layout this was written for (nor a shifted window, sanm_shfit)
-    side = pad.padding[0]
+            and pad.padding[0] == pad.padding[1])
 
-    def forward(inputs: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-        if module.training or inputs.device.type != "cpu":  # measured on the CPU only
-            return module.forward_fsmn(inputs, mask)
+
+def _fsmn(module: Any, original: Any) -> Any:
+    """FunASR's ``forward_fsmn`` (no streaming chunk mask) as one channels-last depthwise Conv2d."""
+    conv, side = module.fsmn_block, module.pad_fn.padding[0]
+
+    def forward(inputs: torch.Tensor, mask: torch.Tensor | None,
+                mask_shfit_chunk: torch.Tensor | None = None) -> torch.Tensor:
+        if module.training or inputs.device.type != "cpu" or mask_shfit_chunk is not None:  # measured on CPU
+            return original(inputs, mask, mask_shfit_chunk)
         batch, frames, channels = inputs.shape
         if mask is not None:
             mask = mask.reshape(batch, frames, 1)
@@ -101,19 +146,24 @@ def _fsmn(module: Any) -> Any:
     return forward
 
 
-def lean_layers(model: torch.nn.Module) -> int:
-    """Give every pre-norm SAN-M encoder layer in ``model`` the lean inference forward; returns how many.
-    Same arithmetic: ``residual + 1.0 * branch`` is ``branch + residual`` bit for bit."""
-    count = 0
-    for layer in model.modules():
-        if type(layer).__name__ != "EncoderLayerSANM" or getattr(layer.forward, "_asrd_lean", False):
-            continue
-        if not all(hasattr(layer, name) for name in ("self_attn", "feed_forward", "norm1", "norm2", "in_size",
-                                                     "size", "normalize_before", "concat_after")):
-            continue
-        layer.forward = _lean(layer)
-        count += 1
-    return count
+def patch_lean_layers(model: torch.nn.Module) -> Applied | None:
+    """Give every pre-norm SAN-M encoder layer in ``model`` the lean inference forward. Same
+    arithmetic: ``residual + 1.0 * branch`` is ``branch + residual`` bit for bit. Self-check: the
+    first layer on a padded batch."""
+    layers: list[Any] = [layer for layer in model.modules() if type(layer).__name__ == "EncoderLayerSANM"
+              and all(hasattr(layer, name) for name in _LAYER_PARTS)]
+    if not layers:
+        return None
+    originals = [layer.forward for layer in layers]
+    undo = undo_all([replace_attribute(layer, "forward", _lean(layer)) for layer in layers])
+
+    def check() -> float:
+        layer, original = layers[0], originals[0]
+        x, mask = _padded_batch(7, layer.in_size, layer)
+        with torch.no_grad():
+            return difference(layer(x.clone(), mask)[0], original(x.clone(), mask)[0])
+
+    return Applied(check, undo)
 
 
 def _lean(layer: Any) -> Any:

@@ -12,12 +12,15 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import io
 import logging
+import tempfile
 import types
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
-log = logging.getLogger(__name__)
+from asrd.recognizer.patches import Applied, difference, replace_attribute, seeded
 
 
 def _same(obj: Any, memo: Any = None) -> Any:
@@ -27,21 +30,61 @@ def _same(obj: Any, memo: Any = None) -> Any:
 _NO_DEEP_COPY = types.SimpleNamespace(deepcopy=_same, copy=copy.copy)
 
 
+def patch_loader() -> Applied | None:
+    """Make FunASR's checkpoint loader use the loaded weights without copying them, until undone.
+    Self-check: a small checkpoint loads into the same weights as with FunASR's own deep copy."""
+    try:
+        from funasr.train_utils import load_pretrained_model as loader
+    except ImportError:
+        return None
+    if getattr(loader, "copy", None) is not copy:
+        return None  # not the loader this was written for
+    undo = replace_attribute(loader, "copy", _NO_DEEP_COPY)
+    return Applied(lambda: _check(loader), undo)
+
+
+def _check(loader: Any) -> float:
+    import torch
+
+    source = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.LayerNorm(3))
+    with torch.no_grad():
+        for param in source.parameters():
+            param.copy_(torch.randn(param.shape, generator=seeded()))
+    with tempfile.TemporaryDirectory(prefix="asrd-check-") as tmp:
+        path = Path(tmp) / "model.pt"
+        torch.save(source.state_dict(), path)
+        loaded = []
+        for copier in (loader.copy, copy):  # ours (in place now), then FunASR's own
+            target = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.LayerNorm(3))
+            saved, loader.copy = loader.copy, copier
+            try:
+                with _quiet_loader():
+                    loader.load_pretrained_model(str(path), target, scope_map=[])
+            finally:
+                loader.copy = saved
+            loaded.append(list(target.state_dict().values()))
+    return difference(loaded[0], loaded[1]) + difference(loaded[1], list(source.state_dict().values()))
+
+
+@contextlib.contextmanager
+def _quiet_loader() -> Iterator[None]:
+    """The loader logs every key at INFO; that is noise for a self-check."""
+    with contextlib.redirect_stdout(io.StringIO()):
+        previous = logging.root.manager.disable
+        logging.disable(logging.INFO)
+        try:
+            yield
+        finally:
+            logging.disable(previous)
+
+
 @contextlib.contextmanager
 def single_copy_loading() -> Iterator[None]:
     """While this is active, FunASR's checkpoint loader uses the loaded weights without copying them.
     A FunASR whose loader looks different is left alone."""
-    try:
-        from funasr.train_utils import load_pretrained_model as loader
-    except ImportError:
-        yield
-        return
-    if getattr(loader, "copy", None) is not copy:
-        log.debug("FunASR's checkpoint loader is not the expected one; loading it as it is")
-        yield
-        return
-    loader.copy = _NO_DEEP_COPY  # type: ignore[attr-defined]
+    applied = patch_loader()
     try:
         yield
     finally:
-        loader.copy = copy  # type: ignore[attr-defined]
+        if applied is not None:
+            applied.undo()

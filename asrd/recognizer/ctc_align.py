@@ -11,11 +11,14 @@ and on a busy 2-core machine that grew to ~1.5 ms per frame (seconds per file). 
 
 from __future__ import annotations
 
+import functools
 import logging
 from typing import Any
 
 import numpy as np
 import torch
+
+from asrd.recognizer.patches import Applied, device_of, difference, replace_attribute, seeded
 
 log = logging.getLogger(__name__)
 
@@ -89,25 +92,43 @@ def _upstream() -> Any:
     return upstream
 
 
-def install() -> bool:
-    """Make SenseVoiceSmall.inference (``output_timestamp=True``) use this aligner in this process.
+def patch_alignment(model: Any) -> Applied | None:
+    """Make this SenseVoice model's inference (``output_timestamp=True``) use this aligner.
 
     ``funasr/models/sense_voice/model.py`` binds the function with ``from .utils.ctc_alignment import
-    ctc_forced_align`` and looks the name up at call time, so replacing that module global is enough.
-    Returns False, leaving FunASR alone, when the name is not there or is not FunASR's function.
+    ctc_forced_align`` and looks the name up at call time, so the module global is swapped for the
+    length of this model's ``inference`` call only: other models in the process keep FunASR's.
+    None (nothing patched) when the model is not SenseVoice or the name is not FunASR's function.
+    Self-check: a small padded batch aligned by both.
     """
     try:
         import funasr.models.sense_voice.model as sense_voice
     except ImportError:
-        return False
-    current = getattr(sense_voice, "ctc_forced_align", None)
-    if current is ctc_forced_align:
-        return True
-    if current is None or current is not _upstream():
+        return None
+    if type(model).__module__ != sense_voice.__name__ or not callable(getattr(model, "inference", None)):
+        return None
+    upstream: Any = _upstream()
+    if getattr(sense_voice, "ctc_forced_align", None) is not upstream:
         log.warning("FunASR's SenseVoice alignment is not the expected function; leaving it unpatched")
-        return False
-    sense_voice.ctc_forced_align = ctc_forced_align
-    return True
+        return None
+    original = model.inference
+
+    @functools.wraps(original)
+    def inference(*args: Any, **kwargs: Any) -> Any:
+        sense_voice.ctc_forced_align = ctc_forced_align
+        try:
+            return original(*args, **kwargs)
+        finally:
+            sense_voice.ctc_forced_align = upstream
+
+    def check() -> float:
+        log_probs = torch.randn(2, 15, 9, generator=seeded()).log_softmax(-1)
+        targets = torch.tensor([[3, 5, 3], [2, 2, 0]])
+        args = (torch.tensor([15, 11]), torch.tensor([3, 2]))
+        return difference(ctc_forced_align(log_probs, targets.clone(), *args),
+                          _upstream()(log_probs, targets.clone(), *args))
+
+    return Applied(check, replace_attribute(model, "inference", inference))
 
 
 class SharedLogSoftmax:
@@ -138,14 +159,22 @@ class SharedLogSoftmax:
         self._input = self._output = None
 
 
-def share_ctc_log_softmax(model: Any) -> SharedLogSoftmax | None:
-    """Put a ``SharedLogSoftmax`` on ``model.ctc`` (an instance attribute shadowing the method)."""
+def patch_shared_log_softmax(model: Any) -> Applied | None:
+    """Put a ``SharedLogSoftmax`` on ``model.ctc`` (an instance attribute shadowing the method); the
+    handle is the ``SharedLogSoftmax``. Self-check: two calls on a small input against FunASR's one."""
     ctc = getattr(model, "ctc", None)
     original = getattr(ctc, "log_softmax", None)
-    if original is None:
+    width = getattr(getattr(ctc, "ctc_lo", None), "in_features", None)  # a Linear, or int8's quantised one
+    if original is None or not isinstance(width, int):
         return None
-    if isinstance(original, SharedLogSoftmax):
-        return original
     shared = SharedLogSoftmax(original)
-    ctc.log_softmax = shared
-    return shared
+    undo = replace_attribute(ctc, "log_softmax", shared)
+
+    def check() -> float:
+        x = torch.randn(2, 4, width, generator=seeded()).to(device_of(ctc))
+        with torch.no_grad():
+            first, again, want = shared(x), shared(x), original(x)
+        shared.clear()
+        return difference(first, want) if again is first else float("inf")
+
+    return Applied(check, undo, shared)

@@ -13,9 +13,9 @@ from typing import TYPE_CHECKING, Any
 
 from asrd.config import LANGUAGES
 from asrd.output.text import join_text
-from asrd.recognizer import ModelError, RecognizeOptions
+from asrd.recognizer import PATCH_UNUSED, ModelError, RecognizeOptions, describe_patches
 from asrd.recognizer.modeldir import check_model_dir
-from asrd.recognizer.precision import NonFinite, auto_precision, check_autocast, in_fp32, native_bf16
+from asrd.recognizer.precision import NonFinite, auto_precision, check_autocast, native_bf16
 from asrd.records import Recognized, SpeechSpan, Token, ms_to_samples
 
 if TYPE_CHECKING:
@@ -115,13 +115,13 @@ class FunASRRecognizer:
         precision: str = "auto",
         timestamps: bool | None = None,
         allow_cpu_half: bool = False,
-        fused_attention: bool = True,
-        packed_linears: bool = True,
+        patches: bool = True,
+        skip_patches: Sequence[str] = (),
     ) -> None:
         """``allow_cpu_half`` is for tests: it lets fp16/bf16 run on the CPU (slow, no use in production)
-        so the half-precision path can be exercised on machines without a GPU. ``fused_attention=False``
-        keeps FunASR's own SAN-M attention and encoder-layer code, ``packed_linears=False`` PyTorch's own
-        Linear (tests compare)."""
+        so the half-precision path can be exercised on machines without a GPU. ``patches=False`` runs
+        FunASR's own code everywhere (``[model] funasr_patches``); ``skip_patches`` names patches to
+        leave off (tests compare with FunASR's own code that way). See asrd.recognizer.patches."""
         check_model_dir(model_dir)
         self._dir = model_dir
         self._class = _model_class(model_dir)
@@ -134,7 +134,10 @@ class FunASRRecognizer:
         self._autocast: tuple[str, Any] | None = None  # (device type, torch dtype) for fp16/bf16
         self._in_half = False  # a generate() under autocast is running: the encoder output is checked
         started = time.monotonic()
-        if packed_linears:
+        from asrd.recognizer.patches import Patcher
+
+        self._patcher = patcher = Patcher(patches, skip=skip_patches)
+        if patcher.allowed("packed_linears"):
             from asrd.recognizer.packed import limit_caches  # before anything runs a oneDNN primitive
 
             limit_caches()
@@ -142,7 +145,7 @@ class FunASRRecognizer:
             import torch
             from funasr import AutoModel
 
-            from asrd.recognizer.checkpoint import single_copy_loading
+            from asrd.recognizer.checkpoint import patch_loader
             from asrd.worker.threads import ThreadPlan
 
             self._device = resolve_device(device)
@@ -151,7 +154,10 @@ class FunASRRecognizer:
             # front end its share (0 = choose for the device).
             self.threads = threads = ThreadPlan.for_device(self._device, model_threads=threads).model_threads
             torch.set_num_threads(threads)
-            with single_copy_loading():  # FunASR's loader would hold a third copy of the weights
+        # FunASR's loader would hold a third copy of the weights. (Outside _quiet: a failed self-check warns.)
+        single_copy = patcher.apply("checkpoint_copy", patch_loader)
+        with _quiet(loading=True):
+            try:
                 self._model: Any = AutoModel(
                     model=str(model_dir),
                     device=self._device,
@@ -161,40 +167,55 @@ class FunASRRecognizer:
                     disable_log=True,
                     frontend_conf={"dither": 0.0},  # dither makes identical input give different text
                 )
+            finally:
+                if single_copy is not None:
+                    single_copy.undo()  # for this load only
         self._precision = self._apply_precision(precision, allow_cpu_half=allow_cpu_half)
-        from asrd.recognizer.padding import mask_predictor_input
-
-        mask_predictor_input(self._model.model)  # Paraformer: a span's text must not depend on its batch
-        if fused_attention:
-            from asrd.recognizer.attention import fuse_attention, lean_layers
-
-            fuse_attention(self._model.model)  # after int8 quantisation, which copies the model
-            lean_layers(self._model.model)
-        if packed_linears and self._device == "cpu" and self._precision == "fp32":
-            from asrd.recognizer.packed import pack_linears
-
-            packed = pack_linears(self._model.model)
-            log.debug("%d Linear layers packed for oneDNN", packed)
-        self._shared_ctc: SharedLogSoftmax | None = None
-        if self._class == "SenseVoiceSmall" and self._timestamps:
-            from asrd.recognizer import ctc_align  # imports torch, like the rest of loading
-
-            # After precision: int8 quantisation replaces the model with a converted copy.
-            self._shared_ctc = ctc_align.share_ctc_log_softmax(self._model.model)
-            if not ctc_align.install():
-                log.warning("SenseVoice token timestamps use FunASR's own, slower alignment")
+        self._apply_patches()
         from asrd.recognizer.heap import trim_heap
 
         trim_heap()  # the fp32 model int8 quantisation replaced, and loading's buffers
         self.load_seconds = time.monotonic() - started
         log.info(
-            "loaded %s (%s) on %s, %s, %d thread(s) in %.1f s",
+            "loaded %s (%s) on %s, %s, %d thread(s) in %.1f s; FunASR patches: %s",
             model_dir, self._class, self._device, self._precision, threads, self.load_seconds,
+            describe_patches(self.patches),
         )
+
+    def _apply_patches(self) -> None:
+        """The patches that apply to the loaded model, after precision (int8 quantisation replaces the
+        model with a converted copy), each self-checked by the patcher."""
+        from asrd.recognizer import attention, ctc_align, packed, padding
+
+        patcher, model = self._patcher, self._model.model
+        # Paraformer: a span's text must not depend on its batch
+        patcher.apply("cif_padding", lambda: padding.patch_predictor_input(model))
+        patcher.apply("sanm_attention", lambda: attention.patch_attention(model))
+        patcher.apply("fsmn_memory", lambda: attention.patch_fsmn(model))
+        patcher.apply("lean_layers", lambda: attention.patch_lean_layers(model))
+        if self._device == "cpu" and self._precision == "fp32":
+            packed_linears = patcher.apply("packed_linears", lambda: packed.patch_linears(model))
+            if packed_linears is not None:
+                log.debug("%d Linear layers packed for oneDNN", packed_linears.handle)
+            patcher.apply("ffn_relu", lambda: packed.patch_ffn_relu(model))
+        self._shared_ctc: SharedLogSoftmax | None = None
+        if self._class == "SenseVoiceSmall" and self._timestamps:
+            if patcher.apply("ctc_alignment", lambda: ctc_align.patch_alignment(model)) is None:
+                log.info("SenseVoice token timestamps use FunASR's own, slower alignment")
+            shared = patcher.apply("ctc_shared_log_softmax", lambda: ctc_align.patch_shared_log_softmax(model))
+            self._shared_ctc = None if shared is None else shared.handle
+
+    @property
+    def patches(self) -> tuple[tuple[str, str], ...]:
+        """(name, state) of every FunASR patch in the registry for this model (asrd.recognizer.patches)."""
+        return self._patcher.states()
 
     def _apply_precision(self, precision: str, *, allow_cpu_half: bool) -> str:
         import torch
 
+        from asrd.recognizer.precision import patch_fp32_decisions, patch_int8
+
+        wanted = precision
         if precision == "auto":
             precision = auto_precision(self._device, native_bf16(self._device))
         if precision == "fp32":
@@ -203,9 +224,10 @@ class FunASRRecognizer:
             if self._device != "cpu":
                 raise ModelError("precision 'int8' is for the CPU; use fp16 or bf16 on a GPU")
             # Dynamic int8 quantisation of the Linear layers: about 2x faster on CPU.
-            self._model.model = torch.ao.quantization.quantize_dynamic(
-                self._model.model, {torch.nn.Linear}, dtype=torch.qint8
-            )
+            if self._patcher.apply("int8", lambda: patch_int8(self._model)) is None:
+                log.warning("precision int8 needs asrd's int8 patch, which is off (%s): running fp32",
+                            self._patcher.state("int8"))
+                return "fp32"
             return "int8"
         if precision not in ("fp16", "bf16"):
             raise ModelError(f"unknown precision {precision!r}; use auto, fp32, fp16, bf16 or int8")
@@ -225,16 +247,14 @@ class FunASRRecognizer:
         # dtype"). Autocast instead runs the matrix products in half precision and leaves the weights,
         # the features and the positional encodings (SenseVoice computes them in the input's dtype:
         # bf16 cannot even hold frame positions past 256) in fp32.
-        self._autocast = (device_type, dtype)
         model = self._model.model
-        # The two places where a decision is taken stay fp32: Paraformer's CIF predictor (FunASR turns
-        # autocast off there itself, but only for CUDA; on other devices its index_put crashes) and
-        # SenseVoice's CTC projection + log-softmax (argmax and forced alignment over fp32 scores).
-        if isinstance(getattr(model, "predictor", None), torch.nn.Module):
-            model.predictor.forward = in_fp32(model.predictor.forward, device_type)
-        ctc = getattr(model, "ctc", None)
-        if callable(getattr(ctc, "log_softmax", None)):
-            ctc.log_softmax = in_fp32(ctc.log_softmax, device_type)
+        applied = self._patcher.apply("fp32_decisions", lambda: patch_fp32_decisions(model, device_type))
+        if applied is None and self._patcher.state("fp32_decisions") != PATCH_UNUSED:
+            (log.info if wanted == "auto" else log.warning)(
+                "precision %s needs asrd's fp32_decisions patch, which is off (%s): running fp32",
+                precision, self._patcher.state("fp32_decisions"))
+            return "fp32"
+        self._autocast = (device_type, dtype)
         if isinstance(getattr(model, "encoder", None), torch.nn.Module):
             model.encoder.register_forward_hook(self._check_finite)
         return precision

@@ -20,13 +20,17 @@ quantised layers, and oneDNN on other CPUs was not measured. Imported only in th
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import platform
+from collections.abc import Callable
 from typing import Any
 
 import torch
 from torch import nn
+
+from asrd.recognizer.patches import Applied, difference, replace_attribute, seeded, undo_all
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +50,7 @@ def available() -> bool:
     if platform.machine().lower() not in ("x86_64", "amd64") or not torch.backends.mkldnn.is_available():
         return False
     try:
-        weight, bias, x = torch.randn(16, 8), torch.randn(16), torch.randn(3, 5, 8)
+        weight, bias, x = (torch.randn(shape, generator=seeded()) for shape in ((16, 8), (16,), (3, 5, 8)))
         packed = torch.ops.mkldnn._reorder_linear_weight(weight, 1)
         got = torch.ops.mkldnn._linear_pointwise(x, packed, bias, "none", [], "")
         return bool(torch.allclose(got, nn.functional.linear(x, weight, bias), atol=1e-5))
@@ -76,26 +80,60 @@ class PackedLinear(nn.Module):
         return f"in_features={self.in_features}, out_features={self.out_features}, packed"
 
 
-def pack_linears(model: nn.Module) -> int:
+def patch_linears(model: nn.Module) -> Applied | None:
     """Replace the fp32 ``nn.Linear`` layers of a CPU model (all but vocabulary projections) by
-    PackedLinear; returns how many.
-    Position-wise feed-forward blocks (Linear, ReLU, Linear) also get the ReLU fused."""
+    PackedLinear. Self-check: the first one against the Linear it replaced."""
     if not available():
-        return 0
+        return None
     model.eval()
-    count = 0
+    replaced: list[tuple[nn.Linear, PackedLinear]] = []
+    undos: list[Callable[[], None]] = []
     for parent in list(model.modules()):
         for name, child in list(parent.named_children()):
             if (type(child) is nn.Linear and child.weight.dtype == torch.float32
                     and child.weight.device.type == "cpu" and child.out_features <= MAX_OUT_FEATURES):
-                setattr(parent, name, PackedLinear(child))
-                count += 1
-    for module in model.modules():
-        # Only FunASR's plain w_2(dropout(relu(w_1(x)))); the SAN-M decoder's variant has a norm inside.
-        plain = type(module).__name__ == "PositionwiseFeedForward"
-        if plain and isinstance(getattr(module, "w_1", None), PackedLinear) and type(module.activation) is nn.ReLU:
-            module.forward = _relu_fused(module)
-    return count
+                packed = PackedLinear(child)
+                setattr(parent, name, packed)
+                undos.append(functools.partial(setattr, parent, name, child))
+                replaced.append((child, packed))
+    if not replaced:
+        return None
+
+    def check() -> float:
+        linear, packed = replaced[0]
+        x = torch.randn(2, 3, linear.in_features, generator=seeded())
+        with torch.no_grad():
+            return difference(packed(x), linear(x))
+
+    return Applied(check, undo_all(undos), len(replaced))
+
+
+def patch_ffn_relu(model: nn.Module) -> Applied | None:
+    """Position-wise feed-forward blocks (Linear, ReLU, Linear) whose first Linear is packed get the
+    ReLU fused into it. Self-check: the first block against its own forward."""
+    blocks: list[Any] = [m for m in model.modules()
+              # Only FunASR's plain w_2(dropout(relu(w_1(x)))); the SAN-M decoder's variant has a norm inside.
+              if type(m).__name__ == "PositionwiseFeedForward" and isinstance(getattr(m, "w_1", None), PackedLinear)
+              and type(getattr(m, "activation", None)) is nn.ReLU]
+    if not blocks:
+        return None
+    originals = [m.forward for m in blocks]
+    undo = undo_all([replace_attribute(m, "forward", _relu_fused(m)) for m in blocks])
+
+    def check() -> float:
+        block, original = blocks[0], originals[0]
+        x = torch.randn(2, 3, block.w_1.in_features, generator=seeded())
+        with torch.no_grad():
+            return difference(block(x), original(x))
+
+    return Applied(check, undo)
+
+
+def pack_linears(model: nn.Module) -> int:
+    """Both patches above without self-checks (tests); returns how many Linear layers were packed."""
+    packed = patch_linears(model)
+    patch_ffn_relu(model)
+    return 0 if packed is None else int(packed.handle)
 
 
 def _relu_fused(module: Any) -> Any:

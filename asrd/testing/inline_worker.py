@@ -19,7 +19,7 @@ class InlineWorker:
         self._pipeline = _build(spec, _Outbox(self._outbox))  # a download's progress goes to the outbox too
         engine = self._pipeline.engine
         self._outbox.append(Loaded(os.getpid(), self._pipeline.recognizer.device, 0.0,
-                                   engine.budget.max_files))
+                                   engine.budget.max_files, getattr(self._pipeline.recognizer, "patches", ())))
         self._runner = _Runner(_Outbox(self._outbox), engine, replace(spec, fake_crash_on=None))
         self.loaded: Loaded | None = None
         self.in_flight: dict[int, Task] = {}

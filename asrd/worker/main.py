@@ -51,7 +51,7 @@ def worker_main(conn: Connection, spec: EngineSpec) -> None:
         return
     engine = pipeline.engine
     conn.send(Loaded(os.getpid(), pipeline.recognizer.device, getattr(pipeline.recognizer, "load_seconds", 0.0),
-                     engine.budget.max_files))
+                     engine.budget.max_files, getattr(pipeline.recognizer, "patches", ())))
     runner = _Runner(conn, engine, spec)
     while True:
         try:
@@ -95,7 +95,8 @@ def _build(spec: EngineSpec, conn: Sender) -> Any:
         from asrd.recognizer.funasr import FunASRRecognizer
 
         recognizer = FunASRRecognizer(
-            _resolve(spec.model_dir, spec, conn), device=spec.device, threads=spec.threads, precision=spec.precision
+            _resolve(spec.model_dir, spec, conn), device=spec.device, threads=spec.threads, precision=spec.precision,
+            patches=spec.funasr_patches,
         )
     return Pipeline(settings, recognizer)
 

@@ -19,6 +19,7 @@ class EngineSpec:
     device: str = "auto"
     threads: int = 0  # 0: the thread plan for the device (model + front end <= CPUs)
     precision: str = "auto"
+    funasr_patches: bool = True
     batch_seconds: float = 0
     files_in_flight: int = 0
     vad_engine: str = "webrtc"
@@ -46,6 +47,7 @@ class Loaded:
     device: str
     load_seconds: float
     capacity: int = 1  # files the worker wants in flight at once, to batch their speech
+    patches: tuple[tuple[str, str], ...] = ()  # (name, state) of each FunASR patch (asrd.recognizer.patches)
 
 
 @dataclass(frozen=True)

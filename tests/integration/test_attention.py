@@ -10,7 +10,6 @@ import pytest
 import torch
 
 from asrd.recognizer import RecognizeOptions
-from asrd.recognizer.attention import _fsmn
 from asrd.recognizer.funasr import FunASRRecognizer
 from asrd.records import SAMPLE_RATE, SpeechSpan
 from asrd.worker.audio import load
@@ -27,7 +26,7 @@ def _attention_modules(recognizer: FunASRRecognizer) -> list[torch.nn.Module]:
 def test_fused_attention_matches_funasr_with_padding(model: str, request: pytest.FixtureRequest) -> None:
     model_dir = request.getfixturevalue(f"tiny_{model}_dir")
     fused = FunASRRecognizer(model_dir, device="cpu", threads=1)
-    plain = FunASRRecognizer(model_dir, device="cpu", threads=1, fused_attention=False)
+    plain = FunASRRecognizer(model_dir, device="cpu", threads=1, skip_patches=("sanm_attention", "lean_layers"))
     modules = _attention_modules(fused)
     assert modules and all(getattr(m.forward, "_asrd_fused", False) for m in modules)
     assert not any(getattr(m.forward, "_asrd_fused", False) for m in _attention_modules(plain))
@@ -49,11 +48,10 @@ def test_fsmn_memory_and_lean_layers_match_funasr(model: str, request: pytest.Fi
     mask = (torch.arange(40)[None, :] < lengths[:, None]).float()[:, None, :]
     modules = _attention_modules(recognizer)
     for module in modules:
-        fsmn = _fsmn(module)
-        assert fsmn != module.forward_fsmn, "the channels-last convolution should be in use"
+        assert "forward_fsmn" in vars(module), "the channels-last convolution should be in use"
         v = torch.randn(3, 40, module.h * module.d_k)
         with torch.no_grad():
-            got, want = fsmn(v, mask), module.forward_fsmn(v, mask)
+            got, want = module.forward_fsmn(v, mask), type(module).forward_fsmn(module, v, mask)  # FunASR's
         assert torch.allclose(got, want, atol=1e-6), (got - want).abs().max()
         assert not got[2, 7:].any()  # padded frames stay zero
     layers = [m for m in recognizer._model.model.modules() if type(m).__name__ == "EncoderLayerSANM"]
@@ -74,7 +72,8 @@ def test_fused_attention_gives_funasrs_text_and_times(model: str, request: pytes
     spans = [SpeechSpan("a.wav", i, int(a * SAMPLE_RATE), int(b * SAMPLE_RATE),
                         audio[int(a * SAMPLE_RATE):int(b * SAMPLE_RATE)].copy()) for i, (a, b) in enumerate(cuts)]
     options = RecognizeOptions(language="en")
-    want = FunASRRecognizer(model_dir, device="cpu", threads=1, fused_attention=False).recognize(spans, options)
+    plain = FunASRRecognizer(model_dir, device="cpu", threads=1, skip_patches=("sanm_attention", "lean_layers"))
+    want = plain.recognize(spans, options)
     got = FunASRRecognizer(model_dir, device="cpu", threads=1).recognize(spans, options)
     assert [r.text for r in got] == [r.text for r in want]
     assert [r.tokens for r in got] == [r.tokens for r in want]

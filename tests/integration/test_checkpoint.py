@@ -28,7 +28,7 @@ def test_every_checkpoint_weight_is_loaded(model: str, request: pytest.FixtureRe
     model_dir: Path = request.getfixturevalue(f"tiny_{model}_dir")
     saved = torch.load(model_dir / "model.pt", map_location="cpu")
     saved = saved.get("state_dict", saved)
-    recognizer = FunASRRecognizer(model_dir, device="cpu", threads=1, packed_linears=False)
+    recognizer = FunASRRecognizer(model_dir, device="cpu", threads=1, skip_patches=("packed_linears", "ffn_relu"))
     loaded = recognizer._model.model.state_dict()
     assert saved and set(saved) <= set(loaded)
     for name, tensor in saved.items():

@@ -78,20 +78,30 @@ def test_float64_and_caller_targets_untouched() -> None:
     assert targets.tolist() == [[3, -1, 3]]
 
 
-def test_install_replaces_the_sensevoice_module_global() -> None:
+def test_the_sensevoice_module_global_is_swapped_only_during_the_models_inference() -> None:
     sense_voice = pytest.importorskip("funasr.models.sense_voice.model")
-    before = sense_voice.ctc_forced_align
-    try:
-        assert ctc_align.install() and ctc_align.install()  # idempotent
-        assert sense_voice.ctc_forced_align is ctc_align.ctc_forced_align
-    finally:
-        sense_voice.ctc_forced_align = before
+    upstream = sense_voice.ctc_forced_align
+
+    class SenseVoiceLike:
+        def inference(self) -> object:
+            return sense_voice.ctc_forced_align
+
+    SenseVoiceLike.__module__ = sense_voice.__name__
+    model = SenseVoiceLike()
+    applied = ctc_align.patch_alignment(model)
+    assert applied is not None and applied.check() == 0.0
+    assert model.inference() is ctc_align.ctc_forced_align
+    assert sense_voice.ctc_forced_align is upstream  # other models in the process keep FunASR's
+    applied.undo()
+    assert model.inference() is upstream
 
 
 def test_shared_log_softmax_computes_once_per_input() -> None:
     calls: list[torch.Tensor] = []
 
     class Ctc:
+        ctc_lo = torch.nn.Linear(3, 3)
+
         def log_softmax(self, hs_pad: torch.Tensor) -> torch.Tensor:
             calls.append(hs_pad)
             return hs_pad.log_softmax(-1)
@@ -103,8 +113,9 @@ def test_shared_log_softmax_computes_once_per_input() -> None:
 
     model = Model()
     model.ctc = ctc  # type: ignore[attr-defined]
-    shared = ctc_align.share_ctc_log_softmax(model)
-    assert shared is not None and ctc_align.share_ctc_log_softmax(model) is shared
+    applied = ctc_align.patch_shared_log_softmax(model)
+    assert applied is not None
+    shared = applied.handle
     a, b = torch.zeros(1, 2, 3), torch.ones(1, 2, 3)
     assert ctc.log_softmax(a) is ctc.log_softmax(a) and len(calls) == 1
     ctc.log_softmax(b)
