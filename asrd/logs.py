@@ -50,7 +50,7 @@ class _Formatter(logging.Formatter):
         return "\n".join(prefix + line for line in text.split("\n"))
 
 
-class _Handler(logging.StreamHandler):  # type: ignore[type-arg]
+class _Handler(logging.StreamHandler):
     """Marks the handler setup_logging installed, so a second call (SIGHUP) replaces it."""
 
 

@@ -200,7 +200,9 @@ class SqliteJobStore(_BaseStore):
         return next(iter(self._select("id = ?", job_id)), None)
 
     def _insert(self, job: Job) -> Job:
-        return replace(job, id=self._db.execute(_INSERT, _row(job)).lastrowid)
+        new_id = self._db.execute(_INSERT, _row(job)).lastrowid
+        assert new_id is not None  # an INSERT always sets it
+        return replace(job, id=new_id)
 
     def _save(self, jobs: Sequence[Job]) -> None:
         self._db.executemany(_UPDATE, [(*_row(j), j.id) for j in jobs])

@@ -296,7 +296,8 @@ class SignalFlags:
         if self._reader is None:
             select.select(list(also), [], [], max(0.0, timeout)) if also else time.sleep(timeout)
             return
-        readable, _, _ = select.select([self._reader, *also], [], [], max(0.0, timeout))
+        watched: list[socket.socket | int] = [self._reader, *also]
+        readable, _, _ = select.select(watched, [], [], max(0.0, timeout))
         if self._reader in readable:
             with contextlib.suppress(BlockingIOError):
                 while self._reader.recv(4096):

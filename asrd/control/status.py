@@ -23,6 +23,13 @@ class CurrentFile:
     def progress(self) -> str:
         return progress_text(self.done_seconds, self.total_seconds)
 
+    @property
+    def percent(self) -> int | None:
+        """Whole percent done; None while the file's length is unknown (an indeterminate bar)."""
+        if self.total_seconds is None:
+            return None
+        return int(100 * self.done_seconds / self.total_seconds) if self.total_seconds else 0
+
 
 def progress_text(done: float, total: float | None) -> str:
     """A percentage, or how far it has got (e.g. "3:12 transcribed") while the file's length is unknown."""

@@ -255,7 +255,7 @@ class InboxWatcher:
         for emitter in observer.emitters:
             group = getattr(emitter, "_inotify", None)
             original = getattr(group, "on_queue_overflow", None)
-            if original is None:
+            if group is None or original is None:
                 log.debug("no inotify overflow hook in this watchdog; relying on the periodic rescan")
                 continue
 

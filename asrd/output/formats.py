@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Sequence
 
-from asrd.media import SidecarFormat
 from asrd.output.cuerules import DEFAULT_RULES, CueRules
 from asrd.output.cues import build_cues
 from asrd.output.text import paragraphs
@@ -77,7 +76,7 @@ def render_json(transcript: Transcript, cues: Sequence[Cue]) -> str:
     return json.dumps(doc, ensure_ascii=False, indent=2) + "\n"
 
 
-RENDERERS: dict[SidecarFormat, Callable[[Transcript, Sequence[Cue]], str]] = {
+RENDERERS: dict[str, Callable[[Transcript, Sequence[Cue]], str]] = {
     "txt": render_txt, "srt": render_srt, "vtt": render_vtt, "json": render_json,
 }  # fmt: skip
 

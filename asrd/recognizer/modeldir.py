@@ -191,7 +191,7 @@ def _ms_callback_class(meter: DownloadMeter) -> type:
     modelscope_hub 0.5): instantiated as ``cls(filename, file_size)``, then ``update(bytes)``."""
     from modelscope.hub.callback import ProgressCallback
 
-    class _Callback(ProgressCallback):  # type: ignore[misc]
+    class _Callback(ProgressCallback):
         def __init__(self, filename: str, file_size: int) -> None:
             super().__init__(filename, file_size)
             meter.expect(file_size)
@@ -215,7 +215,7 @@ def _hf_bar_class(meter: DownloadMeter) -> type:
         def flush(self) -> None:
             pass
 
-    class _Bar(tqdm):  # type: ignore[misc]
+    class _Bar(tqdm):
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             kwargs["file"] = _Silent()
             super().__init__(*args, **kwargs)

@@ -102,9 +102,9 @@ def main(argv: list[str] | None = None) -> int:
         root = args.stand_in.resolve()
         hub = StandInHub(root)
         real_resolve, real_fetch, real_spec = modeldir.resolve, modeldir.fetch, daemon.engine_spec
-        modeldir.resolve = lambda name, _hub, **kw: real_resolve(name, hub, **kw)  # type: ignore[assignment]
-        modeldir.fetch = lambda name, _hub, **kw: real_fetch(name, hub, **kw)  # type: ignore[assignment]
-        daemon.engine_spec = lambda *a: replace(real_spec(*a), stand_in_hub=str(root))  # type: ignore[assignment]
+        modeldir.resolve = lambda name, _hub, **kw: real_resolve(name, hub, **kw)
+        modeldir.fetch = lambda name, _hub, **kw: real_fetch(name, hub, **kw)
+        daemon.engine_spec = lambda *a: replace(real_spec(*a), stand_in_hub=str(root))
     from asrd.cli import main as asrd_main
 
     rest = args.asrd_args[1:] if args.asrd_args[:1] == ["--"] else args.asrd_args

@@ -44,7 +44,9 @@ class JobReader(Protocol):
 
 
 class DaemonPort(Protocol):
-    settings: Settings
+    @property
+    def settings(self) -> Settings: ...
+
     state_dir: Path | None
     jobs: JobReader
 

@@ -22,6 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from starlette.types import ASGIApp, Receive, Scope, Send
+
 from asrd.config import WebSettings
 
 log = logging.getLogger("asrd.web")
@@ -158,27 +160,27 @@ def cookie_header(token: str, secure: bool) -> str:
 class Guard:
     """ASGI middleware applying ``check`` to every HTTP request before the app sees it."""
 
-    def __init__(self, app: object, policy: Policy) -> None:
+    def __init__(self, app: ASGIApp, policy: Policy) -> None:
         self.app = app
         self.policy = policy
 
-    async def __call__(self, scope: dict, receive: object, send: object) -> None:  # type: ignore[type-arg]
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
-            await self.app(scope, receive, send)  # type: ignore[operator]
+            await self.app(scope, receive, send)
             return
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         client = scope.get("client")
         refusal = check(self.policy, scope["method"], scope["path"], headers, client[0] if client else None)
         if refusal is None:
-            await self.app(scope, receive, send)  # type: ignore[operator]
+            await self.app(scope, receive, send)
             return
         wants_page = not scope["path"].startswith("/api/") and "text/html" in headers.get("accept", "")
         if refusal.login and wants_page:
-            await send({"type": "http.response.start", "status": 303,  # type: ignore[operator]
+            await send({"type": "http.response.start", "status": 303,
                         "headers": [(b"location", b"/login"), (b"content-length", b"0")]})
-            await send({"type": "http.response.body", "body": b""})  # type: ignore[operator]
+            await send({"type": "http.response.body", "body": b""})
             return
         body = json.dumps({"error": refusal.message}).encode()
-        await send({"type": "http.response.start", "status": refusal.status,  # type: ignore[operator]
+        await send({"type": "http.response.start", "status": refusal.status,
                     "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
-        await send({"type": "http.response.body", "body": body})  # type: ignore[operator]
+        await send({"type": "http.response.body", "body": body})

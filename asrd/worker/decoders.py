@@ -13,9 +13,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import av
+import av.audio.stream
 import av.error
 import numpy as np
 import soundfile as sf
@@ -37,7 +38,11 @@ _DECLARING_FORMATS = frozenset(
     ("mov", "mp4", "m4a", "3gp", "3g2", "mj2", "ogg", "flac", "wav", "w64", "aiff", "caf", "asf", "wv")
 )
 # FFmpeg sample formats (without the planar "p") as numpy types.
-_SAMPLE_TYPES = dict(u8=np.uint8, s16=np.int16, s32=np.int32, s64=np.int64, flt=np.float32, dbl=np.float64)
+_SAMPLE_TYPES: dict[str, np.dtype[Any]] = {
+    name: np.dtype(kind)
+    for name, kind in (("u8", np.uint8), ("s16", np.int16), ("s32", np.int32), ("s64", np.int64),
+                       ("flt", np.float32), ("dbl", np.float64))
+}
 
 
 class DecodeError(Exception):
@@ -191,7 +196,7 @@ class _PyAVReader(_Reader):
     def __init__(self, path: Path, file: _GuardedFile, head: bytes) -> None:
         super().__init__(path, file)
         try:
-            self._container = av.open(file, metadata_errors="ignore")
+            self._container = av.open(file, "r", metadata_errors="ignore")
         except av.error.FFmpegError as exc:
             _reraise_os(exc)
             if head[4:8] == b"ftyp" and not _has_mp4_index(file):
@@ -200,7 +205,7 @@ class _PyAVReader(_Reader):
                 reason = f"not an audio file: format not recognised ({_ffmpeg_message(exc)})"
             raise DecodeError(path, reason) from exc
         stream = self._container.streams.best("audio")
-        if stream is None:
+        if not isinstance(stream, av.audio.stream.AudioStream):
             others = ", ".join(sorted({s.type for s in self._container.streams}))
             self._container.close()
             found = f" (only {others})" if others else ""
@@ -245,7 +250,8 @@ class _PyAVReader(_Reader):
                     dtype = _SAMPLE_TYPES[fmt.name.removesuffix("p") if fmt.is_planar else fmt.name]
                 count = frame.samples * (1 if fmt.is_planar else this[2])
                 for chunks, plane in zip(planes, frame.planes, strict=True):
-                    chunks.append(np.frombuffer(plane, dtype, count))
+                    # PyAV's stubs do not declare AudioPlane's buffer protocol
+                    chunks.append(np.frombuffer(plane, dtype, count))  # type: ignore[call-overload]
                 pending += frame.samples
                 self.decoded += frame.samples
         except av.error.FFmpegError as exc:

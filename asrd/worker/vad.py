@@ -12,7 +12,7 @@ This module must stay free of torch/funasr: it runs in light processes too.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Generator, Iterable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -343,7 +343,9 @@ class SpanCutter:
         return span
 
 
-def cut_spans(chunks: Iterable[AudioChunk], segmenter: Segmenter, source: str) -> Iterator[SpeechSpan]:
+def cut_spans(
+    chunks: Iterable[AudioChunk], segmenter: Segmenter, source: str
+) -> Generator[SpeechSpan, None, None]:
     """Yield each speech span of ``source`` as soon as the segmenter has made it final."""
     cutter = SpanCutter(segmenter, source)
     for chunk in chunks:
