@@ -129,7 +129,7 @@ def test_daemon_process_stays_light() -> None:
     """The daemon never imports torch or funasr (the model lives in the worker), nor the decoders."""
     heavy = ("torch", "funasr", "av", "soundfile", "soxr")
     code = (
-        "import sys, asrd.cli, asrd.control.daemon, asrd.control.status; "
+        "import sys, asrd.cli, asrd.control.daemon, asrd.control.driver, asrd.control.status; "
         f"sys.exit(','.join(m for m in {heavy!r} if m in sys.modules) or None)"
     )
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
