@@ -209,7 +209,9 @@ class Dispatcher:
                 return  # the worker is gone; nothing else comes from it
             elif isinstance(msg, Progress):
                 job = self.jobs.get(msg.job_id)
-                if job is not None:
+                if job is None:
+                    log.debug("dropped progress for job %d, which is not in flight", msg.job_id)
+                else:
                     self.progress[msg.job_id] = CurrentFile(
                         os.fsdecode(job.path), msg.done / SAMPLE_RATE, msg.total / SAMPLE_RATE
                     )

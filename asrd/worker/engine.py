@@ -63,7 +63,6 @@ class _File:
     total: int
     submitted: float
     results: list[Recognized] = field(default_factory=list)
-    produced: int = 0  # spans the front end has handed out
     waiting: dict[int, int] = field(default_factory=dict)  # span index -> start, not yet recognised
     recognized_upto: int = 0
     ended: bool = False  # the front end's end-of-file has been taken (after the file's last span)
@@ -193,7 +192,6 @@ class Engine:
                 file.ended = True
                 self._maybe_done(item.source, events)
             return
-        file.produced += 1
         file.waiting[item.index] = item.start
         self._pool.append(Pending(item, file.request.options, self._seq))
         self._seq += 1

@@ -94,7 +94,7 @@ def test_first_stop_drains_until_the_file_is_done_or_the_time_is_up(rig: Rig) ->
     new = rig.queue("new.wav")
     rig.wall.now += 59
     assert rig.driver.turn() == BUSY_TICK
-    assert new not in {t.path for t in rig.script.workers[0].sent}  # no new work while draining
+    assert str(new) not in {t.path for t in rig.script.workers[0].sent}  # no new work while draining
     rig.wall.now += 1
     assert rig.driver.turn() is None  # bounded: the drain time is up
     rig.driver.shutdown()

@@ -160,9 +160,9 @@ def test_idle_worker_is_ended_after_the_idle_time_and_never_with_minus_one(tmp_p
     worker = rig.script.workers[0]
     assert rig.dispatcher.idle_deadline() == T0 + 61
     rig.dispatcher.step(T0 + 60)
-    assert rig.dispatcher.worker is worker and not worker.stopped
+    assert (rig.dispatcher.worker, worker.stopped) == (worker, False)
     rig.dispatcher.step(T0 + 61)
-    assert rig.dispatcher.worker is None and worker.stopped
+    assert (rig.dispatcher.worker, worker.stopped) == (None, True)
 
     never = Rig(tmp_path / "never", WorkerScript(), idle_unload=-1)
     never.add("memo.wav")
