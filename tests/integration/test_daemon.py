@@ -22,7 +22,7 @@ from asrd.control.timers import ManualTimers
 from asrd.media import TEMP_PREFIX
 from asrd.testing.inline_worker import InlineWorker
 from asrd.worker.handle import WorkerHandle, pid_exists
-from asrd.worker.protocol import EngineSpec, Worker
+from asrd.worker.protocol import EngineSpec, Task, Worker
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "audio"
 JFK = DATA / "jfk.flac"
@@ -123,11 +123,13 @@ def test_changed_while_transcribing_is_redone(inline: Harness, monkeypatch: pyte
     src = h.inbox / "memo.flac"
     shutil.copy(JFK, src)
     original_send = InlineWorker.send
+    changed = False
 
-    def send_then_change(self: InlineWorker, task: object) -> None:
-        original_send(self, task)  # type: ignore[arg-type]
-        if not getattr(self, "changed", False):
-            self.changed = True  # type: ignore[attr-defined]
+    def send_then_change(self: InlineWorker, task: Task) -> None:
+        nonlocal changed
+        original_send(self, task)
+        if not changed:
+            changed = True
             with open(src, "ab") as f:  # the user appends to the file while it is transcribed
                 f.write(b"\0" * 1000)
 
