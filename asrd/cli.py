@@ -72,7 +72,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "transcribe":
             return _transcribe(args)
         if args.command == "run":
-            from asrd.control.daemon import run
+            from asrd.control.driver import run
 
             return run(args.config, args.folders)
         if args.command == "status":

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from asrd.config import Settings
+from asrd.config import ModelSettings, Settings, VadSettings
 from asrd.output.cuerules import CueRules
 from asrd.output.sidecars import Sidecar, choose_paths, write_outputs
 from asrd.recognizer import RecognizeOptions, Recognizer
@@ -30,8 +30,7 @@ log = logging.getLogger(__name__)
 Progress = Callable[[int, int | None], None]  # (samples done, samples in the file or None while unknown)
 
 
-def vad_params(settings: Settings) -> VadParams:
-    vad = settings.vad
+def vad_params(vad: VadSettings) -> VadParams:
     return VadParams(
         aggressiveness=vad.aggressiveness,
         min_silence_ms=vad.min_silence_ms,
@@ -41,19 +40,41 @@ def vad_params(settings: Settings) -> VadParams:
     )
 
 
-def segmenter_factory(settings: Settings) -> Callable[[], Segmenter]:
+def segmenter_factory(vad: VadSettings, hub: str = "ms") -> Callable[[], Segmenter]:
     """A new segmenter per file; FSMN-VAD's model is loaded once here and shared."""
-    params = vad_params(settings)
-    if settings.vad.engine == "webrtc":
+    params = vad_params(vad)
+    if vad.engine == "webrtc":
         return lambda: WebrtcSegmenter(params)
     from asrd.recognizer.modeldir import resolve
     from asrd.worker.vad_fsmn import FSMN_DEFAULT_PARAMS, FsmnSegmenter, load_fsmn
 
-    model_dir = resolve(settings.vad.fsmn_model, settings.model.hub)
+    model_dir = resolve(vad.fsmn_model, hub)
     model = _Serialized(load_fsmn(model_dir, ncpu=1))  # front-end threads share it
     # FSMN's own published settings decide speech; only the segment length limit is ours.
     fsmn_params = replace(FSMN_DEFAULT_PARAMS, max_segment_samples=params.max_segment_samples)
     return lambda: FsmnSegmenter(model_dir, fsmn_params, model=model)
+
+
+def build_engine(
+    recognizer: Recognizer,
+    model: ModelSettings,
+    vad: VadSettings,
+    *,
+    segmenter: Callable[[], Segmenter] | None = None,
+    budget: BatchBudget | None = None,
+    frontend_threads: int | None = None,
+) -> Engine:
+    """The batching engine for ``recognizer`` as the ``[model]`` and ``[vad]`` sections configure it
+    (what ``asrd transcribe`` and the daemon's model worker both run)."""
+    if frontend_threads is None:
+        plan = ThreadPlan.for_device(recognizer.device, model_threads=getattr(recognizer, "threads", 0))
+        frontend_threads = plan.frontend_threads
+    return Engine(
+        recognizer,
+        segmenter or segmenter_factory(vad, model.hub),
+        budget or BatchBudget.configured(recognizer.device, model.batch_seconds, model.files_in_flight),
+        frontend_threads=frontend_threads,
+    )
 
 
 @dataclass(frozen=True)
@@ -85,23 +106,13 @@ class Pipeline:
         self.settings = settings
         self.recognizer = recognizer
         self.overwrite = overwrite
-        if frontend_threads is None:
-            plan = ThreadPlan.for_device(recognizer.device, model_threads=getattr(recognizer, "threads", 0))
-            frontend_threads = plan.frontend_threads
-        self.engine = Engine(
-            recognizer,
-            segmenter or segmenter_factory(settings),
-            budget or BatchBudget.configured(
-                recognizer.device, settings.model.batch_seconds, settings.model.files_in_flight
-            ),
-            frontend_threads=frontend_threads,
+        self.engine = build_engine(
+            recognizer, settings.model, settings.vad,
+            segmenter=segmenter, budget=budget, frontend_threads=frontend_threads,
         )
         self._claimed: set[Path] = set()
         t = settings.transcribe
         self._options = RecognizeOptions(language=t.language, itn=t.itn, hotwords=t.hotwords)
-
-    def set_options(self, options: RecognizeOptions) -> None:
-        self._options = options
 
     def transcribe(self, source: Path, progress: Progress | None = None) -> Outcome:
         """Transcribe one file and write its sidecars. Raises DecodeError, SidecarError, ModelError."""

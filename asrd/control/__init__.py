@@ -6,7 +6,8 @@ A file's way through this room::
     settle.py   "is it completely written?" - stable size and mtime, looked at twice
     jobs.py     the durable queue (jobs_sqlite.py: SQLite, WAL); one row per source file
     dispatch.py claims jobs, keeps the model worker busy, classifies failures, writes sidecars
-    daemon.py   the main loop tying them together; timers.py: rescans, idle unload, retries
+    daemon.py   Daemon: start/step(now)/stop tying them together; timers.py: rescans, idle unload, retries
+    driver.py   ``asrd run``: the real clocks, signals and watchdog around a Daemon (start/turn/shutdown)
     service.py  sd_notify, signals; statedir.py: the lock; status.py: what ``asrd status`` shows
 
 Rule: nothing here imports torch, funasr, numpy, PyAV, soundfile or any recognizer module. This room

@@ -1,9 +1,10 @@
 """``asrd run``: watch inboxes, settle files into jobs, dispatch them to the model worker.
 
-``Daemon`` has ``start(now)``, ``step(now)`` and ``stop(now)``; ``run()`` drives it with the real
-clock, signals and sd_notify. ``now`` is wall-clock seconds (``time.time()``): job deadlines are
-stored in the database and must mean the same after a restart. This process never imports
-torch or funasr: the model lives in the worker (``asrd.worker``).
+``Daemon`` has ``start(now)``, ``step(now)`` and ``stop(now)`` and reads no clock of its own;
+``driver.Driver`` runs it with the real clock, signals and sd_notify (``driver.run`` is ``asrd run``).
+``now`` is wall-clock seconds (``time.time()``): job deadlines are stored in the database and must
+mean the same after a restart. This process never imports torch or funasr: the model lives in the
+worker (``asrd.worker``).
 """
 
 from __future__ import annotations
@@ -11,14 +12,13 @@ from __future__ import annotations
 import logging
 import os
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from asrd import __version__
-from asrd.config import ConfigError, Settings, find_config, load_settings, with_folders
+from asrd.config import ConfigError, DaemonSettings, Settings, load_settings, with_folders
 from asrd.control.dispatch import Dispatcher, InboxView, engine_spec, inbox_views
 from asrd.control.ignore import IgnoreRules
 from asrd.control.jobs import Fingerprint, Job, JobState, JobStore, fingerprint, with_full_hash
@@ -32,15 +32,13 @@ from asrd.media import TEMP_PREFIX
 from asrd.output.ownership import for_store
 from asrd.output.sidecars import SidecarError, move_sidecars
 from asrd.worker.handle import WorkerHandle
-from asrd.worker.protocol import EngineSpec
+from asrd.worker.protocol import EngineSpec, Worker
 
 if TYPE_CHECKING:
     from asrd.web.hook import WebHook
 
 log = logging.getLogger("asrd.daemon")
 
-BUSY_TICK = 0.25  # seconds between loop turns while files are settling or a job runs
-IDLE_TICK = 60.0  # at most this long asleep when idle (no polling faster than once a minute)
 DRAIN_SECONDS = 60.0  # first SIGTERM: how long the file in flight may take to finish
 
 
@@ -79,7 +77,7 @@ class Daemon:
         *,
         model_dir: str | None,
         state_dir: Path | None = None,
-        spawn: Callable[[EngineSpec], WorkerHandle] = WorkerHandle,
+        spawn: Callable[[EngineSpec], Worker] = WorkerHandle,
         wake: Callable[[], None] = lambda: None,
     ) -> None:
         self.settings = settings
@@ -97,7 +95,7 @@ class Daemon:
         self._events: set[tuple[Path, str]] = set()
         self._events_lock = threading.Lock()
         self._rescan = False
-        self._started = time.time()
+        self._started = 0.0  # set by start(now)
         self.phase = "running"
         self._last_live: LiveState | None = None
         self._idle_deadline: float | None = None
@@ -107,11 +105,12 @@ class Daemon:
     # ------------------------------------------------------------ life cycle
 
     def start(self, now: float) -> None:
+        self._started = now
         self._sweep_temp_files(self.store.running())
         requeued = self.store.requeue_running(now)
         if requeued:
             log.info("%d job(s) interrupted by the last stop are queued again", requeued)
-        self._start_inboxes()
+        self._start_inboxes(now)
         self._scan_all(now)  # what arrived while the daemon was down
         if self.settings.daemon.rescan_seconds > 0:
             self.timers.every("rescan", self.settings.daemon.rescan_seconds, now)
@@ -148,8 +147,11 @@ class Daemon:
             if deadline is not None:
                 self.timers.at("idle_unload", deadline)  # wakes the loop when the worker should go
         self._publish()
-        if all(i.watcher.healthy() for i in self.inboxes.values()):
-            self.service.watchdog_if_due(time.monotonic())
+
+    @property
+    def healthy(self) -> bool:
+        """Every watcher works: the driver pings systemd's watchdog only then."""
+        return all(i.watcher.healthy() for i in self.inboxes.values())
 
     def stop(self, now: float) -> None:
         if self.web is not None:  # web hook
@@ -178,7 +180,8 @@ class Daemon:
             self.service.ready(self._status_line())
             return
         old_paths = {str(i.path) for i in self.settings.inbox}
-        self.settings = new
+        old_daemon, self.settings = self.settings.daemon, new
+        self._apply_daemon_settings(old_daemon, new)
         views = inbox_views(new)
         self.dispatcher.reconfigure(views, engine_spec(new, self.model_dir), new.model.idle_unload_seconds)
         if {str(i.path) for i in new.inbox} != old_paths or any(
@@ -186,7 +189,7 @@ class Daemon:
         ):
             for inbox in self.inboxes.values():
                 inbox.stop()
-            self._start_inboxes()
+            self._start_inboxes(now)
             self._scan_all(now)
         else:
             for key, view in views.items():
@@ -196,6 +199,18 @@ class Daemon:
             self.timers.every("rescan", new.daemon.rescan_seconds, now)
         log.info("configuration reloaded")
         self.service.ready(self._status_line())
+
+    def _apply_daemon_settings(self, old: DaemonSettings, new: Settings) -> None:
+        """``[daemon]`` keys that apply without a restart (state_dir needs one: it holds the lock)."""
+        d = new.daemon
+        if old.log_level != d.log_level:
+            logging.getLogger().setLevel(d.log_level.upper())  # the worker gets it when it next starts
+            log.info("log level is now %s", d.log_level)
+        if self.store.max_attempts != d.max_attempts:
+            self.store.max_attempts = d.max_attempts  # counts from the next failure on
+            log.info("max_attempts is now %d", d.max_attempts)
+        if old.state_dir != d.state_dir:
+            log.warning("state_dir changed: takes effect at the next start")
 
     @property
     def idle(self) -> bool:
@@ -225,7 +240,7 @@ class Daemon:
                 except OSError as err:
                     log.warning("cannot remove %s, left by an interrupted write: %s", path, err.strerror or err)
 
-    def _start_inboxes(self) -> None:
+    def _start_inboxes(self, now: float) -> None:
         self.inboxes = {}
         for key, view in self.dispatcher.views.items():
             inbox = _Inbox(view, self._on_path, self._on_overflow)
@@ -234,7 +249,7 @@ class Daemon:
             except OSError as err:
                 log.error("cannot watch %s: %s; trying again in %.0f s", view.settings.path, err, WATCH_RETRY)
                 inbox.tracker = StabilityTracker(view.settings.settle_seconds or default_settle_seconds("poll"))
-                inbox.next_restart = time.time() + WATCH_RETRY
+                inbox.next_restart = now + WATCH_RETRY
             self.inboxes[key] = inbox
             self._warn_mount_cache(inbox)
 
@@ -406,7 +421,9 @@ class Daemon:
             download=self.dispatcher.download,
             current=tuple(self.dispatcher.progress.values()),
             inboxes=tuple(
-                InboxState(str(i.view.settings.path), i.watcher.mode, i.watcher.reason, i.watcher.healthy())
+                InboxState(
+                    str(i.view.settings.path), i.watcher.mode or "not watching", i.watcher.reason, i.watcher.healthy()
+                )
                 for i in self.inboxes.values()
             ),
         )
@@ -421,83 +438,3 @@ class Daemon:
         if self.state_dir is not None:
             write_live(self.state_dir, live)
         self.service.status(live.line(self.store.counts().get(JobState.QUEUED, 0)))
-
-
-def run(config_path: Path | None, folders: list[Path]) -> int:
-    """The foreground daemon: what ``asrd run`` and the service files start."""
-    from asrd.config import EX_CONFIG
-    from asrd.control.jobs_sqlite import SqliteJobStore
-    from asrd.control.service import SignalFlags, SystemdNotifier, watchdog_interval
-    from asrd.control.statedir import DB_NAME, AlreadyRunning, StateLock
-    from asrd.control.timers import SchedulerTimers
-    from asrd.logs import setup_logging
-    from asrd.recognizer import ModelError
-    from asrd.recognizer.modeldir import check_local, is_local
-
-    try:
-        path = find_config(config_path)
-        settings = with_folders(load_settings(path), folders)
-    except ConfigError as err:
-        setup_logging("info")
-        log.error("invalid configuration:\n%s", err)
-        return EX_CONFIG
-    setup_logging(settings.daemon.log_level)
-    if not settings.inbox:
-        log.error("no inbox: give folders (asrd run FOLDER ...) or [[inbox]] tables in the config")
-        return EX_CONFIG
-    state_dir = settings.daemon.state_dir
-    lock = StateLock(state_dir)
-    try:
-        lock.acquire()
-    except AlreadyRunning as err:
-        log.error("%s", err)
-        return 1
-    # Local model directories are checked here (a wrong path is a configuration error); a hub id goes
-    # to the worker as it is, which downloads it when not cached. No model I/O before READY=1.
-    model_dir: str | None = settings.model.name
-    try:
-        if is_local(settings.model.name):
-            model_dir = str(check_local(settings.model.name))
-        if settings.vad.engine == "fsmn" and is_local(settings.vad.fsmn_model):
-            check_local(settings.vad.fsmn_model)
-    except ModelError as err:
-        log.error("%s", err)
-        lock.release()
-        return EX_CONFIG
-    store = SqliteJobStore(state_dir / DB_NAME, max_attempts=settings.daemon.max_attempts)
-    service = ServiceState(SystemdNotifier(), watchdog_interval())
-    try:
-        with SignalFlags() as flags:
-            timers = SchedulerTimers(flags.wake, time.time)
-            daemon = Daemon(
-                settings, store, service, timers, model_dir=model_dir, state_dir=state_dir, wake=flags.wake
-            )
-            daemon.start(time.time())
-            log.info("asrd %s running: %d inbox(es), state in %s", __version__, len(daemon.inboxes), state_dir)
-            drain_until: float | None = None
-            while True:
-                now = time.time()
-                if flags.stop_now:
-                    log.warning("second stop signal: exiting at once; in-flight work is queued again on the next start")
-                    break
-                if flags.stop_requested:
-                    if drain_until is None:
-                        daemon.begin_drain()
-                        drain_until = now + DRAIN_SECONDS
-                    if not daemon.dispatcher.busy or now >= drain_until:
-                        break
-                if flags.consume_hup():
-                    daemon.reload(path, folders, now)
-                daemon.step(now)
-                busy = daemon.dispatcher.busy or not daemon.idle or drain_until is not None
-                timeout = BUSY_TICK if busy else IDLE_TICK
-                if service.watchdog_seconds:
-                    timeout = min(timeout, service.watchdog_seconds)
-                fd = daemon.dispatcher.fileno()
-                flags.wait(timeout, [fd] if fd is not None else [])
-            daemon.stop(time.time())
-    finally:
-        store.close()
-        lock.release()
-    log.info("stopped")
-    return 0

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from asrd.config import InboxSettings, OutputSettings, Settings
+from asrd.config import InboxSettings, ModelSettings, OutputSettings, Settings, VadSettings
 from asrd.control.jobs import Failure, Fingerprint, Job, JobState, JobStore, fingerprint, with_full_hash
 from asrd.control.status import CurrentFile, ModelDownload
 from asrd.output.cuerules import DEFAULT_RULES, CueRules
@@ -22,13 +22,31 @@ from asrd.output.sidecars import SidecarError, write_outputs
 from asrd.recognizer import RecognizeOptions
 from asrd.records import SAMPLE_RATE
 from asrd.worker.handle import WorkerHandle, pid_exists
-from asrd.worker.protocol import Done, Downloading, EngineSpec, Failed, Loaded, LoadFailed, Progress, Task
+from asrd.worker.protocol import (
+    Done,
+    Downloading,
+    EngineSpec,
+    Failed,
+    FailureKind,
+    Loaded,
+    LoadFailed,
+    Progress,
+    Task,
+    Worker,
+)
 
 log = logging.getLogger("asrd.dispatch")
 
 _UNSETTLED = frozenset({JobState.QUEUED, JobState.RUNNING, JobState.FAILED})
 RESTART_BACKOFF = (1.0, 2.0, 5.0, 10.0, 30.0, 60.0)  # seconds before restarting a crashed worker
-_PERMANENT_DECODE = ("file is empty", "not an audio file", "not a regular file")
+# What each kind of failure the worker reports costs the file (the worker decides the kind).
+FAILURE_POLICY = {
+    FailureKind.NOT_AUDIO: Failure.PERMANENT,
+    FailureKind.DECODE: Failure.RETRY,
+    FailureKind.SOURCE: Failure.ENVIRONMENT,
+    FailureKind.MODEL: Failure.ENVIRONMENT,
+    FailureKind.ERROR: Failure.RETRY,
+}
 
 
 @dataclass(frozen=True)
@@ -66,25 +84,17 @@ def inbox_views(settings: Settings) -> dict[str, InboxView]:
 
 
 def engine_spec(settings: Settings, model_dir: str | None) -> EngineSpec:
+    """What the worker loads, from the validated settings. Keys the worker does not use are pinned to
+    their defaults, so changing one on reload does not restart a worker that would load the same."""
+    model = settings.model.model_copy(update={"idle_unload_seconds": _MODEL_DEFAULTS.idle_unload_seconds})
     vad = settings.vad
-    return EngineSpec(
-        model_dir=model_dir,
-        hub=settings.model.hub,
-        device=settings.model.device,
-        threads=settings.model.threads,
-        precision=settings.model.precision,
-        funasr_patches=settings.model.funasr_patches,
-        batch_seconds=settings.model.batch_seconds,
-        files_in_flight=settings.model.files_in_flight,
-        vad_engine=vad.engine,
-        vad_model_dir=vad.fsmn_model if vad.engine == "fsmn" else None,
-        aggressiveness=vad.aggressiveness,
-        min_silence_ms=vad.min_silence_ms,
-        padding_ms=vad.padding_ms,
-        min_speech_ms=vad.min_speech_ms,
-        max_segment_seconds=vad.max_segment_seconds,
-        log_level=settings.daemon.log_level,
-    )
+    if vad.engine != "fsmn":
+        vad = vad.model_copy(update={"fsmn_model": _VAD_DEFAULTS.fsmn_model})
+    return EngineSpec(model_dir=model_dir, model=model, vad=vad, log_level=settings.daemon.log_level)
+
+
+_MODEL_DEFAULTS = ModelSettings()
+_VAD_DEFAULTS = VadSettings()
 
 
 def _whole(fp: Fingerprint, path: Path) -> Fingerprint:
@@ -104,14 +114,14 @@ class Dispatcher:
         spec: EngineSpec,
         idle_unload_seconds: float,
         *,
-        spawn: Callable[[EngineSpec], WorkerHandle] = WorkerHandle,
+        spawn: Callable[[EngineSpec], Worker] = WorkerHandle,
     ) -> None:
         self.store = store
         self.views = views
         self.spec = spec
         self.idle_unload_seconds = idle_unload_seconds
         self._spawn = spawn
-        self.worker: WorkerHandle | None = None
+        self.worker: Worker | None = None
         self.jobs: dict[int, Job] = {}  # in flight
         self.progress: dict[int, CurrentFile] = {}
         self.accepting = True
@@ -234,18 +244,23 @@ class Dispatcher:
                 self.download = ModelDownload(msg.done_bytes, msg.total_bytes)
             elif isinstance(msg, Progress):
                 job = self.jobs.get(msg.job_id)
-                if job is not None:
+                if job is None:
+                    log.debug("dropped progress for job %d, which is not in flight", msg.job_id)
+                else:
                     total = None if msg.total is None else msg.total / SAMPLE_RATE
                     self.progress[msg.job_id] = CurrentFile(os.fsdecode(job.path), msg.done / SAMPLE_RATE, total)
-            elif isinstance(msg, Done):
-                self._crashes = 0
-                self._finish(now, msg)
-            elif isinstance(msg, Failed):
-                self._failed(now, msg)
+            elif isinstance(msg, Done | Failed):
+                job = self.jobs.pop(msg.job_id, None)
+                self.progress.pop(msg.job_id, None)
+                if job is None:  # no longer ours (requeued by a shutdown, say): its result must not count
+                    log.warning("dropped a result for job %d, which is not in flight", msg.job_id)
+                elif isinstance(msg, Done):
+                    self._crashes = 0
+                    self._finish(now, job, msg)
+                else:
+                    self._failed(now, job, msg)
 
-    def _finish(self, now: float, msg: Done) -> None:
-        job = self.jobs.pop(msg.job_id)
-        self.progress.pop(msg.job_id, None)
+    def _finish(self, now: float, job: Job, msg: Done) -> None:
         try:
             current = fingerprint(job.path)
         except FileNotFoundError:
@@ -277,20 +292,12 @@ class Dispatcher:
         self.store.complete(job.id, now, [s.path for s in written], _whole(current, job.path))
         log.info("done %s (%.1f s of audio in %.1f s)", job.path, msg.transcript.duration / SAMPLE_RATE, msg.seconds)
 
-    def _failed(self, now: float, msg: Failed) -> None:
-        job = self.jobs.pop(msg.job_id)
-        self.progress.pop(msg.job_id, None)
-        if msg.kind == "source" and not Path(job.path).exists():
+    def _failed(self, now: float, job: Job, msg: Failed) -> None:
+        if msg.kind is FailureKind.SOURCE and not Path(job.path).exists():
             log.info("source vanished, dropped: %s", job.path)
             self.store.forget(job.id)
             return
-        if msg.kind == "decode":
-            kind = Failure.PERMANENT if msg.message.startswith(_PERMANENT_DECODE) else Failure.RETRY
-        elif msg.kind in ("source", "model"):
-            kind = Failure.ENVIRONMENT
-        else:
-            kind = Failure.RETRY
-        updated = self.store.fail(job.id, now, msg.message, kind)
+        updated = self.store.fail(job.id, now, msg.message, FAILURE_POLICY[msg.kind])
         log.warning("failed %s: %s (%s)", job.path, msg.message, updated.state.value)
 
     def _crashed(self, now: float) -> None:

@@ -150,6 +150,8 @@ def _clean_reason(reason: str) -> str:
 
 
 class JobStore(Protocol):
+    max_attempts: int  # read at each failure, so a reload (SIGHUP) applies to the next one
+
     def offer(self, path: Path, inbox: str, fp: Fingerprint, now: float) -> Job | None: ...
     def claim(self, now: float, limit: int = 1) -> list[Job]: ...
     def complete(

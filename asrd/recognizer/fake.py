@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import cast
 
 import numpy as np
 
@@ -20,11 +21,21 @@ class OutOfMemoryError(RuntimeError):
 class FakeRecognizer:
     """Says one word per 0.4 s of speech; the word depends on the audio, so results can be
     checked against the span they came from. ``fail_on`` makes chosen sources raise;
-    ``max_batch`` makes larger batches fail as if the GPU were full."""
+    ``max_batch`` makes larger batches fail as if the GPU were full; sources whose path contains
+    ``malformed_on`` get a result without text, a fault that surfaces later, in the worker's own
+    handling of that file (tests that such a fault fails the file, not the worker)."""
 
-    def __init__(self, *, language: str = "en", fail_on: Sequence[str] = (), max_batch: int | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        language: str = "en",
+        fail_on: Sequence[str] = (),
+        max_batch: int | None = None,
+        malformed_on: str | None = None,
+    ) -> None:
         self._language = language
         self._fail_on = set(fail_on)
+        self._malformed_on = malformed_on
         self._max_batch = max_batch  # larger batches raise OutOfMemoryError, like a full GPU
         self.calls: list[int] = []  # batch sizes seen, for tests
 
@@ -52,13 +63,14 @@ class FakeRecognizer:
                 for i in range(count)
             )
             language = self._language if options.language == "auto" else options.language
+            malformed = self._malformed_on is not None and self._malformed_on in span.source
             results.append(
                 Recognized(
                     source=span.source,
                     index=span.index,
                     start=span.start,
                     end=span.end,
-                    text=" ".join(t.text for t in tokens) + ".",
+                    text=cast(str, None) if malformed else " ".join(t.text for t in tokens) + ".",
                     language=language,
                     emotion="NEUTRAL",
                     events=("Speech",),

@@ -16,11 +16,10 @@ class InlineWorker:
     def __init__(self, spec: EngineSpec) -> None:
         self.spec = spec
         self._outbox: list[Message] = []
-        self._pipeline = _build(spec, _Outbox(self._outbox))  # a download's progress goes to the outbox too
-        engine = self._pipeline.engine
-        self._outbox.append(Loaded(os.getpid(), self._pipeline.recognizer.device, 0.0,
-                                   engine.budget.max_files, getattr(self._pipeline.recognizer, "patches", ())))
-        self._runner = _Runner(_Outbox(self._outbox), engine, replace(spec, fake_crash_on=None))
+        recognizer, self._engine = _build(spec, _Outbox(self._outbox))  # a download's progress goes to the outbox too
+        self._outbox.append(Loaded(os.getpid(), recognizer.device, 0.0, self._engine.budget.max_files,
+                                   getattr(recognizer, "patches", ())))
+        self._runner = _Runner(_Outbox(self._outbox), self._engine, replace(spec, fake_crash_on=None))
         self.loaded: Loaded | None = None
         self.in_flight: dict[int, Task] = {}
         self._alive = True
@@ -43,7 +42,7 @@ class InlineWorker:
     def poll(self, timeout: float = 0.0) -> list[Message]:
         if not self._alive and not self._outbox:
             raise EOFError(f"worker exited with code {self.exitcode}")
-        while self._alive and self._pipeline.engine.in_flight:
+        while self._alive and self._engine.in_flight:
             self._runner.step()  # everything in flight, at once: daemon tests need no waiting
         messages = list(self._outbox)
         self._outbox.clear()  # in place: the runner's outbox holds this list

@@ -22,9 +22,9 @@ import soxr
 
 from asrd.media import MEDIA_EXTENSIONS
 from asrd.records import SAMPLE_RATE, AudioChunk
-from asrd.worker.decoders import AudioInfo, DecodeError, opened
+from asrd.worker.decoders import AudioInfo, DecodeError, NotAudioError, opened
 
-__all__ = ["MEDIA_EXTENSIONS", "AudioInfo", "DecodeError", "decode", "load", "probe"]
+__all__ = ["MEDIA_EXTENSIONS", "AudioInfo", "DecodeError", "NotAudioError", "decode", "load", "probe"]
 
 
 _EMPTY = np.zeros(0, dtype=np.float32)

@@ -23,7 +23,7 @@ import soundfile as sf
 
 from asrd.records import SAMPLE_RATE
 
-__all__ = ["AudioInfo", "DecodeError", "opened"]
+__all__ = ["AudioInfo", "DecodeError", "NotAudioError", "opened"]
 
 _BLOCK = 1 << 16  # native-rate frames per block (one resampler call): large enough to amortise the Python work
 # How far a decode may fall short of the declared length before the file counts as truncated:
@@ -58,6 +58,11 @@ class DecodeError(Exception):
 
     def __str__(self) -> str:
         return f"{self.path}: {self.reason}"
+
+
+class NotAudioError(DecodeError):
+    """Not something to decode at all (empty, not audio, not a regular file): unlike a truncated or
+    corrupt file, which a finished copy may repair, these are quarantined at once."""
 
 
 @dataclass(frozen=True)
@@ -201,15 +206,14 @@ class _PyAVReader(_Reader):
             _reraise_os(exc)
             if head[4:8] == b"ftyp" and not _has_mp4_index(file):
                 reason = "truncated: MP4/M4A index (moov atom) missing, the recording or copy was interrupted"
-            else:
-                reason = f"not an audio file: format not recognised ({_ffmpeg_message(exc)})"
-            raise DecodeError(path, reason) from exc
+                raise DecodeError(path, reason) from exc
+            raise NotAudioError(path, f"not an audio file: format not recognised ({_ffmpeg_message(exc)})") from exc
         stream = self._container.streams.best("audio")
         if not isinstance(stream, av.audio.stream.AudioStream):
             others = ", ".join(sorted({s.type for s in self._container.streams}))
             self._container.close()
             found = f" (only {others})" if others else ""
-            raise DecodeError(path, f"not an audio file: no audio stream found{found}")
+            raise NotAudioError(path, f"not an audio file: no audio stream found{found}")
         self._stream = stream
         self.rate = stream.rate or 0
         self._estimated: int | None = None
@@ -358,7 +362,7 @@ def _to_16k(frames: int | None, rate: int) -> int | None:
 
 def _open_reader(path: Path, file: _GuardedFile, size: int) -> _SoundfileReader | _PyAVReader:
     if size == 0:
-        raise DecodeError(path, "file is empty (0 bytes)")
+        raise NotAudioError(path, "file is empty (0 bytes)")
     head = file.read(16)
     if head[:4] in _SF_MAGIC:
         wav = _wav_extent(file, size)
@@ -384,7 +388,7 @@ def opened(path: Path) -> Iterator[_SoundfileReader | _PyAVReader]:
     with open(path, "rb", opener=lambda name, flags: os.open(name, flags | os.O_NONBLOCK)) as raw:
         status = os.fstat(raw.fileno())
         if not stat.S_ISREG(status.st_mode):
-            raise DecodeError(path, "not a regular file")
+            raise NotAudioError(path, "not a regular file")
         file = _GuardedFile(raw)
         try:
             reader = _open_reader(path, file, status.st_size)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -62,7 +63,6 @@ class _File:
     total: int | None  # the header's length (declared or estimated), if it has one
     submitted: float
     results: list[Recognized] = field(default_factory=list)
-    produced: int = 0  # spans the front end has handed out
     waiting: dict[int, int] = field(default_factory=dict)  # span index -> start, not yet recognised
     recognized_upto: int = 0
     ended: bool = False  # the front end's end-of-file has been taken (after the file's last span)
@@ -88,7 +88,8 @@ class Engine:
         self._seq = 0
         self._served: dict[str, int] = {}  # file -> number of the last batch it had a span in
         self._clock = clock
-        self.batch_sizes: list[int] = []  # for tests and benchmarks
+        self.batches = 0  # batches recognised so far; also numbers them for ``pick``'s fairness
+        self.batch_sizes: Counter[int] = Counter()  # batch size -> how often: bounded in a worker that lives for days
 
     # ------------------------------------------------------------ callers
 
@@ -111,10 +112,12 @@ class Engine:
         """Samples of decoded speech held for the model (bounded by ``ahead_samples`` + one span a file)."""
         return self._frontend.ahead
 
-    def cancel(self, key: int) -> None:
-        for source, file in list(self._files.items()):
-            if file.request.key == key:
-                self._drop(source)
+    def abandon(self) -> list[int]:
+        """Drop every file in flight and return their keys: for a failure no single file can be blamed for."""
+        keys = [file.request.key for file in self._files.values()]
+        for source in list(self._files):
+            self._drop(source)
+        return keys
 
     def step(self) -> list[Event]:
         """Recognise one batch (if there is anything to do) and report what that finished."""
@@ -133,7 +136,7 @@ class Engine:
             return events
         batch = pick(self._pool, self.budget, self._served)
         for pending in batch:
-            self._served[pending.span.source] = len(self.batch_sizes)
+            self._served[pending.span.source] = self.batches
         taken = {id(p) for p in batch}
         self._pool = [p for p in self._pool if id(p) not in taken]
         self._recognize_batch(batch, events)
@@ -175,18 +178,23 @@ class Engine:
             file = self._files.get(item.source)
             if file is None:  # dropped meanwhile
                 continue
-            if isinstance(item, Feed):
-                if item.error is not None:
-                    events.append(FileFailed(file.request.key, item.error))
-                    self._drop(item.source)
-                else:
-                    file.ended = True
-                    self._maybe_done(item.source, events)
-                continue
-            file.produced += 1
-            file.waiting[item.index] = item.start
-            self._pool.append(Pending(item, file.request.options, self._seq))
-            self._seq += 1
+            try:
+                self._absorb_one(file, item, events)
+            except Exception as err:  # a fault in one file's handling fails that file, not the worker (issue 11)
+                self._fault(file, err, events)
+
+    def _absorb_one(self, file: _File, item: SpeechSpan | Feed, events: list[Event]) -> None:
+        if isinstance(item, Feed):
+            if item.error is not None:
+                events.append(FileFailed(file.request.key, item.error))
+                self._drop(item.source)
+            else:
+                file.ended = True
+                self._maybe_done(item.source, events)
+            return
+        file.waiting[item.index] = item.start
+        self._pool.append(Pending(item, file.request.options, self._seq))
+        self._seq += 1
 
     def _recognize_batch(self, batch: list[Pending], events: list[Event]) -> None:
         touched: set[str] = set()
@@ -204,12 +212,17 @@ class Engine:
             file.waiting.pop(span.index, None)
             file.recognized_upto = max(file.recognized_upto, span.end)
             touched.add(span.source)
-        self.batch_sizes.append(len(batch))
+        self.batches += 1
+        self.batch_sizes[len(batch)] += 1
         for source in touched:
             file = self._files.get(source)
-            if file is not None:
+            if file is None:
+                continue
+            try:
                 events.append(FileProgress(file.request.key, self._done_upto(file), self._total(file)))
                 self._maybe_done(source, events)
+            except Exception as err:  # as in _absorb: this file fails, the others go on
+                self._fault(file, err, events)
 
     def _recognize(self, group: list[Pending]) -> list[tuple[Pending, Recognized | BaseException]]:
         """Recognise spans that share options. On GPU out-of-memory halve the batch (and the budget
@@ -259,6 +272,11 @@ class Engine:
         self._frontend.remove(source)
         transcript = assemble(file.request.path, file.feed.decoded, file.results)
         events.append(FileDone(file.request.key, transcript, self._clock() - file.submitted))
+
+    def _fault(self, file: _File, err: Exception, events: list[Event]) -> None:
+        log.error("handling %s failed", file.request.path, exc_info=err)
+        events.append(FileFailed(file.request.key, err))
+        self._drop(str(file.request.path))
 
     def _drop(self, source: str) -> None:
         self._files.pop(source, None)

@@ -17,19 +17,24 @@ import threading
 import time
 from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from asrd.worker.protocol import (
     Done,
     Downloading,
     EngineSpec,
     Failed,
+    FailureKind,
     Loaded,
     LoadFailed,
     Progress,
     Sender,
     Task,
 )
+
+if TYPE_CHECKING:
+    from asrd.recognizer import Recognizer
+    from asrd.worker.engine import Engine
 
 log = logging.getLogger(__name__)
 
@@ -44,14 +49,13 @@ def worker_main(conn: Connection, spec: EngineSpec) -> None:
 
     setup_logging(spec.log_level)
     try:
-        pipeline = _build(spec, conn)
+        recognizer, engine = _build(spec, conn)
     except Exception as err:  # the daemon reports it and retries later with backoff
         log.error("model could not be loaded: %s", err)
         conn.send(LoadFailed(str(err)))
         return
-    engine = pipeline.engine
-    conn.send(Loaded(os.getpid(), pipeline.recognizer.device, getattr(pipeline.recognizer, "load_seconds", 0.0),
-                     engine.budget.max_files, getattr(pipeline.recognizer, "patches", ())))
+    conn.send(Loaded(os.getpid(), recognizer.device, getattr(recognizer, "load_seconds", 0.0),
+                     engine.budget.max_files, getattr(recognizer, "patches", ())))
     runner = _Runner(conn, engine, spec)
     while True:
         try:
@@ -68,37 +72,30 @@ def worker_main(conn: Connection, spec: EngineSpec) -> None:
         runner.step()
 
 
-def _build(spec: EngineSpec, conn: Sender) -> Any:
-    from asrd.config import load_settings
-    from asrd.transcribe import Pipeline
+def _build(spec: EngineSpec, conn: Sender) -> tuple[Recognizer, Engine]:
+    """The recognizer and the batching engine, from the spec's own ``[model]`` and ``[vad]`` sections.
 
-    # Hub ids are resolved (downloaded when not cached) here, not in the daemon: it is READY long
-    # before a first download of ~900 MB ends, and never imports the hub client libraries.
-    vad_model_dir = str(_resolve(spec.vad_model_dir, spec, conn)) if spec.vad_model_dir else None
-    settings = load_settings(None, {"model": {
-        "batch_seconds": spec.batch_seconds,
-        "files_in_flight": spec.files_in_flight,
-    }, "vad": {
-        "engine": spec.vad_engine,
-        "aggressiveness": spec.aggressiveness,
-        "min_silence_ms": spec.min_silence_ms,
-        "padding_ms": spec.padding_ms,
-        "min_speech_ms": spec.min_speech_ms,
-        "max_segment_seconds": spec.max_segment_seconds,
-        **({"fsmn_model": vad_model_dir} if vad_model_dir else {}),
-    }})
+    Hub ids are resolved (downloaded when not cached) here, not in the daemon: it is READY long before a
+    first download of ~900 MB ends, and never imports the hub client libraries."""
+    from asrd.transcribe import build_engine
+
+    vad = spec.vad
+    if vad.engine == "fsmn":
+        vad = vad.model_copy(update={"fsmn_model": str(_resolve(vad.fsmn_model, spec, conn))})
+    recognizer: Recognizer
     if spec.model_dir is None:
         from asrd.recognizer.fake import FakeRecognizer
 
-        recognizer: Any = FakeRecognizer()
+        recognizer = FakeRecognizer(malformed_on=spec.fake_fault_on)
     else:
         from asrd.recognizer.funasr import FunASRRecognizer
 
+        model = spec.model
         recognizer = FunASRRecognizer(
-            _resolve(spec.model_dir, spec, conn), device=spec.device, threads=spec.threads, precision=spec.precision,
-            patches=spec.funasr_patches,
+            _resolve(spec.model_dir, spec, conn), device=model.device, threads=model.threads,
+            precision=model.precision, patches=model.funasr_patches,
         )
-    return Pipeline(settings, recognizer)
+    return recognizer, build_engine(recognizer, spec.model, vad)
 
 
 def _resolve(name: str, spec: EngineSpec, conn: Sender) -> Path:
@@ -106,7 +103,7 @@ def _resolve(name: str, spec: EngineSpec, conn: Sender) -> Path:
     (from a thread: the download blocks this one, which sends nothing meanwhile)."""
     from asrd.recognizer.modeldir import DownloadMeter, Hub, resolve
 
-    hub: str | Hub = spec.hub
+    hub: str | Hub = spec.model.hub
     if spec.stand_in_hub is not None:
         from asrd.testing.hub import StandInHub
 
@@ -132,9 +129,13 @@ def _resolve(name: str, spec: EngineSpec, conn: Sender) -> Path:
 
 
 class _Runner:
-    """Tasks into the engine, engine events out as messages (progress at most every 0.5 s a file)."""
+    """Tasks into the engine, engine events out as messages (progress at most every 0.5 s a file).
 
-    def __init__(self, conn: Sender, engine: Any, spec: EngineSpec) -> None:
+    Nothing raised while handling a task ends the worker: it becomes that task's ``Failed`` (with the
+    traceback in the worker's log), and the other files in flight go on (issue 11: a WebM without a
+    declared duration raised a TypeError here and cost every file in flight an attempt)."""
+
+    def __init__(self, conn: Sender, engine: Engine, spec: EngineSpec) -> None:
         self._conn = conn
         self._engine = engine
         self._spec = spec
@@ -156,7 +157,15 @@ class _Runner:
     def step(self) -> None:
         from asrd.worker.engine import FileDone, FileFailed, FileProgress
 
-        for event in self._engine.step():
+        try:
+            events = self._engine.step()
+        except Exception as err:  # the engine could not say whose fault it was: every file in flight fails
+            log.error("the engine failed with %d file(s) in flight", self._engine.in_flight, exc_info=err)
+            for key in self._engine.abandon():
+                self._last_progress.pop(key, None)
+                self._conn.send(_failed(key, "", err, logged=True))
+            return
+        for event in events:
             if isinstance(event, FileProgress):
                 now = time.monotonic()
                 if now - self._last_progress.get(event.key, 0.0) >= _PROGRESS_EVERY:
@@ -170,17 +179,19 @@ class _Runner:
                 self._conn.send(_failed(event.key, "", event.error))
 
 
-def _failed(job_id: int, path: str, err: BaseException) -> Failed:
+def _failed(job_id: int, path: str, err: BaseException, *, logged: bool = False) -> Failed:
+    """The failure's kind, from the exception's type: the daemon's retry policy rests on it."""
     from asrd.recognizer import ModelError
-    from asrd.worker.audio import DecodeError
+    from asrd.worker.audio import DecodeError, NotAudioError
 
+    if isinstance(err, NotAudioError):
+        return Failed(job_id, FailureKind.NOT_AUDIO, err.reason)
     if isinstance(err, DecodeError):
-        return Failed(job_id, "decode", err.reason)
+        return Failed(job_id, FailureKind.DECODE, err.reason)
     if isinstance(err, OSError):
-        return Failed(job_id, "source", err.strerror or str(err))
+        return Failed(job_id, FailureKind.SOURCE, err.strerror or str(err))
     if isinstance(err, ModelError):
-        return Failed(job_id, "model", str(err))
-    log.error("transcribing job %d %s failed", job_id, path, exc_info=err)
-    return Failed(job_id, "error", f"{type(err).__name__}: {err}")
-
-
+        return Failed(job_id, FailureKind.MODEL, str(err))
+    if not logged:
+        log.error("transcribing job %d %s failed", job_id, path, exc_info=err)
+    return Failed(job_id, FailureKind.ERROR, f"{type(err).__name__}: {err}")

@@ -1,37 +1,41 @@
-"""The messages between the daemon and the model worker, and what the worker is asked to load."""
+"""The messages between the daemon and the model worker, what the worker is asked to load, and the
+``Worker`` interface the daemon drives (the process handle and its in-process twins satisfy it)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from enum import Enum
 from typing import Protocol
 
+from asrd.config import ModelSettings, VadSettings
 from asrd.recognizer import RecognizeOptions
 from asrd.records import Transcript
 
 
 @dataclass(frozen=True)
 class EngineSpec:
-    """What the worker loads: a local model directory or a hub id (downloaded by the worker when it is
-    not cached yet). ``model_dir`` None means the in-memory fake recognizer (tests)."""
+    """What the worker loads: the validated ``[model]`` and ``[vad]`` sections as they are, and the
+    model resolved to a local directory or left as a hub id (the worker downloads it when it is not
+    cached yet). ``model_dir`` None means the in-memory fake recognizer (tests, dry runs)."""
 
     model_dir: str | None
-    hub: str = "ms"
-    device: str = "auto"
-    threads: int = 0  # 0: the thread plan for the device (model + front end <= CPUs)
-    precision: str = "auto"
-    funasr_patches: bool = True
-    batch_seconds: float = 0
-    files_in_flight: int = 0
-    vad_engine: str = "webrtc"
-    vad_model_dir: str | None = None
-    aggressiveness: int = 2
-    min_silence_ms: int = 600
-    padding_ms: int = 300
-    min_speech_ms: int = 150
-    max_segment_seconds: float = 30.0
+    model: ModelSettings = field(default_factory=ModelSettings)
+    vad: VadSettings = field(default_factory=VadSettings)
     log_level: str = "info"
     fake_crash_on: str | None = None  # fake only: a file name part that makes the worker die (crash tests)
+    fake_fault_on: str | None = None  # fake only: a file name part whose result is malformed (task-fault tests)
     stand_in_hub: str | None = None  # tests only: a folder asrd.testing.hub serves hub ids from, slowly
+
+
+class FailureKind(str, Enum):
+    """Why one file failed, decided in the worker from the exception's type; the daemon's retry
+    policy keys on this alone, never on the message text."""
+
+    NOT_AUDIO = "not_audio"  # the bytes can never be transcribed (empty, not audio, not a regular file)
+    DECODE = "decode"  # bad content that a finished copy may not have (truncated, corrupt)
+    SOURCE = "source"  # the file could not be read (vanished, permissions, I/O error)
+    MODEL = "model"  # the model cannot be used (missing files, device absent)
+    ERROR = "error"  # anything else: a bug or a fault in the worker's handling of this file
 
 
 @dataclass(frozen=True)
@@ -81,7 +85,7 @@ class Done:
 @dataclass(frozen=True)
 class Failed:
     job_id: int
-    kind: str  # "decode" (bad content), "source" (file unreadable/vanished), "model", "error"
+    kind: FailureKind
     message: str
 
 
@@ -92,3 +96,37 @@ class Sender(Protocol):
     """Where the worker's messages go: the pipe to the daemon, or a list in the in-process twin."""
 
     def send(self, msg: Message) -> None: ...
+
+
+class Worker(Protocol):
+    """One model worker as the dispatcher sees it: ``worker.handle.WorkerHandle`` (a process),
+    ``testing.inline_worker.InlineWorker`` and ``testing.scripted_worker.ScriptedWorker`` (in-process)."""
+
+    loaded: Loaded | None
+    """The worker's ``Loaded`` message once it has come; None while it loads."""
+    in_flight: dict[int, Task]
+    """Tasks sent and not yet answered with ``Done`` or ``Failed``."""
+
+    @property
+    def pid(self) -> int | None: ...
+
+    @property
+    def exitcode(self) -> int | None: ...
+
+    def alive(self) -> bool: ...
+
+    def send(self, task: Task) -> None: ...
+
+    def poll(self, timeout: float = 0.0) -> list[Message]:
+        """Messages waiting from the worker; raises EOFError once it is gone and nothing is left."""
+        ...
+
+    def fileno(self) -> int | None:
+        """A descriptor that becomes readable when a message waits (None: nothing to wait on)."""
+        ...
+
+    def stop(self, timeout: float = 10.0) -> bool:
+        """Ask the worker to exit, wait, kill it if it does not. True when it is gone."""
+        ...
+
+    def kill(self) -> None: ...

@@ -8,6 +8,7 @@ import shutil
 import signal
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -21,7 +22,7 @@ from asrd.control.timers import ManualTimers
 from asrd.media import TEMP_PREFIX
 from asrd.testing.inline_worker import InlineWorker
 from asrd.worker.handle import WorkerHandle, pid_exists
-from asrd.worker.protocol import EngineSpec
+from asrd.worker.protocol import EngineSpec, Task, Worker
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "audio"
 JFK = DATA / "jfk.flac"
@@ -38,7 +39,7 @@ def make_settings(tmp_path: Path, **model: object) -> Settings:
 
 
 class Harness:
-    def __init__(self, tmp_path: Path, spawn: Callable[[EngineSpec], object], **model: object) -> None:
+    def __init__(self, tmp_path: Path, spawn: Callable[[EngineSpec], Worker], **model: object) -> None:
         self.settings = make_settings(tmp_path, **model)
         self.inbox = tmp_path / "inbox"
         self.store = SqliteJobStore(tmp_path / "state" / "jobs.sqlite3", max_attempts=2)
@@ -46,7 +47,7 @@ class Harness:
         self.timers = ManualTimers()
         self.daemon = Daemon(
             self.settings, self.store, ServiceState(self.notifier), self.timers,
-            model_dir=None, state_dir=tmp_path / "state", spawn=spawn,  # type: ignore[arg-type]
+            model_dir=None, state_dir=tmp_path / "state", spawn=spawn,
         )
         self.offset = 0.0  # the fake clock runs ahead of real time by this much
         self.frozen: float | None = None  # while set, the clock reads this and moves only by advance()
@@ -150,11 +151,13 @@ def test_changed_while_transcribing_is_redone(inline: Harness, monkeypatch: pyte
     src = h.inbox / "memo.flac"
     shutil.copy(JFK, src)
     original_send = InlineWorker.send
+    changed = False
 
-    def send_then_change(self: InlineWorker, task: object) -> None:
-        original_send(self, task)  # type: ignore[arg-type]
-        if not getattr(self, "changed", False):
-            self.changed = True  # type: ignore[attr-defined]
+    def send_then_change(self: InlineWorker, task: Task) -> None:
+        nonlocal changed
+        original_send(self, task)
+        if not changed:
+            changed = True
             with open(src, "ab") as f:  # the user appends to the file while it is transcribed
                 f.write(b"\0" * 1000)
 
@@ -228,7 +231,7 @@ def test_real_worker_idle_unload_and_crash_quarantine(tmp_path: Path) -> None:
     others are done; the worker is restarted with backoff; after the idle time it is gone."""
 
     def spawn(spec: EngineSpec) -> WorkerHandle:
-        return WorkerHandle(EngineSpec(model_dir=None, fake_crash_on="poison", log_level="warning"))
+        return WorkerHandle(replace(spec, fake_crash_on="poison", log_level="warning"))
 
     h = Harness(tmp_path, spawn, idle_unload_seconds=1)
     h.daemon.start(h.now())
@@ -250,6 +253,46 @@ def test_real_worker_idle_unload_and_crash_quarantine(tmp_path: Path) -> None:
     # Idle unload: the worker process exits and is really gone.
     h.run_until(lambda: h.daemon.dispatcher.worker is None, timeout=30)
     assert not any(pid_exists(pid) for pid in pids)
+    h.daemon.stop(h.now())
+
+
+@pytest.mark.parametrize("kind", ["process", "inline"])
+def test_a_fault_in_one_files_handling_fails_that_file_and_the_worker_goes_on(tmp_path: Path, kind: str) -> None:
+    """Issue 11: an exception in the worker's handling of one file (there, a TypeError from a WebM
+    without a declared duration) ended the worker and cost every file in flight an attempt. The
+    fake recognizer returns a malformed result for "faulty" files, which fails later, in the
+    engine's own handling of that file."""
+    worker_type = WorkerHandle if kind == "process" else InlineWorker
+
+    def spawn(spec: EngineSpec) -> Worker:
+        return worker_type(replace(spec, fake_fault_on="faulty", log_level="warning"))
+
+    h = Harness(tmp_path, spawn, files_in_flight=3)
+    h.daemon.start(h.now())
+    names = ["a.flac", "faulty.flac", "b.flac"]
+    for name in names:
+        shutil.copy(JFK, h.inbox / name)
+    workers: set[int] = set()
+    most = 0
+
+    def settled() -> bool:
+        nonlocal most
+        d = h.daemon.dispatcher
+        if d.worker is not None:
+            workers.add(id(d.worker))
+        most = max(most, len(d.jobs))
+        return h.state("faulty.flac") == JobState.FAILED and h.done("a.flac", "b.flac")()
+
+    h.run_until(settled, timeout=60)
+    assert len(workers) == 1, "the worker was restarted: the fault killed it"
+    assert most >= 2, "the faulty file was never in flight with another"
+    faulty = h.store.get(h.inbox / "faulty.flac")
+    assert faulty is not None and faulty.attempts == 1
+    assert "worker died" not in (faulty.last_error or "") and "AttributeError" in (faulty.last_error or "")
+    for name in ("a.flac", "b.flac"):
+        job = h.store.get(h.inbox / name)
+        assert job is not None and job.attempts == 0
+    assert h.daemon.dispatcher.worker is not None and h.daemon.dispatcher.worker.alive()
     h.daemon.stop(h.now())
 
 
@@ -317,7 +360,7 @@ def test_after_a_crash_with_several_in_flight_files_go_alone_until_explained(tmp
     at the crash is retried alone, so the poison file is quarantined and the others cost one attempt."""
 
     def spawn(spec: EngineSpec) -> InlineWorker:
-        return InlineWorker(EngineSpec(model_dir=None, fake_crash_on="poison"))
+        return InlineWorker(replace(spec, fake_crash_on="poison"))
 
     h = Harness(tmp_path, spawn)
     h.daemon.start(h.now())

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from asrd.config import load_settings
+from asrd.config import VadSettings
 from asrd.recognizer import RecognizeOptions, Recognizer
 from asrd.recognizer.fake import FakeRecognizer
 from asrd.records import SAMPLE_RATE, Recognized, SpeechSpan, Transcript
@@ -51,7 +51,7 @@ class Recording:
 
 
 def engine(recognizer: Recognizer, budget: BatchBudget, **kw: object) -> Engine:
-    return Engine(recognizer, segmenter_factory(load_settings(None, {})), budget, **kw)  # type: ignore[arg-type]
+    return Engine(recognizer, segmenter_factory(VadSettings()), budget, **kw)  # type: ignore[arg-type]
 
 
 def run_all(
@@ -200,7 +200,7 @@ def test_a_bad_file_fails_alone(tmp_path: Path) -> None:
         elif isinstance(event, FileFailed):
             outcome[files[event.key].name] = f"{type(event.error).__name__}: {event.error}"
     assert outcome["jfk.flac"] == "done"
-    assert outcome["notes.mp3"].startswith("DecodeError") and "notes.mp3" in outcome["notes.mp3"]
+    assert outcome["notes.mp3"].startswith("NotAudioError") and "notes.mp3" in outcome["notes.mp3"]
     assert outcome["cut.wav"].startswith("DecodeError")
     assert outcome["test_ko.wav"].startswith("RuntimeError: fake failure")
     assert eng.in_flight == 0 and eng.ahead == 0

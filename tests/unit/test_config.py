@@ -130,7 +130,7 @@ def test_daemon_process_stays_light() -> None:
     dashboard's web stack while [web] is off."""
     heavy = ("torch", "funasr", "av", "soundfile", "soxr", "starlette", "uvicorn", "jinja2", "asrd.web")
     code = (
-        "import sys, asrd.cli, asrd.control.daemon, asrd.control.status; "
+        "import sys, asrd.cli, asrd.control.daemon, asrd.control.driver, asrd.control.status; "
         f"sys.exit(','.join(m for m in {heavy!r} if m in sys.modules) or None)"
     )
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
