@@ -9,7 +9,7 @@ may use: the daemon writes sidecars, the worker assembles transcripts.
 Module map::
 
     cli.py            the ``asrd`` command line (entry point)
-    config.py         the typed configuration tree (TOML + ASRD_* environment)
+    config/           the typed configuration tree (TOML + ASRD_* environment); sections.py: its parts
     transcribe.py     the in-process runner behind ``asrd transcribe`` and ``asrd bench``
     bench.py          ``asrd bench``: asrd against FunASR's own pipelines
     records.py        frozen records passed between stages (time as integer sample offsets)

@@ -21,7 +21,8 @@ from asrd import __version__
 from asrd.config import ConfigError, DaemonSettings, Settings, load_settings, with_folders
 from asrd.control.dispatch import Dispatcher, InboxView, engine_spec, inbox_views
 from asrd.control.ignore import IgnoreRules
-from asrd.control.jobs import Fingerprint, Job, JobState, JobStore, fingerprint, with_full_hash
+from asrd.control.intake import Intake
+from asrd.control.jobs import Job, JobState, JobStore
 from asrd.control.mountcache import cache_warning
 from asrd.control.service import ServiceState
 from asrd.control.settle import StabilityTracker
@@ -29,8 +30,6 @@ from asrd.control.status import InboxState, LiveState, write_live
 from asrd.control.timers import Timers
 from asrd.control.watch import InboxWatcher, default_settle_seconds, scan
 from asrd.media import TEMP_PREFIX
-from asrd.output.ownership import for_store
-from asrd.output.sidecars import SidecarError, move_sidecars
 from asrd.worker.handle import WorkerHandle
 from asrd.worker.protocol import EngineSpec, Worker
 
@@ -91,6 +90,7 @@ class Daemon:
         self.dispatcher = Dispatcher(
             store, views, engine_spec(settings, model_dir), settings.model.idle_unload_seconds, spawn=spawn
         )
+        self.intake = Intake(store, lambda: self.dispatcher.views)
         self.inboxes: dict[str, _Inbox] = {}
         self._events: set[tuple[Path, str]] = set()
         self._events_lock = threading.Lock()
@@ -135,7 +135,7 @@ class Daemon:
         for inbox in self.inboxes.values():
             if inbox.tracker is not None:
                 for ready in inbox.tracker.step(now):
-                    self._offer(ready.path, inbox.view.key, now)
+                    self.intake.offer(ready.path, inbox.view.key, now)
         self.dispatcher.step(now)
         due = self.store.next_due()
         if due is not None and due > now and due != self._retry_due:
@@ -309,95 +309,14 @@ class Daemon:
             return
         if not inbox.rules.accepts(relative) or inbox.tracker is None:
             return
-        if not self._maybe_new(path, now):
+        if not self.intake.is_new(path, now):
             return
         inbox.tracker.touch(path, now)
-
-    def _maybe_new(self, path: Path, now: float) -> bool:
-        """Cheap check before settling and hashing: a known file with the same inode, size and
-        mtime is not new work (a rescan of a big library must not read every file)."""
-        job = self.store.get(path)
-        if job is None:
-            return True
-        try:
-            st = os.stat(path, follow_symlinks=False)
-        except OSError:
-            return False
-        fp = job.fingerprint
-        if (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns) != (fp.device, fp.inode, fp.size, fp.mtime_ns):
-            return True
-        self._redo_if_missing(job, now)
-        return False
-
-    def _redo_if_missing(self, job: Job, now: float) -> None:
-        """A finished file whose sidecars were all deleted is done again (they are the product),
-        unless ``[output] redo_missing = false``."""
-        view = self.dispatcher.views.get(job.inbox)
-        if job.state is not JobState.DONE or not job.sidecars or view is None or not view.output.redo_missing:
-            return
-        if any(os.path.lexists(p) for p in job.sidecars):
-            return
-        if self.store.redo(job.path, now):
-            log.info("sidecars of %s were deleted: transcribing it again", job.path)
-
-    def _with_full_hash(self, path: Path, fp: Fingerprint) -> Fingerprint:
-        """A known file whose stat changed while its size and sampled edges did not (cp over it with
-        other audio of the same length): hash all of it before calling it unchanged."""
-        job = self.store.get(path)
-        if job is None or not job.fingerprint.full_hash or job.fingerprint.same_stat(fp):
-            return fp
-        if (job.fingerprint.size, job.fingerprint.content_hash) != (fp.size, fp.content_hash):
-            return fp
-        return with_full_hash(fp, path)
-
-    def _follow_move(self, path: Path, key: str, fp: Fingerprint, now: float) -> bool:
-        """A new path with the content of a finished file that is gone from its old path: the file
-        was renamed or moved. Its sidecars follow it and its job is updated; no model time."""
-        view = self.dispatcher.views.get(key)
-        if view is None or self.store.get(path) is not None:
-            return False
-        for job in self.store.done_like(fp):
-            if os.path.lexists(job.path):
-                continue  # a copy: the original is still there
-            moved_fp = fp
-            if job.fingerprint.full_hash:
-                moved_fp = with_full_hash(fp, path)
-                if not moved_fp.same_content(job.fingerprint):
-                    continue
-            try:
-                sidecars = move_sidecars(job.path, path, job.sidecars, view.output, ownership=for_store(self.store))
-            except SidecarError as err:
-                log.warning("%s was moved to %s, but its sidecars could not follow (%s)", job.path, path, err)
-                return False
-            if not sidecars:
-                continue  # its sidecars are gone or were edited: a new transcript is wanted
-            self.store.move(job.id, path, key, moved_fp, sidecars, now)
-            log.info("%s was moved to %s: its sidecars followed, nothing to transcribe", job.path, path)
-            return True
-        return False
 
     def _scan_all(self, now: float) -> None:
         for inbox in self.inboxes.values():
             for path in scan(inbox.view.settings, inbox.rules):
                 self._consider(inbox, path, now)
-
-    def _offer(self, path: Path, key: str, now: float) -> None:
-        try:
-            fp = self._with_full_hash(path, fingerprint(path))
-        except FileNotFoundError:
-            return
-        except OSError as err:
-            log.warning("cannot read %s: %s; will try again at the next rescan", path, err.strerror)
-            return
-        if self._follow_move(path, key, fp, now):
-            return
-        job = self.store.offer(path, key, fp, now)
-        if job is not None:
-            log.info("queued %s", path)
-            return
-        known = self.store.get(path)
-        if known is not None:
-            self._redo_if_missing(known, now)
 
     # ------------------------------------------------------------ status
 

@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from asrd.config import InboxSettings, ModelSettings, OutputSettings, Settings, VadSettings
-from asrd.control.jobs import Failure, Fingerprint, Job, JobState, JobStore, fingerprint, with_full_hash
+from asrd.control.fingerprint import Fingerprint, fingerprint, with_full_hash
+from asrd.control.jobs import Failure, Job, JobState, JobStore
 from asrd.control.status import CurrentFile, ModelDownload
 from asrd.output.cuerules import DEFAULT_RULES, CueRules
 from asrd.output.ownership import for_store

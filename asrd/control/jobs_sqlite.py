@@ -17,18 +17,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from asrd.control.jobs import (
-    SCHEMA_VERSION,
-    Fingerprint,
-    Job,
-    JobDatabaseError,
-    JobPage,
-    JobQuery,
-    JobState,
-    ReasonCount,
-    _BaseStore,
-    _like,
-)
+from asrd.control.fingerprint import Fingerprint
+from asrd.control.jobs import SCHEMA_VERSION, Job, JobDatabaseError, JobPage, JobQuery, JobState, ReasonCount
+from asrd.control.jobs_base import _BaseStore, _like
 
 _V2 = (
     "CREATE INDEX IF NOT EXISTS job_content ON job (size, content_hash)",

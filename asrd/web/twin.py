@@ -13,7 +13,8 @@ from pathlib import Path
 from asrd import __version__
 from asrd.config import Settings
 from asrd.control.actions import Action, ActionQueue, Controls, apply_all
-from asrd.control.jobs import JobState, MemoryJobStore
+from asrd.control.jobs import JobState
+from asrd.control.jobs_memory import MemoryJobStore
 from asrd.control.status import LiveState
 from asrd.web.port import Publisher, Snapshot
 

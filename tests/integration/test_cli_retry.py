@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from asrd.cli import main
-from asrd.control.jobs import Failure, JobState, fingerprint
+from asrd.control.fingerprint import fingerprint
+from asrd.control.jobs import Failure, JobState
 from asrd.control.jobs_sqlite import SqliteJobStore
 from asrd.control.statedir import DB_NAME
 

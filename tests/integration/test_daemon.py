@@ -15,7 +15,8 @@ import pytest
 
 from asrd.config import Settings, load_settings
 from asrd.control.daemon import Daemon
-from asrd.control.jobs import JobState, fingerprint
+from asrd.control.fingerprint import fingerprint
+from asrd.control.jobs import JobState
 from asrd.control.jobs_sqlite import SqliteJobStore
 from asrd.control.service import MemoryNotifier, ServiceState
 from asrd.control.timers import ManualTimers

@@ -13,7 +13,8 @@ import pytest
 import soundfile as sf
 from test_daemon import JFK, Harness, sidecars
 
-from asrd.control.jobs import EDGE_BYTES, JobState
+from asrd.control.fingerprint import EDGE_BYTES
+from asrd.control.jobs import JobState
 from asrd.output import ownership
 from asrd.testing.inline_worker import InlineWorker
 from asrd.worker.protocol import Task

@@ -12,7 +12,8 @@ import pytest
 from asrd.config import load_settings
 from asrd.control.daemon import Daemon
 from asrd.control.driver import BUSY_TICK, IDLE_TICK, Driver
-from asrd.control.jobs import JobState, MemoryJobStore
+from asrd.control.jobs import JobState
+from asrd.control.jobs_memory import MemoryJobStore
 from asrd.control.service import MemoryNotifier, ServiceState, SignalFlags
 from asrd.control.timers import ManualTimers
 from asrd.testing.scripted_worker import Hang, WorkerScript

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from asrd.control.jobs import MemoryJobStore
+from asrd.control.jobs_memory import MemoryJobStore
 from asrd.output.ownership import for_store, owner
 from asrd.output.sidecars import move_sidecars, write_atomic
 

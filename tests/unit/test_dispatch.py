@@ -11,7 +11,9 @@ import pytest
 
 from asrd.config import load_settings
 from asrd.control.dispatch import RESTART_BACKOFF, Dispatcher, engine_spec, inbox_views
-from asrd.control.jobs import JobState, MemoryJobStore, fingerprint
+from asrd.control.fingerprint import fingerprint
+from asrd.control.jobs import JobState
+from asrd.control.jobs_memory import MemoryJobStore
 from asrd.records import Transcript
 from asrd.testing.scripted_worker import Crash, Fail, Hang, Report, WorkerScript
 from asrd.worker.protocol import Done, Failed, FailureKind, Progress

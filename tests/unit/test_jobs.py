@@ -21,17 +21,10 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
-from asrd.control.jobs import (
-    BACKOFF_CAP,
-    Failure,
-    Fingerprint,
-    JobDatabaseError,
-    JobState,
-    JobStore,
-    MemoryJobStore,
-    backoff_seconds,
-    fingerprint,
-)
+from asrd.control.fingerprint import Fingerprint, fingerprint
+from asrd.control.jobs import BACKOFF_CAP, Failure, JobDatabaseError, JobState, JobStore
+from asrd.control.jobs_base import backoff_seconds
+from asrd.control.jobs_memory import MemoryJobStore
 from asrd.control.jobs_sqlite import SqliteJobStore
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -390,7 +383,7 @@ def test_crash_mid_job_leaves_it_running_until_requeued(tmp_path: Path) -> None:
     script = (
         "import os, signal, sys\n"
         "from pathlib import Path\n"
-        "from asrd.control.jobs import Fingerprint\n"
+        "from asrd.control.fingerprint import Fingerprint\n"
         "from asrd.control.jobs_sqlite import SqliteJobStore\n"
         "store = SqliteJobStore(Path(sys.argv[1]))\n"
         "for name in ('a', 'b'):\n"

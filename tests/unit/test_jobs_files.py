@@ -10,17 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from asrd.control.jobs import (
-    EDGE_BYTES,
-    SCHEMA_VERSION,
-    Fingerprint,
-    JobDatabaseError,
-    JobState,
-    JobStore,
-    MemoryJobStore,
-    fingerprint,
-    with_full_hash,
-)
+from asrd.control.fingerprint import EDGE_BYTES, Fingerprint, fingerprint, with_full_hash
+from asrd.control.jobs import SCHEMA_VERSION, JobDatabaseError, JobState, JobStore
+from asrd.control.jobs_memory import MemoryJobStore
 from asrd.control.jobs_sqlite import SqliteJobStore
 
 A = Path("/inbox/a.wav")

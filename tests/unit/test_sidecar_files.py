@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from asrd.config import OutputSettings
-from asrd.control.jobs import MemoryJobStore
+from asrd.control.jobs_memory import MemoryJobStore
 from asrd.control.status import LiveState, write_live
 from asrd.output import sidecars
 from asrd.output.ownership import NoXattrOwnership, RecordOwnership, XattrOwnership, for_store, owner

@@ -7,7 +7,8 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from asrd.control.jobs import Failure, Fingerprint
+from asrd.control.fingerprint import Fingerprint
+from asrd.control.jobs import Failure
 from asrd.control.jobs_sqlite import SqliteJobStore
 from asrd.control.statedir import DB_NAME, StateLock
 from asrd.control.status import CurrentFile, InboxState, LiveState, render, report, write_live

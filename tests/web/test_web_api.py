@@ -11,7 +11,8 @@ import pytest
 from conftest import media_file
 from starlette.testclient import TestClient
 
-from asrd.control.jobs import Failure, Fingerprint, JobState
+from asrd.control.fingerprint import Fingerprint
+from asrd.control.jobs import Failure, JobState
 from asrd.control.statedir import DB_NAME
 from asrd.control.status import report
 from asrd.web.hub import Hub

@@ -1,0 +1,107 @@
+"""The in-memory twin of the SQLite job store: the same queue logic (``jobs_base``), nothing persisted."""
+
+from __future__ import annotations
+
+import os
+import random
+from collections import Counter
+from collections.abc import Sequence
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import replace
+from pathlib import Path
+
+from asrd.control.jobs import CLAIMABLE, Job, JobPage, JobQuery, JobState, ReasonCount
+from asrd.control.jobs_base import _BaseStore, _is_problem, _matches
+
+
+def _key(path: Path | str) -> str:
+    return os.fsdecode(path)
+
+
+class MemoryJobStore(_BaseStore):
+    """The in-memory twin of ``SqliteJobStore``: the same queue logic, nothing persisted."""
+
+    def __init__(self, *, max_attempts: int = 3, rng: random.Random | None = None, pause_seconds: float = 60.0) -> None:
+        super().__init__(max_attempts, rng, pause_seconds)
+        self._jobs: dict[int, Job] = {}
+        self._ids: dict[str, int] = {}
+        self._next_id = 1  # never reused, as with SQLite AUTOINCREMENT
+        self._marks: dict[str, tuple[str, str]] = {}
+
+    def _txn(self) -> AbstractContextManager[object]:
+        return nullcontext()  # the logic computes every change before saving any: nothing to roll back
+
+    def _find(self, path: Path) -> Job | None:
+        job_id = self._ids.get(_key(path))
+        return None if job_id is None else self._jobs[job_id]
+
+    def _find_id(self, job_id: int) -> Job | None:
+        return self._jobs.get(job_id)
+
+    def _insert(self, job: Job) -> Job:
+        job = replace(job, id=self._next_id)
+        self._next_id += 1
+        self._ids[_key(job.path)] = job.id
+        self._jobs[job.id] = job
+        return job
+
+    def _save(self, jobs: Sequence[Job]) -> None:
+        for job in jobs:
+            old = self._jobs.get(job.id)
+            if old is not None and _key(old.path) != _key(job.path):
+                del self._ids[_key(old.path)]
+                self._ids[_key(job.path)] = job.id
+            self._jobs[job.id] = job
+
+    def _by_content(self, size: int, content_hash: str) -> list[Job]:
+        return [j for j in self._jobs.values() if j.state is JobState.DONE
+                and (j.fingerprint.size, j.fingerprint.content_hash) == (size, content_hash)]
+
+    def _mark_get(self, path: Path) -> tuple[str, str] | None:
+        return self._marks.get(_key(path))
+
+    def _mark_put(self, path: Path, source: str, sha256: str) -> None:
+        self._marks[_key(path)] = (source, sha256)
+
+    def _mark_del(self, path: Path) -> None:
+        self._marks.pop(_key(path), None)
+
+    def _delete(self, job_id: int) -> None:
+        job = self._jobs.pop(job_id, None)
+        if job is not None:
+            del self._ids[_key(job.path)]
+
+    def _due(self, now: float, limit: int) -> list[Job]:
+        due = [j for j in self._jobs.values() if j.state in CLAIMABLE and j.not_before <= now]
+        return sorted(due, key=lambda j: (j.not_before, j.id))[:limit]
+
+    def _running(self) -> list[Job]:
+        return [j for j in self._jobs.values() if j.state is JobState.RUNNING]
+
+    def _problem_jobs(self, limit: int | None) -> list[Job]:
+        return sorted(filter(_is_problem, self._jobs.values()), key=lambda j: (-j.updated, -j.id))[:limit]
+
+    def _state_counts(self) -> dict[JobState, int]:
+        return dict(Counter(j.state for j in self._jobs.values()))
+
+    def _earliest_due(self) -> float | None:
+        return min((j.not_before for j in self._jobs.values() if j.state in CLAIMABLE), default=None)
+
+    def _search(self, query: JobQuery) -> JobPage:
+        found = [j for j in self._jobs.values() if _matches(j, query)]
+        found.sort(key=(lambda j: (j.not_before, j.id)) if query.due_order else (lambda j: (-j.updated, -j.id)))
+        return JobPage(tuple(found[query.offset:query.offset + query.limit]), len(found))
+
+    def _reasons(self, limit: int, offset: int) -> list[ReasonCount]:
+        groups: dict[str, ReasonCount] = {}
+        for job in filter(_is_problem, self._jobs.values()):
+            reason = job.last_error or ""
+            old = groups.get(reason)
+            groups[reason] = ReasonCount(
+                reason, (old.count if old else 0) + 1, max(job.updated, old.newest if old else job.updated)
+            )
+        ordered = sorted(groups.values(), key=lambda g: (-g.count, -g.newest, g.reason))
+        return ordered[offset:offset + limit]
+
+    def close(self) -> None:
+        pass
