@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -20,10 +20,12 @@ from typing import TYPE_CHECKING
 from asrd import __version__
 from asrd.config import ConfigError, DaemonSettings, Settings, load_settings, with_folders
 from asrd.control.dispatch import Dispatcher, InboxView, engine_spec, inbox_views
-from asrd.control.ignore import IgnoreRules
+from asrd.control.ignore import SIDECAR_EXTENSIONS, IgnoreRules
+from asrd.control.inboxctl import InboxControls
 from asrd.control.intake import Intake
 from asrd.control.jobs import Job, JobState, JobStore
 from asrd.control.mountcache import cache_warning
+from asrd.control.reconcile import Ignored
 from asrd.control.service import ServiceState
 from asrd.control.settle import StabilityTracker
 from asrd.control.status import InboxState, LiveState, write_live
@@ -96,11 +98,13 @@ class Daemon:
         self._events_lock = threading.Lock()
         self._rescan = False
         self._started = 0.0  # set by start(now)
+        self.last_scan: float | None = None  # the last full look at every inbox (start, rescan, reload)
         self.phase = "running"
         self._last_live: LiveState | None = None
         self._idle_deadline: float | None = None
         self._retry_due: float | None = None
         self.web: WebHook | None = None  # [web] the dashboard (asrd.web.hook), only when enabled
+        self.inbox_controls = self._make_inbox_controls()  # per-inbox pause, files without a job, ignored files
 
     # ------------------------------------------------------------ life cycle
 
@@ -112,6 +116,7 @@ class Daemon:
             log.info("%d job(s) interrupted by the last stop are queued again", requeued)
         self._start_inboxes(now)
         self._scan_all(now)  # what arrived while the daemon was down
+        self.inbox_controls.reconciler.resume(now)
         if self.settings.daemon.rescan_seconds > 0:
             self.timers.every("rescan", self.settings.daemon.rescan_seconds, now)
         if self.settings.web.enabled:  # web hook: the dashboard thread (imported only when enabled)
@@ -136,6 +141,7 @@ class Daemon:
             if inbox.tracker is not None:
                 for ready in inbox.tracker.step(now):
                     self.intake.offer(ready.path, inbox.view.key, now)
+        self.inbox_controls.reconciler.step(now)
         self.dispatcher.step(now)
         due = self.store.next_due()
         if due is not None and due > now and due != self._retry_due:
@@ -214,7 +220,27 @@ class Daemon:
 
     @property
     def idle(self) -> bool:
-        return not self.dispatcher.busy and not any(i.tracker and i.tracker.pending for i in self.inboxes.values())
+        return not self.dispatcher.busy and not self.inbox_controls.reconciler.running and not any(
+            i.tracker and i.tracker.pending for i in self.inboxes.values()
+        )
+
+    def _make_inbox_controls(self) -> InboxControls:
+        def walk(key: str) -> Iterator[Path]:
+            inbox = self.inboxes.get(key)
+            return scan(inbox.view.settings, inbox.rules) if inbox is not None else iter(())
+
+        def rules(key: str) -> IgnoreRules:
+            inbox = self.inboxes.get(key)
+            return inbox.rules if inbox is not None else IgnoreRules()
+
+        def paused(keys: frozenset[str]) -> None:
+            self.dispatcher.paused_inboxes = keys
+
+        return InboxControls(
+            self.state_dir, self.store, lambda: {k: Path(v.settings.path) for k, v in self.dispatcher.views.items()},
+            rules, walk, lambda p: any(i.tracker is not None and p in i.tracker for i in self.inboxes.values()),
+            self.intake.offer, paused,
+        )
 
     # ------------------------------------------------------------ inboxes and files
 
@@ -307,13 +333,19 @@ class Daemon:
             relative = path.relative_to(root)
         except ValueError:
             return
-        if not inbox.rules.accepts(relative) or inbox.tracker is None:
+        why = inbox.rules.why_not(relative)
+        if why is not None:
+            if relative.suffix.lower().lstrip(".") not in SIDECAR_EXTENSIONS:  # asrd's own writes are no news
+                self.inbox_controls.ignored.note(Ignored(inbox.view.key, relative.as_posix(), why, now))
+            return
+        if inbox.tracker is None:
             return
         if not self.intake.is_new(path, now):
             return
         inbox.tracker.touch(path, now)
 
     def _scan_all(self, now: float) -> None:
+        self.last_scan = now
         for inbox in self.inboxes.values():
             for path in scan(inbox.view.settings, inbox.rules):
                 self._consider(inbox, path, now)

@@ -16,6 +16,7 @@ from pathlib import Path
 from asrd.config import InboxSettings, ModelSettings, OutputSettings, Settings, VadSettings
 from asrd.control.fingerprint import Fingerprint, fingerprint, with_full_hash
 from asrd.control.jobs import Failure, Job, JobState, JobStore
+from asrd.control.speed import SpeedMeter
 from asrd.control.status import CurrentFile, ModelDownload
 from asrd.output.cuerules import DEFAULT_RULES, CueRules
 from asrd.output.ownership import for_store
@@ -137,10 +138,13 @@ class Dispatcher:
         # has come back through alone, files go one at a time: a file that crashes the worker
         # every time then costs only itself attempts, not the files batched with it.
         self._suspects: set[int] = set()
+        self.meter = SpeedMeter()  # measured throughput, for the dashboard's estimated start times
+        self.paused_inboxes: frozenset[str] = frozenset()  # inbox keys whose files are not started
 
     # ------------------------------------------------------------ the loop's entry points
 
     def step(self, now: float) -> None:
+        self.meter.tick(now, bool(self.jobs) and self.model_loaded)
         self._collect(now)
         self._dispatch(now)
         self._maybe_unload(now)
@@ -207,7 +211,7 @@ class Dispatcher:
         if self.worker is None and now < self._restart_at:
             return
         while len(self.jobs) < self.capacity():
-            claimed = self.store.claim(now, 1)
+            claimed = self.store.claim(now, 1, skip_inboxes=self.paused_inboxes)
             if not claimed:
                 return
             job = claimed[0]
@@ -291,6 +295,7 @@ class Dispatcher:
             self.store.fail(job.id, now, str(err), kind)
             return
         self.store.complete(job.id, now, [s.path for s in written], _whole(current, job.path))
+        self.meter.finished(now, msg.transcript.duration / SAMPLE_RATE, job.fingerprint.size)
         log.info("done %s (%.1f s of audio in %.1f s)", job.path, msg.transcript.duration / SAMPLE_RATE, msg.seconds)
 
     def _failed(self, now: float, job: Job, msg: Failed) -> None:

@@ -85,7 +85,7 @@ class StabilityTracker:
 
     def waiting(self, limit: int = 100) -> list[Settling]:
         """Up to ``limit`` of the files waiting, first touched first. Does no I/O."""
-        out = []
+        out: list[Settling] = []
         for path, entry in self._pending.items():
             if len(out) >= limit:
                 break
