@@ -19,7 +19,8 @@ STATIC = Path(__file__).with_name("static")
 
 def build_app(port: DaemonPort, hub: Hub, policy: Policy) -> Starlette:
     app = Starlette(
-        routes=[*api.ROUTES, *inboxpages.ROUTES, *pages.ROUTES, Mount("/static", StaticFiles(directory=STATIC), name="static")],
+        routes=[*api.ROUTES, *inboxpages.ROUTES, *pages.ROUTES,
+                Mount("/static", StaticFiles(directory=STATIC), name="static")],
         middleware=[Middleware(Guard, policy=policy)],
         exception_handlers={404: pages.not_found},
     )

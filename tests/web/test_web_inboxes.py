@@ -41,7 +41,7 @@ def settings_for(tmp_path: Path, talks: Path, memos: Path, state: Path) -> Any:
 
 @pytest.fixture
 def port(tmp_path: Path, folders: tuple[Path, Path, Path]) -> MemoryPort:
-    talks, memos, state = folders
+    state = folders[2]
     return MemoryPort(settings_for(tmp_path, *folders), state_dir=state)
 
 
