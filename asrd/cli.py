@@ -113,7 +113,7 @@ def _status(args: argparse.Namespace) -> int:
     from asrd.control.status import render, report
 
     settings = _settings(args.config, {})
-    doc = report(settings.daemon.state_dir)
+    doc = report(settings.daemon.state_dir, settings.web)
     print(json.dumps(doc, indent=2) if args.json else render(doc))
     return 0 if doc["running"] else 3  # LSB: 3 = program is not running
 

@@ -75,7 +75,10 @@ class WebHook:
         self.server = server
         host, port = server.bound[:2]
         shown = f"[{host}]" if ":" in host else host
-        log.info("dashboard on http://%s:%d/ (login: %s)", shown, port, web.auth)
+        login = web.auth
+        if web.auth == "token" and self.state_dir is not None:  # where the token is, never the token itself
+            login = f"token, kept in {self.state_dir / 'web-token'}"
+        log.info("dashboard on http://%s:%d/ (login: %s)", shown, port, login)
 
     def step(self, now: float) -> None:
         """Apply the actions waiting from the web thread (at the start of each loop turn)."""
