@@ -147,6 +147,7 @@ class Dispatcher:
         self.meter.tick(now, bool(self.jobs) and self.model_loaded)
         self._collect(now)
         self._dispatch(now)
+        self.meter.tick(now, bool(self.jobs) and self.model_loaded)  # work counts from its dispatch
         self._maybe_unload(now)
 
     def reconfigure(self, views: dict[str, InboxView], spec: EngineSpec, idle_unload_seconds: float) -> None:
