@@ -75,7 +75,7 @@ class WebHook:
         self.server = server
         host, port = server.bound[:2]
         shown = f"[{host}]" if ":" in host else host
-        login = web.auth
+        login: str = web.auth
         if web.auth == "token" and self.state_dir is not None:  # where the token is, never the token itself
             login = f"token, kept in {self.state_dir / 'web-token'}"
         log.info("dashboard on http://%s:%d/ (login: %s)", shown, port, login)
