@@ -335,7 +335,8 @@ class Daemon:
             return
         why = inbox.rules.why_not(relative)
         if why is not None:
-            if relative.suffix.lower().lstrip(".") not in SIDECAR_EXTENSIONS:  # asrd's own writes are no news
+            own = relative.name.startswith(TEMP_PREFIX) or relative.suffix.lower().lstrip(".") in SIDECAR_EXTENSIONS
+            if not own:  # asrd's own writes (sidecars and their temp files) are no news
                 self.inbox_controls.ignored.note(Ignored(inbox.view.key, relative.as_posix(), why, now))
             return
         if inbox.tracker is None:
