@@ -22,7 +22,7 @@ from asrd.control.jobs_sqlite import SqliteJobStore
 from asrd.control.statedir import DB_NAME
 
 pytestmark = pytest.mark.browser
-PAGES = {"now": "/", "files": "/files", "unqueued": "/files/unqueued", "inboxes": "/inboxes", "system": "/system"}
+PAGES = {"now": "/", "unqueued": "/files/unqueued", "inboxes": "/inboxes", "system": "/system"}
 
 
 @pytest.fixture(scope="module")
