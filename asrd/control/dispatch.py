@@ -16,6 +16,7 @@ from pathlib import Path
 from asrd.config import InboxSettings, ModelSettings, OutputSettings, Settings, VadSettings
 from asrd.control.fingerprint import Fingerprint, fingerprint, with_full_hash
 from asrd.control.jobs import Failure, Job, JobState, JobStore
+from asrd.control.library import index_transcript
 from asrd.control.status import CurrentFile, ModelDownload
 from asrd.output.cuerules import DEFAULT_RULES, CueRules
 from asrd.output.ownership import for_store
@@ -291,6 +292,8 @@ class Dispatcher:
             self.store.fail(job.id, now, str(err), kind)
             return
         self.store.complete(job.id, now, [s.path for s in written], _whole(current, job.path))
+        index_transcript(self.store, job.id, job.inbox, job.path, now, msg.transcript,
+                         view.rules if view is not None else DEFAULT_RULES)
         log.info("done %s (%.1f s of audio in %.1f s)", job.path, msg.transcript.duration / SAMPLE_RATE, msg.seconds)
 
     def _failed(self, now: float, job: Job, msg: Failed) -> None:
