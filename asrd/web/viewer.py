@@ -98,6 +98,8 @@ def transcript_doc(port: DaemonPort, job: Job) -> dict[str, Any] | None:
     for i, cue in enumerate(cues):
         start, end = seconds(cue.start), seconds(cue.end)
         mine = [t for t in tokens if start <= t["start"] < end]
+        if "".join(t["text"] for t in mine).replace(" ", "") != "".join(cue.text.split()):
+            mine = []  # tokens that do not spell the cue (an edited cue, say) would show other words
         out.append({"index": i, "start": start, "end": end, "text": cue.text, "warnings": warnings.get(i, []),
                     "tokens": mine})
     return {"job_id": job.id, "name": job.path.name, "language": language, "source": "json" if doc else "library",

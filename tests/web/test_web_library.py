@@ -28,8 +28,9 @@ def port(tmp_path: Path) -> Any:
     shutil.copy(DATA / "vad_example_zh.ogg", a / "park.ogg")
     (a / "sub" / "park.wav").write_bytes(b"RIFF")
     (b / "talk.flac").write_bytes(b"fLaC")
-    finished(p.store, a / "park.ogg", str(a.resolve()), [(0.5, 2.0, "今天我们去公园散步"), (3.0, 5.0, "语音识别的效果很好")],
-             now=2000.0, tokens=True, emotion="HAPPY")
+    finished(p.store, a / "park.ogg", str(a.resolve()),
+             [(0.5, 2.0, "今天我们去公园散步"), (3.0, 5.0, "语音识别的效果很好")], now=2000.0, tokens=True,
+             emotion="HAPPY")
     finished(p.store, a / "sub" / "park.wav", str(a.resolve()), [(1.0, 2.0, "公园里人很多")], now=1500.0,
              formats=("srt",))
     finished(p.store, b / "talk.flac", str(b.resolve()), [(10.0, 12.5, "We walked to the Park today")], now=1000.0,
@@ -47,7 +48,8 @@ def test_search_api_cjk_and_latin(client: Any) -> None:
     hit = client.get("/api/search", params={"q": "语音识别"}).json()["hits"]
     assert [(h["job_id"], h["start"]) for h in hit] == [(1, 3.0)]
     latin = client.get("/api/search", params={"q": "park", "inbox": "talks"}).json()
-    assert [(h["job_id"], h["start"], h["excerpt"]) for h in latin["hits"]] == [(3, 10.0, "We walked to the Park today")]
+    assert [(h["job_id"], h["start"], h["excerpt"]) for h in latin["hits"]] == [
+        (3, 10.0, "We walked to the Park today")]
     assert client.get("/api/search", params={"q": "公园", "per_page": 1, "page": 2}).json()["hits"][0]["job_id"] == 2
 
 
@@ -65,7 +67,8 @@ def test_library_api_filters(client: Any) -> None:
     assert [t["job_id"] for t in client.get("/api/library", params={"language": "en"}).json()["transcripts"]] == [3]
     assert [t["job_id"] for t in client.get("/api/library", params={"event": "Laughter"}).json()["transcripts"]] == [3]
     assert client.get("/api/library", params={"inbox": "nowhere"}).json()["total"] == 0
-    assert [t["job_id"] for t in client.get("/api/library", params={"max_minutes": "0.04"}).json()["transcripts"]] == [2]
+    short = client.get("/api/library", params={"max_minutes": "0.04"}).json()["transcripts"]
+    assert [t["job_id"] for t in short] == [2]
 
 
 def test_library_page_marks_hits_and_htmx_gets_the_results_only(client: Any) -> None:
@@ -107,7 +110,8 @@ def test_rule_warnings_come_from_the_checker(client: Any, port: Any) -> None:
 
 def test_sidecars_by_job_id_and_format(client: Any, port: Any) -> None:
     srt = client.get("/api/jobs/1/sidecars/srt")
-    assert srt.status_code == 200 and "今天我们去公园散步" in srt.text and "attachment" in srt.headers["content-disposition"]
+    assert srt.status_code == 200 and "今天我们去公园散步" in srt.text
+    assert "attachment" in srt.headers["content-disposition"]
     assert client.get("/api/jobs/1/sidecars/json").json()["language"] == "zh"
     original = client.get("/api/jobs/1/sidecars/original")
     assert original.content == (port.store.by_id(1).path).read_bytes()
