@@ -10,7 +10,9 @@ nothing inside 今天的语音识别很好), and ``trigram`` cannot match a term
   pairs, and other words stay words: a 1-2 character CJK term is then one token, and a 1-2 character
   spaced-script term matches as a word prefix.
 
-Every term of a query must occur in the same cue; a hit is a cue (job, time, text, where it matched).
+Every term of a query must occur in the same cue; a hit is a cue (job, time, text, where it matched). Hits
+come newest-indexed first (the daemon indexes a transcript when it finishes it), a transcript's cues in
+time order.
 The stores (``library_sqlite``, ``library_memory``) keep the same rows and give the same answers.
 """
 
@@ -38,6 +40,7 @@ log = logging.getLogger("asrd.library")
 MAX_TERMS = 8  # terms of one query (more are dropped)
 MAX_TERM_CHARS = 100
 BACKFILL_LIMIT = 2000  # transcripts indexed from .json sidecars at one start (the rest at the next)
+COUNT_CAP = 1000  # hits are counted up to this many ("1000+"): counting every cue with 的 costs a scan
 EXCERPT_CHARS = 160  # a longer cue is cut around its first match
 
 
@@ -98,7 +101,8 @@ class Hit:
 @dataclass(frozen=True)
 class HitPage:
     hits: tuple[Hit, ...]
-    total: int
+    total: int  # at most COUNT_CAP
+    exact: bool = True  # False: there are more than ``total``
 
 
 @dataclass(frozen=True)

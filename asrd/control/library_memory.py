@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 
 from asrd.control.library import (
+    COUNT_CAP,
     Entry,
     Hit,
     HitPage,
@@ -39,13 +40,18 @@ def _newest_first(s: Summary) -> tuple[float, int]:
 class MemoryLibrary:
     def __init__(self, indexable: Callable[[], Iterable[int]] = tuple) -> None:
         self._entries: dict[int, Entry] = {}
+        self._seq: dict[int, int] = {}  # when each was indexed, as the SQLite rowids order them
+        self._next = 0
         self._indexable = indexable  # ids of done jobs with a .json sidecar, oldest first
 
     def put(self, entry: Entry) -> None:
         self._entries[entry.summary.job_id] = entry
+        self._seq[entry.summary.job_id] = self._next
+        self._next += 1
 
     def drop(self, job_id: int) -> None:
         self._entries.pop(job_id, None)
+        self._seq.pop(job_id, None)
 
     def get(self, job_id: int) -> Entry | None:
         return self._entries.get(job_id)
@@ -59,11 +65,13 @@ class MemoryLibrary:
         if not words:
             return HitPage((), 0)
         p = plan(words)
+        chosen = sorted(self._chosen(query), key=lambda e: -self._seq[e.summary.job_id])
         hits = [
             Hit(e.summary, cue, *excerpt(cue.text, words))
-            for e in self._chosen(query) for cue in e.cues if matches(cue.text, p)
+            for e in chosen for cue in e.cues if matches(cue.text, p)
         ]
-        return HitPage(tuple(hits[query.offset:query.offset + query.limit]), len(hits))
+        page = tuple(hits[query.offset:query.offset + query.limit])
+        return HitPage(page, min(len(hits), COUNT_CAP), exact=len(hits) <= COUNT_CAP)
 
     def browse(self, query: LibraryQuery) -> SummaryPage:
         found = [e.summary for e in self._chosen(query)]

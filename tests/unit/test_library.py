@@ -92,7 +92,9 @@ def test_all_terms_and_mixed_scripts(store: JobStore) -> None:
     assert found(store, "录音") == [(7, 0), (7, 2)]
 
 
-def test_filters(filled: JobStore) -> None:
+@pytest.mark.parametrize("scan_cues", [10_000, -1], ids=["few-cues-read", "indexes-intersected"])
+def test_filters(filled: JobStore, scan_cues: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("asrd.control.library_sqlite.SCAN_CUES", scan_cues)  # both ways the SQLite store answers
     assert {j for j, _ in found(filled, "o")} == {3}
     assert found(filled, "公园", inboxes=("/in/b",)) == []
     assert found(filled, "park", inboxes=("/in/b",)) == [(3, 0)]
@@ -103,6 +105,8 @@ def test_filters(filled: JobStore) -> None:
     assert found(filled, "park", min_duration=10 * S) == []
     assert found(filled, "天", emotion="HAPPY") == [(1, 0), (1, 2)]
     assert found(filled, "天", emotion="HAP") == []  # whole labels only
+    assert found(filled, "天 不错", language="zh") == [(1, 2)]
+    assert found(filled, "a-", language="en") == [] and found(filled, "ox", language="en") == [(3, 2)]
     assert [s.job_id for s in filled.library.browse(LibraryQuery(event="Laughter")).summaries] == [2]
     listed = filled.library.browse(LibraryQuery(limit=2))
     assert [s.job_id for s in listed.summaries] == [1, 2] and listed.total == 3  # newest first, paged

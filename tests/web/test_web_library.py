@@ -29,19 +29,19 @@ def port(tmp_path: Path) -> Any:
     (a / "sub" / "park.wav").write_bytes(b"RIFF")
     (b / "talk.flac").write_bytes(b"fLaC")
     finished(p.store, a / "park.ogg", str(a.resolve()),
-             [(0.5, 2.0, "今天我们去公园散步"), (3.0, 5.0, "语音识别的效果很好")], now=2000.0, tokens=True,
+             [(0.5, 2.0, "今天我们去公园散步"), (3.0, 5.0, "语音识别的效果很好")], now=1000.0, tokens=True,
              emotion="HAPPY")
     finished(p.store, a / "sub" / "park.wav", str(a.resolve()), [(1.0, 2.0, "公园里人很多")], now=1500.0,
              formats=("srt",))
-    finished(p.store, b / "talk.flac", str(b.resolve()), [(10.0, 12.5, "We walked to the Park today")], now=1000.0,
+    finished(p.store, b / "talk.flac", str(b.resolve()), [(10.0, 12.5, "We walked to the Park today")], now=2000.0,
              language="en", events=("Laughter",))
     return p
 
 
 def test_search_api_cjk_and_latin(client: Any) -> None:
     doc = client.get("/api/search", params={"q": "公园"}).json()
-    assert doc["total"] == 2 and [h["job_id"] for h in doc["hits"]] == [1, 2]
-    first = doc["hits"][0]
+    assert doc["total"] == 2 and [h["job_id"] for h in doc["hits"]] == [2, 1]  # newest first
+    first = doc["hits"][1]
     assert first["start"] == 0.5 and first["cue"] == 0 and first["inbox"] == "memos"
     assert [first["excerpt"][a:b] for a, b in first["marks"]] == ["公园"]
     assert first["viewer"] == "/viewer/1?t=0.5#cue-0"
@@ -50,7 +50,7 @@ def test_search_api_cjk_and_latin(client: Any) -> None:
     latin = client.get("/api/search", params={"q": "park", "inbox": "talks"}).json()
     assert [(h["job_id"], h["start"], h["excerpt"]) for h in latin["hits"]] == [
         (3, 10.0, "We walked to the Park today")]
-    assert client.get("/api/search", params={"q": "公园", "per_page": 1, "page": 2}).json()["hits"][0]["job_id"] == 2
+    assert client.get("/api/search", params={"q": "公园", "per_page": 1, "page": 2}).json()["hits"][0]["job_id"] == 1
 
 
 def test_search_refuses_bad_input(client: Any) -> None:
@@ -62,8 +62,8 @@ def test_search_refuses_bad_input(client: Any) -> None:
 
 def test_library_api_filters(client: Any) -> None:
     everything = client.get("/api/library").json()
-    assert [t["job_id"] for t in everything["transcripts"]] == [1, 2, 3]
-    assert everything["transcripts"][0]["emotions"] == ["HAPPY"]
+    assert [t["job_id"] for t in everything["transcripts"]] == [3, 2, 1]
+    assert everything["transcripts"][2]["emotions"] == ["HAPPY"]
     assert [t["job_id"] for t in client.get("/api/library", params={"language": "en"}).json()["transcripts"]] == [3]
     assert [t["job_id"] for t in client.get("/api/library", params={"event": "Laughter"}).json()["transcripts"]] == [3]
     assert client.get("/api/library", params={"inbox": "nowhere"}).json()["total"] == 0
