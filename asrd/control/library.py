@@ -24,7 +24,7 @@ import logging
 import re
 import sqlite3
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -195,9 +195,13 @@ def gram_query(term: str) -> str:
     return fts_phrase(term) if all(_grammed(c) for c in term) else fts_phrase(term) + " *"
 
 
-def gram_tokens(text: str) -> list[str]:
-    """The tokens unicode61 (remove_diacritics 0) makes of ``grams(text)``, for the memory twin."""
-    return [t.casefold() for t in _WORD.findall(grams(text))]
+# Words of the spaced scripts as the grams table holds them: runs of letters and digits outside the ranges
+# that ``grams`` splits into characters (is_cjk's ranges and Hangul; only letters and digits of those are
+# split, the rest separate words anyway).
+_PLAIN_WORD = re.compile(
+    "[^\\W_\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\u3000-\u303f\uff00-\uffef"
+    "\U00020000-\U0002ffff\uac00-\ud7af\u1100-\u11ff]+"
+)
 
 
 def _fold(text: str) -> str:
@@ -205,22 +209,34 @@ def _fold(text: str) -> str:
     return folded if len(folded) == len(text) else text.lower()
 
 
-def matches(text: str, p: Plan) -> bool:
-    """Whether one cue's text holds every term (the memory twin's rule, equal to the SQL one)."""
-    folded = _fold(text)
-    if not all(_fold(t) in folded for t in p.trigram):
-        return False
-    if p.grams:
-        tokens = gram_tokens(text)
-        for term in p.grams:
-            want = term.casefold()
-            if all(_grammed(c) for c in term):
-                if want not in tokens:
-                    return False
-            elif not any(tok.startswith(want) for tok in tokens):
+def matcher(p: Plan) -> Callable[[str], bool]:
+    """Whether one cue's text holds every term (the memory twin's rule, equal to the SQL one).
+
+    A 1-2 character CJK term is in the grams table exactly when it occurs in the text (its characters
+    are neighbours in one CJK run); a 1-2 letter word must start one of the text's words.
+    """
+    inside = [_fold(t) for t in p.trigram] + [t.casefold() for t in p.grams if all(_grammed(c) for c in t)]
+    starts = tuple(t.casefold() for t in p.grams if not all(_grammed(c) for c in t))
+    like = [t.translate(_ASCII_FOLD) for t in p.scan]  # LIKE's rule: ASCII letters fold, nothing else
+
+    def test(text: str) -> bool:
+        folded = _fold(text)
+        if not all(t in folded for t in inside):
+            return False
+        if starts:
+            words = _PLAIN_WORD.findall(folded)
+            if not all(any(w.startswith(t) for w in words) for t in starts):
                 return False
-    ascii_folded = text.translate(_ASCII_FOLD)  # LIKE's rule: ASCII letters fold, nothing else
-    return all(t.translate(_ASCII_FOLD) in ascii_folded for t in p.scan)
+        if like:
+            ascii_folded = text.translate(_ASCII_FOLD)
+            return all(t in ascii_folded for t in like)
+        return True
+
+    return test
+
+
+def matches(text: str, p: Plan) -> bool:
+    return matcher(p)(text)
 
 
 def excerpt(text: str, words: Sequence[str]) -> tuple[str, tuple[tuple[int, int], ...]]:

@@ -13,7 +13,7 @@ from asrd.control.library import (
     Summary,
     SummaryPage,
     excerpt,
-    matches,
+    matcher,
     plan,
     terms,
 )
@@ -64,11 +64,11 @@ class MemoryLibrary:
         words = terms(query.text)
         if not words:
             return HitPage((), 0)
-        p = plan(words)
+        test = matcher(plan(words))
         chosen = sorted(self._chosen(query), key=lambda e: -self._seq[e.summary.job_id])
         hits = [
             Hit(e.summary, cue, *excerpt(cue.text, words))
-            for e in chosen for cue in e.cues if matches(cue.text, p)
+            for e in chosen for cue in e.cues if test(cue.text)
         ]
         page = tuple(hits[query.offset:query.offset + query.limit])
         return HitPage(page, min(len(hits), COUNT_CAP), exact=len(hits) <= COUNT_CAP)

@@ -22,7 +22,7 @@ from asrd.control.library import (
     fts_phrase,
     gram_query,
     grams,
-    matches,
+    matcher,
     plan,
     terms,
 )
@@ -132,9 +132,9 @@ class SqliteLibrary:
 
         - filters that leave few cues: read those cues and match them here (``library.matches``);
         - terms for one index: let FTS5 walk it in rowid order, joining the filters, and stop at the page;
-        - terms for both: fetch each index's matching rowids and intersect them (and the filters' cue
-          ids) here; SQLite's own plan for FTS5 ``MATCH ... AND rowid IN (...)`` seeks row by row and
-          took seconds on 10,000 transcripts.
+        - terms for both: read the rarer index's matches and match the rest here (``_candidates``);
+          SQLite's own plan for FTS5 ``MATCH ... AND rowid IN (...)`` seeks row by row and took
+          seconds on 10,000 transcripts.
         """
         words = terms(query.text)
         if not words:
@@ -152,7 +152,7 @@ class SqliteLibrary:
             fts.append(("cue_gram", " AND ".join(gram_query(t) for t in p.grams)))
         if len(fts) == 1 and not p.scan:
             return self._walk(fts[0], where, args, words, query)
-        return self._intersect(fts, where, args, words, query)
+        return self._candidates(fts, where, args, words, query)
 
     def _walk(self, fts: tuple[str, str], where: list[str], args: list[Any], words: list[str],
               query: LibraryQuery) -> HitPage:
@@ -179,37 +179,40 @@ class SqliteLibrary:
                               (*params, query.limit, query.offset)).fetchall()
         return self._page(rows, words, total)
 
-    def _intersect(self, fts: list[tuple[str, str]], where: list[str], args: list[Any], words: list[str],
+    def _candidates(self, fts: list[tuple[str, str]], where: list[str], args: list[Any], words: list[str],
                    query: LibraryQuery) -> HitPage:
-        p = plan(words)
+        """Terms for both indexes (or an odd short term): the candidates are the matches of the rarer index
+        (FTS5 counts them cheaply), read newest first in chunks and matched here (``library.matches``,
+        the twin's rule) with the filters joined, until the page and COUNT_CAP are reached."""
+        test = matcher(plan(words))
+        cond = " AND ".join(where) or "1"
+        kept: list[int] = []
         with self._store._lock:
             db = self._store._db
-            ids: set[int] | None = None
-            for table, expr in fts:
-                got = {r[0] for r in db.execute(f"SELECT rowid FROM {table} WHERE {table} MATCH ?", (expr,))}
-                ids = got if ids is None else ids & got
-                if not ids:
-                    return HitPage((), 0)
-            if where:
-                passing = {r[0] for r in db.execute(
-                    f"SELECT c.id FROM cue c WHERE c.job_id IN (SELECT t.job_id FROM transcript t WHERE "
-                    f"{' AND '.join(where)})", args)}
-                ids = passing if ids is None else ids & passing
-            ordered = sorted(ids or (), reverse=True)
-            if p.scan:  # the rare odd short term: read the candidates' text
-                kept: list[int] = []
-                for at in range(0, len(ordered), 500):
-                    chunk = ordered[at:at + 500]
-                    texts = dict(db.execute(f"SELECT id, text FROM cue WHERE id IN ({', '.join('?' * len(chunk))})",
-                                            chunk).fetchall())
-                    kept += [i for i in chunk if matches(texts.get(i, ""), p)]
-                ordered = kept
-            page = ordered[query.offset:query.offset + query.limit]
+            if fts:
+                table, expr = min(fts, key=lambda f: db.execute(
+                    f"SELECT COUNT(*) FROM {f[0]} WHERE {f[0]} MATCH ?", (f[1],)).fetchone()[0])
+                ids = [r[0] for r in db.execute(
+                    f"SELECT rowid FROM {table} WHERE {table} MATCH ? ORDER BY rowid DESC", (expr,))]
+            else:
+                ids = [r[0] for r in db.execute(
+                    f"SELECT c.id FROM cue c JOIN transcript t ON t.job_id = c.job_id WHERE {cond} ORDER BY c.id DESC",
+                    args)]
+            want = max(query.offset + query.limit, COUNT_CAP + 1)
+            for at in range(0, len(ids), 500):
+                chunk = ids[at:at + 500]
+                rows = db.execute(
+                    f"SELECT c.id, c.text FROM cue c JOIN transcript t ON t.job_id = c.job_id "
+                    f"WHERE c.id IN ({', '.join('?' * len(chunk))}) AND {cond}", (*chunk, *args)).fetchall()
+                kept += sorted((i for i, text in rows if test(text)), reverse=True)
+                if len(kept) >= want:
+                    break
+            page = kept[query.offset:query.offset + query.limit]
             rows = db.execute(f"SELECT c.id, {_SUMMARY}, c.idx, c.start, c.end, c.text FROM cue c JOIN transcript t "
                               f"ON t.job_id = c.job_id WHERE c.id IN ({', '.join('?' * len(page))})",
                               page).fetchall() if page else []
         rows.sort(key=lambda r: -r[0])
-        return self._page(rows, words, len(ordered))
+        return self._page(rows, words, len(kept))
 
     @staticmethod
     def _page(rows: list[Any], words: list[str], total: int) -> HitPage:
@@ -227,7 +230,7 @@ class SqliteLibrary:
         return [r[0] for r in rows] if sum(r[1] for r in rows) <= SCAN_CUES else None
 
     def _scan(self, job_ids: list[int], words: list[str], query: LibraryQuery) -> HitPage:
-        p = plan(words)
+        test = matcher(plan(words))
         found: list[Any] = []
         with self._store._lock:
             db = self._store._db
@@ -236,7 +239,7 @@ class SqliteLibrary:
                 found += [r for r in db.execute(
                     f"SELECT c.id, {_SUMMARY}, c.idx, c.start, c.end, c.text FROM cue c JOIN transcript t "
                     f"ON t.job_id = c.job_id WHERE c.job_id IN ({', '.join('?' * len(chunk))})", chunk,
-                ) if matches(r[-1], p)]
+                ) if test(r[-1])]
         found.sort(key=lambda r: -r[0])  # newest-indexed first, as the index walk
         return self._page(found[query.offset:query.offset + query.limit], words, len(found))
 

@@ -36,7 +36,10 @@ def site(tmp_path: Path) -> Iterator[str]:
     memos, talks = tmp_path / "memos", tmp_path / "talks"
     memos.mkdir()
     talks.mkdir()
-    port = MemoryPort(Settings(inbox=[{"path": memos}, {"path": talks}]))
+    from asrd.control.jobs_sqlite import SqliteJobStore
+
+    # the SQLite store, so the search goes through its FTS5 indexes (the memory twin matches in Python)
+    port = MemoryPort(Settings(inbox=[{"path": memos}, {"path": talks}]), store=SqliteJobStore(tmp_path / "jobs.db"))
     for name, inbox, spans, kw in [
         ("standup.flac", talks, [(0.0, 2.1, "And so my fellow Americans"), (2.4, 6.0, "ask not what your country")],
          {"language": "en", "emotion": "NEUTRAL", "now": time.time() - 86400 * 3}),
@@ -61,6 +64,7 @@ def site(tmp_path: Path) -> Iterator[str]:
         yield f"http://127.0.0.1:{server.bound[1]}"
     finally:
         server.stop()
+        port.store.close()
 
 
 def active_cue(page: Any) -> str | None:
