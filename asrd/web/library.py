@@ -153,7 +153,8 @@ async def search_api(request: Request) -> Response:
         return JSONResponse({"error": "q is missing: the words to look for"}, 400)
     found = _port(request).jobs.library.search(query)
     return JSONResponse({"q": query.text, "hits": [hit_doc(h) for h in found.hits], "total": found.total,
-                         "page": page, "per_page": per_page, "pages": _pages(found.total, per_page)})
+                         "exact": found.exact, "page": page, "per_page": per_page,
+                         "pages": _pages(found.total, per_page)})
 
 
 async def library_api(request: Request) -> Response:
@@ -172,7 +173,7 @@ async def library_page(request: Request) -> Response:
     ctx: dict[str, Any] = {
         "form": form, "inboxes": sorted({inbox_name(str(i.path.resolve())) for i in port.settings.inbox}),
         "languages": LANGUAGES, "emotions": EMOTIONS, "events": EVENTS, "hits": None, "summaries": [],
-        "total": 0, "page_no": 1, "pages": 1, "error": None,
+        "total": 0, "more": False, "page_no": 1, "pages": 1, "error": None,
         "export": "/api/export.zip?" + urlencode({k: form[k] for k in ("inbox", "since", "until") if form[k]}),
     }
     try:
@@ -185,6 +186,7 @@ async def library_page(request: Request) -> Response:
         hits = lib.search(query)
         ctx["hits"] = [{**hit_doc(h), "pieces": marked(h.excerpt, h.marks)} for h in hits.hits]
         total = hits.total
+        ctx["more"] = not hits.exact
     else:
         listed = lib.browse(query)
         ctx["summaries"] = [summary_doc(s) for s in listed.summaries]
