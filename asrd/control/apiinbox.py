@@ -27,6 +27,7 @@ log = logging.getLogger("asrd.api")
 INBOX_NAME = "api-inbox"
 OUTPUT_NAME = "api-out"
 REQUEST_SUFFIX = ".request.json"
+STALE_UPLOAD_SECONDS = 3600.0  # a temp upload untouched this long was abandoned
 
 
 def enabled(settings: Settings) -> bool:
@@ -120,9 +121,14 @@ def expire(settings: Settings, now: float | None = None) -> int:
         return 0
     for entry in entries:
         try:
-            if entry.stat(follow_symlinks=False).st_mtime >= cutoff:
-                continue
+            mtime = entry.stat(follow_symlinks=False).st_mtime
             path = Path(entry.path)
+            if entry.name.startswith(TEMP_PREFIX):  # an upload cut off mid-way (uploads write all the time)
+                if mtime < cutoff or mtime < (time.time() if now is None else now) - STALE_UPLOAD_SECONDS:
+                    path.unlink()
+                continue
+            if mtime >= cutoff:
+                continue
             if entry.name.endswith(REQUEST_SUFFIX) and path.with_name(entry.name[: -len(REQUEST_SUFFIX)]).exists():
                 continue  # removed with its upload
             path.unlink()

@@ -121,7 +121,9 @@ async def _take(request: Request, api: str, file_field: str, *, raw_pcm: bool = 
         language = _language(fields.get("language") or "auto")
         prompt = fields.get("prompt") or fields.get("initial_prompt") or ""
         hotwords = tuple(w.strip() for w in prompt.replace("，", ",").split(",") if w.strip())
-        apiinbox.ApiRequest(api, upload.filename or upload.path.name, language, hotwords, time.time()).save(upload.path)
+        # Bazarr names the video it took the audio from (video_file, newer versions): a name to show, never opened.
+        shown = Path(fields.get("video_file") or upload.filename or upload.path.name).name
+        apiinbox.ApiRequest(api, shown, language, hotwords, time.time()).save(upload.path)
     except UploadError:
         upload.path.unlink(missing_ok=True)
         raise

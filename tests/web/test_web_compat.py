@@ -2,8 +2,9 @@
 
 The OpenAI endpoint is driven by the real ``openai`` SDK; ``/asr`` and ``/detect-language`` by exactly
 the requests Bazarr's Whisper provider sends (bazarr custom_libs/subliminal_patch/providers/whisperai.py,
-``WhisperAIProvider.download_subtitle`` and ``detect_language``: a requests Session posting the audio as
-raw 16 kHz mono s16le PCM in the multipart field ``audio_file`` with ``encode=false``).
+``WhisperAIProvider.download_subtitle`` and ``detect_language``, read at commits 1029a81 and 920853d of
+May 2025: a requests Session posting the audio as raw 16 kHz mono s16le PCM in the multipart field
+``audio_file`` with ``encode=false``, no login header; newer versions add ``video_file``).
 """
 
 from __future__ import annotations
@@ -119,7 +120,7 @@ def test_bazarr_whisper_provider_requests(api: ApiDaemon) -> None:
     session = requests.Session()
     session.headers["User-Agent"] = "Subliminal/2.1"
     endpoint = api.url.rstrip("/")
-    r = api.call(lambda: session.post(f"{endpoint}/detect-language", params={"encode": "false"},
+    r = api.call(lambda: session.post(f"{endpoint}/detect-language", params={"encode": "false", "video_file": {None}},
                                       files={"audio_file": out}, timeout=(5, 30)))
     assert r.status_code == 200, r.text
     assert r.json()["detected_language"] == "english" and r.json()["language_code"] == "en"
@@ -127,7 +128,14 @@ def test_bazarr_whisper_provider_requests(api: ApiDaemon) -> None:
     r = api.call(lambda: session.post(f"{endpoint}/asr", params=params, files={"audio_file": out}, timeout=(5, 30)))
     assert r.status_code == 200, r.text
     assert r.content.startswith(b"1\r\n00:00:") or r.content.startswith(b"1\n00:00:")
+    # Bazarr since 2025 adds the video's path as a set ({None} sends nothing); asrd shows its name only.
+    video = "/media/Movies/Some Film (2020)/Some Film.mkv"
+    named = api.call(lambda: session.post(f"{endpoint}/asr", params={**params, "video_file": {video}},
+                                          files={"audio_file": out}, timeout=(5, 30)))
+    assert named.status_code == 200 and named.content == r.content
+    assert 'filename="Some_Film.srt"' in named.headers["Content-Disposition"]
     job_id = int(r.headers["X-Asrd-Job"])
+    assert requests.get(f"{endpoint}/api/jobs/{int(named.headers['X-Asrd-Job'])}", timeout=5).json()["state"] == "done"
     # The upload was raw PCM: it became a WAV as long as the original audio (11 s).
     job = api.store.by_id(job_id)
     assert job is not None and job.path.suffix == ".wav"
@@ -173,3 +181,20 @@ def test_token_is_needed_off_loopback_mode(tmp_path: Path) -> None:
     finally:
         d.daemon.stop(time.time())
         d.store.close()
+
+
+def test_old_uploads_and_their_transcripts_expire(api: ApiDaemon) -> None:
+    from asrd.control import apiinbox
+
+    body = pcm(JFK)
+    r = api.call(lambda: requests.post(f"{api.url}/asr", params={"output": "txt", "encode": "false"},
+                                       files={"audio_file": body}, timeout=(5, 30)))
+    job = api.store.by_id(int(r.headers["X-Asrd-Job"]))
+    assert job is not None and len(job.sidecars) == 4 and all(p.exists() for p in job.sidecars)
+    stale = api.state / "api-inbox" / ".asrd-tmp-0123.tmp"
+    stale.write_bytes(b"half an upload")
+    settings = api.daemon.settings
+    assert apiinbox.expire(settings, time.time() + 3600) == 0 and not stale.exists()
+    assert apiinbox.expire(settings, time.time() + 25 * 3600) == 1
+    assert not job.path.exists() and not apiinbox.request_path(job.path).exists()
+    assert not any(p.exists() for p in job.sidecars)
