@@ -59,10 +59,13 @@ class Waiter:
             if not loop.is_closed():
                 loop.call_soon_threadsafe(event.set)
 
-    async def wait(self, port: DaemonPort, job_id: int, seconds: float) -> Job | None:
-        """The job once done or quarantined; its last state when ``seconds`` ran out; None if it vanished."""
+    async def wait(self, port: DaemonPort, job_id: int, seconds: float, request: Request | None = None) -> Job | None:
+        """The job once done or quarantined; its last state when ``seconds`` ran out or the client hung up
+        (``request``); None if it vanished. The job itself goes on either way."""
         event = asyncio.Event()
         entry = (asyncio.get_running_loop(), event)
+        gone: list[bool] = []
+        watcher = asyncio.ensure_future(_hang_up(request, gone, event)) if request is not None else None
         with self._lock:
             self._waiting.add(entry)
         try:
@@ -73,11 +76,24 @@ class Waiter:
                 left = end - time.monotonic()
                 if job is None or job.state in SETTLED or left <= 0:
                     return job
+                if gone:
+                    log.info("the client of job %d hung up; the job goes on (/api/jobs/%d/result)", job_id, job_id)
+                    return job
                 with contextlib.suppress(asyncio.TimeoutError):
                     await asyncio.wait_for(event.wait(), min(left, RECHECK_SECONDS))
         finally:
             with self._lock:
                 self._waiting.discard(entry)
+            if watcher is not None:
+                watcher.cancel()
+
+
+async def _hang_up(request: Request, gone: list[bool], event: asyncio.Event) -> None:
+    """Once the body is read, the server's next message is the client hanging up (or the response done)."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+    gone.append(True)
+    event.set()
 
 
 def _port(request: Request) -> DaemonPort:
@@ -153,7 +169,7 @@ def _language(value: str) -> str:
 async def _finished(request: Request, job_id: int) -> Job | Response:
     """Wait for the job: the finished job, or the answer to give when it failed or takes too long."""
     waiter: Waiter = request.app.state.api_waiter
-    job = await waiter.wait(_port(request), job_id, _settings(request).api.wait_seconds)
+    job = await waiter.wait(_port(request), job_id, _settings(request).api.wait_seconds, request)
     headers = {"X-Asrd-Job": str(job_id), "Location": f"/api/jobs/{job_id}"}
     if job is None:
         return JSONResponse({"error": f"job {job_id} was forgotten"}, 410, headers=headers)

@@ -9,6 +9,7 @@ May 2025: a requests Session posting the audio as raw 16 kHz mono s16le PCM in t
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -93,8 +94,9 @@ def test_openai_sdk_gets_a_transcript_from_a_durable_job(api: ApiDaemon) -> None
     assert isinstance(text, str) and text.strip()
     with open(JFK, "rb") as f:
         verbose = api.call(lambda: client.audio.transcriptions.create(
-            model="x", file=("jfk.flac", f), language="en", response_format="verbose_json", prompt="Kennedy"))
-    assert verbose.text.strip() and verbose.segments and verbose.language == "english"
+            model="x", file=("jfk.flac", f), language="ja", response_format="verbose_json", prompt="Kennedy"))
+    # The request's language reached the recognizer (the fake tags what it was asked for).
+    assert verbose.text.strip() and verbose.segments and verbose.language == "japanese"
     assert verbose.segments[-1].end <= verbose.duration + 0.5
     with open(JFK, "rb") as f:
         srt = api.call(lambda: client.audio.transcriptions.create(model="x", file=f, response_format="srt"))
@@ -149,7 +151,8 @@ def test_bazarr_whisper_provider_requests(api: ApiDaemon) -> None:
     assert r.status_code == 400 and "translation" in r.json()["error"]
 
 
-def test_a_dropped_connection_does_not_lose_the_job(api: ApiDaemon) -> None:
+def test_a_dropped_connection_does_not_lose_the_job(api: ApiDaemon, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, "asrd.api")
     body = pcm(JFK)
     api.daemon.dispatcher.accepting = False  # the job waits in the queue while the client gives up
     with pytest.raises(requests.exceptions.ReadTimeout):
@@ -157,6 +160,10 @@ def test_a_dropped_connection_does_not_lose_the_job(api: ApiDaemon) -> None:
                                        files={"audio_file": body}, timeout=(5, 1.5)))
     (job,) = api.store.search(JobQuery()).jobs
     assert job.state is JobState.QUEUED
+    end = time.monotonic() + 5  # the server stops waiting for a client that is gone (no coroutine left behind)
+    while "hung up" not in caplog.text and time.monotonic() < end:
+        time.sleep(0.05)
+    assert f"the client of job {job.id} hung up" in caplog.text
     api.daemon.dispatcher.accepting = True
     end = time.monotonic() + 20
     while api.store.counts().get(JobState.DONE, 0) < 1 and time.monotonic() < end:
