@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -21,9 +21,11 @@ from asrd import __version__
 from asrd.config import ConfigError, DaemonSettings, Settings, load_settings, with_folders
 from asrd.control.dispatch import Dispatcher, InboxView, engine_spec, inbox_views
 from asrd.control.ignore import SIDECAR_EXTENSIONS, IgnoreRules
-from asrd.control.inboxctl import InboxControls
+from asrd.control.inboxctl import for_daemon
 from asrd.control.intake import Intake
 from asrd.control.jobs import Job, JobState, JobStore
+from asrd.control.library import backfill
+from asrd.control.mediaservers import MediaRefresh
 from asrd.control.mountcache import cache_warning
 from asrd.control.reconcile import Ignored
 from asrd.control.service import ServiceState
@@ -104,7 +106,8 @@ class Daemon:
         self._idle_deadline: float | None = None
         self._retry_due: float | None = None
         self.web: WebHook | None = None  # [web] the dashboard (asrd.web.hook), only when enabled
-        self.inbox_controls = self._make_inbox_controls()  # per-inbox pause, files without a job, ignored files
+        self.inbox_controls = for_daemon(self)  # per-inbox pause, files without a job, ignored files
+        self.media: MediaRefresh | None = None  # [[mediaserver]] refresh after subtitles are written
 
     # ------------------------------------------------------------ life cycle
 
@@ -114,11 +117,15 @@ class Daemon:
         requeued = self.store.requeue_running(now)
         if requeued:
             log.info("%d job(s) interrupted by the last stop are queued again", requeued)
+        indexed = backfill(self.store)  # transcripts finished before the library existed, from their .json
+        if indexed:
+            log.info("library: indexed %d earlier transcript(s) from their .json sidecars", indexed)
         self._start_inboxes(now)
         self._scan_all(now)  # what arrived while the daemon was down
         self.inbox_controls.reconciler.resume(now)
         if self.settings.daemon.rescan_seconds > 0:
             self.timers.every("rescan", self.settings.daemon.rescan_seconds, now)
+        self._start_media()
         if self.settings.web.enabled:  # web hook: the dashboard thread (imported only when enabled)
             from asrd.web.hook import WebHook
 
@@ -166,6 +173,17 @@ class Daemon:
             inbox.stop()
         self.dispatcher.shutdown(now, "interrupted by shutdown")
         self.timers.shutdown()
+        if self.media is not None:
+            self.media.stop()
+
+    def _start_media(self) -> None:
+        if self.media is not None:
+            self.media.servers = self.settings.mediaserver  # a reload: the next refresh uses the new tables
+            return
+        if self.settings.mediaserver:
+            self.media = MediaRefresh(self.settings.daemon.state_dir.expanduser(), self.settings.mediaserver)
+            self.media.start()
+            self.dispatcher.on_done.append(self.media.job_done)
 
     def begin_drain(self) -> None:
         """First SIGTERM: no new work; the file in flight may finish."""
@@ -200,6 +218,7 @@ class Daemon:
         else:
             for key, view in views.items():
                 self.inboxes[key].view = view
+        self._start_media()
         self.timers.cancel("rescan")
         if new.daemon.rescan_seconds > 0:
             self.timers.every("rescan", new.daemon.rescan_seconds, now)
@@ -222,24 +241,6 @@ class Daemon:
     def idle(self) -> bool:
         return not self.dispatcher.busy and not self.inbox_controls.reconciler.running and not any(
             i.tracker and i.tracker.pending for i in self.inboxes.values()
-        )
-
-    def _make_inbox_controls(self) -> InboxControls:
-        def walk(key: str) -> Iterator[Path]:
-            inbox = self.inboxes.get(key)
-            return scan(inbox.view.settings, inbox.rules) if inbox is not None else iter(())
-
-        def rules(key: str) -> IgnoreRules:
-            inbox = self.inboxes.get(key)
-            return inbox.rules if inbox is not None else IgnoreRules()
-
-        def paused(keys: frozenset[str]) -> None:
-            self.dispatcher.paused_inboxes = keys
-
-        return InboxControls(
-            self.state_dir, self.store, lambda: {k: Path(v.settings.path) for k, v in self.dispatcher.views.items()},
-            rules, walk, lambda p: any(i.tracker is not None and p in i.tracker for i in self.inboxes.values()),
-            self.intake.offer, paused,
         )
 
     # ------------------------------------------------------------ inboxes and files

@@ -10,11 +10,15 @@ import logging
 import os
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING
 
 from asrd.control.actions import ActionRefused
 from asrd.control.ignore import IgnoreRules
 from asrd.control.jobs import JobStore
 from asrd.control.reconcile import IgnoredFiles, PausedInboxes, Reconciler
+
+if TYPE_CHECKING:
+    from asrd.control.daemon import Daemon
 
 log = logging.getLogger("asrd.actions")
 
@@ -89,3 +93,28 @@ class InboxControls:
         if self.store.get(path) is None:
             raise ActionRefused(f"{relative.name} could not be queued: see the log")
         return f"{relative.name} queued"
+
+
+def for_daemon(daemon: Daemon) -> InboxControls:
+    """The daemon's: its inboxes' folders, rules, scans and settle trackers, its intake and dispatcher."""
+    from asrd.control.watch import scan
+
+    def walk(key: str) -> Iterator[Path]:
+        inbox = daemon.inboxes.get(key)
+        return scan(inbox.view.settings, inbox.rules) if inbox is not None else iter(())
+
+    def rules(key: str) -> IgnoreRules:
+        inbox = daemon.inboxes.get(key)
+        return inbox.rules if inbox is not None else IgnoreRules()
+
+    def settling(path: Path) -> bool:
+        return any(i.tracker is not None and path in i.tracker for i in daemon.inboxes.values())
+
+    def paused(keys: frozenset[str]) -> None:
+        daemon.dispatcher.paused_inboxes = keys
+
+    return InboxControls(
+        daemon.state_dir, daemon.store,
+        lambda: {k: Path(v.settings.path) for k, v in daemon.dispatcher.views.items()},
+        rules, walk, settling, lambda path, key, now: daemon.intake.offer(path, key, now), paused,
+    )

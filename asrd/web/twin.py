@@ -17,7 +17,7 @@ from asrd.control.dispatch import inbox_views
 from asrd.control.fingerprint import fingerprint
 from asrd.control.ignore import IgnoreRules
 from asrd.control.inboxctl import InboxControls
-from asrd.control.jobs import JobState
+from asrd.control.jobs import JobState, JobStore
 from asrd.control.jobs_memory import MemoryJobStore
 from asrd.control.settle import Settling
 from asrd.control.speed import Speed
@@ -63,7 +63,7 @@ class MemoryPort:
                  state_dir: Path | None = None, clock: Callable[[], float] = time.time) -> None:
         self.settings = settings or Settings()
         self.state_dir = state_dir
-        self.store = store or MemoryJobStore()
+        self.store: JobStore = store or MemoryJobStore()  # the SQLite store too, for tests of its queries
         self.jobs = self.store
         self.clock = clock
         self.dispatcher = FakeDispatcher()

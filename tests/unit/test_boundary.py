@@ -22,6 +22,7 @@ HEAVY = ("torch", "funasr", "numpy", "av", "soundfile", "soxr", "webrtcvad", "ra
 DAEMON_MAY_IMPORT = (
     "asrd",  # the package itself (its version)
     "asrd.config",
+    "asrd.config.sources",  # where each setting came from (the dashboard's System page): pydantic only
     "asrd.records",
     "asrd.media",
     "asrd.logs",
