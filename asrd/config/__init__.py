@@ -19,27 +19,36 @@ from pydantic_settings.exceptions import SettingsError
 
 from asrd.config.sections import (
     LANGUAGES,
+    NOTIFY_EVENTS,
     DaemonSettings,
     InboxSettings,
     Language,
+    MetricsSettings,
     ModelSettings,
+    NotifyEvent,
+    NotifySettings,
     OutputSettings,
     SubtitleSettings,
     TranscribeSettings,
     VadSettings,
     WebSettings,
     available_cpus,
+    redact_url,
 )
 
 __all__ = [
     "ENV_PREFIX",
     "EX_CONFIG",
     "LANGUAGES",
+    "NOTIFY_EVENTS",
     "ConfigError",
     "DaemonSettings",
     "InboxSettings",
     "Language",
+    "MetricsSettings",
     "ModelSettings",
+    "NotifyEvent",
+    "NotifySettings",
     "OutputSettings",
     "Settings",
     "SubtitleSettings",
@@ -80,7 +89,9 @@ class Settings(BaseSettings):
     subtitles: SubtitleSettings = SubtitleSettings()
     daemon: DaemonSettings = DaemonSettings()
     web: WebSettings = WebSettings()
+    metrics: MetricsSettings = MetricsSettings()
     inbox: tuple[InboxSettings, ...] = ()
+    notify: tuple[NotifySettings, ...] = ()
 
     @classmethod
     def settings_customise_sources(
@@ -185,4 +196,8 @@ def dump_settings(settings: Settings) -> str:
     import tomli_w
 
     data = settings.model_dump(mode="json", exclude_none=True)
+    for target in data.get("notify", []):  # credentials stay out of what is printed (and pasted into issues)
+        target["url"] = redact_url(target["url"]) + ("/***" if target["url"] != redact_url(target["url"]) else "")
+        if target["secret"]:
+            target["secret"] = "***"
     return tomli_w.dumps(data)

@@ -15,8 +15,9 @@ from pathlib import Path
 
 from asrd.config import InboxSettings, ModelSettings, OutputSettings, Settings, VadSettings
 from asrd.control.fingerprint import Fingerprint, fingerprint, with_full_hash
-from asrd.control.jobs import Failure, Job, JobState, JobStore
+from asrd.control.jobs import Failure, Job, JobState, JobStore, Outcome
 from asrd.control.status import CurrentFile, ModelDownload
+from asrd.output.alerts import excerpt, find_alerts
 from asrd.output.cuerules import DEFAULT_RULES, CueRules
 from asrd.output.ownership import for_store
 from asrd.output.sidecars import SidecarError, write_outputs
@@ -59,6 +60,7 @@ class InboxView:
     options: RecognizeOptions
     output: OutputSettings
     rules: CueRules = DEFAULT_RULES
+    alerts: tuple[str, ...] = ()  # keyword alerts: the inbox's own, else [transcribe] alerts
 
 
 def inbox_views(settings: Settings) -> dict[str, InboxView]:
@@ -80,7 +82,8 @@ def inbox_views(settings: Settings) -> dict[str, InboxView]:
             redo_missing=o.redo_missing,
         )
         key = str(inbox.path)
-        views[key] = InboxView(key, inbox, options, output, CueRules.from_settings(settings.subtitles))
+        alerts = inbox.alerts if inbox.alerts is not None else t.alerts
+        views[key] = InboxView(key, inbox, options, output, CueRules.from_settings(settings.subtitles), alerts)
     return views
 
 
@@ -116,8 +119,10 @@ class Dispatcher:
         idle_unload_seconds: float,
         *,
         spawn: Callable[[EngineSpec], Worker] = WorkerHandle,
+        report: Callable[[Outcome, float, float], None] = lambda outcome, seconds, now: None,
     ) -> None:
         self.store = store
+        self.report = report  # how each file ended (outcome, model seconds, now): notifications, metrics
         self.views = views
         self.spec = spec
         self.idle_unload_seconds = idle_unload_seconds
@@ -137,6 +142,7 @@ class Dispatcher:
         # has come back through alone, files go one at a time: a file that crashes the worker
         # every time then costs only itself attempts, not the files batched with it.
         self._suspects: set[int] = set()
+        self.cold_starts = 0  # worker starts with a file waiting (metrics)
 
     # ------------------------------------------------------------ the loop's entry points
 
@@ -218,6 +224,7 @@ class Dispatcher:
             if self.worker is None:
                 log.info("starting the model worker (cold start) for %s", job.path)
                 self.worker = self._spawn(self.spec)
+                self.cold_starts += 1
             self.jobs[job.id] = job
             self._idle_since = None
             self.worker.send(Task(job.id, os.fsdecode(job.path), view.options))
@@ -280,18 +287,30 @@ class Dispatcher:
             return
         view = self.views.get(job.inbox)
         output = view.output if view is not None else OutputSettings()
+        rules = view.rules if view is not None else DEFAULT_RULES
+        alerts = find_alerts(msg.transcript, view.alerts, rules) if view is not None else ()
         try:
             written = write_outputs(
-                msg.transcript, output, rules=view.rules if view is not None else DEFAULT_RULES,
-                ownership=for_store(self.store),
+                msg.transcript, output, rules=rules, ownership=for_store(self.store), alerts=alerts
             )
         except SidecarError as err:
             kind = Failure.ENVIRONMENT if err.environmental else Failure.PERMANENT
             log.warning("%s: %s", "paused" if err.environmental else "quarantined", err)
-            self.store.fail(job.id, now, str(err), kind)
+            self._ended(job, self.store.fail(job.id, now, str(err), kind), now)
             return
         self.store.complete(job.id, now, [s.path for s in written], _whole(current, job.path))
         log.info("done %s (%.1f s of audio in %.1f s)", job.path, msg.transcript.duration / SAMPLE_RATE, msg.seconds)
+        for match in alerts:
+            log.info("alert %r in %s at %.1f s", match.alert, job.path, match.start / SAMPLE_RATE)
+        self.report(
+            Outcome(job.path, job.inbox, JobState.DONE, now, msg.transcript.duration / SAMPLE_RATE,
+                    msg.transcript.language, excerpt(msg.transcript), alerts, tuple(s.path for s in written)),
+            msg.seconds, now,
+        )
+
+    def _ended(self, job: Job, updated: Job, now: float) -> None:
+        if updated.state in (JobState.FAILED, JobState.QUARANTINED):
+            self.report(Outcome(job.path, job.inbox, updated.state, now, reason=updated.last_error), 0.0, now)
 
     def _failed(self, now: float, job: Job, msg: Failed) -> None:
         if msg.kind is FailureKind.SOURCE and not Path(job.path).exists():
@@ -300,6 +319,7 @@ class Dispatcher:
             return
         updated = self.store.fail(job.id, now, msg.message, FAILURE_POLICY[msg.kind])
         log.warning("failed %s: %s (%s)", job.path, msg.message, updated.state.value)
+        self._ended(job, updated, now)
 
     def _crashed(self, now: float) -> None:
         code = self.worker.exitcode if self.worker is not None else None
@@ -310,6 +330,7 @@ class Dispatcher:
         for job in list(self.jobs.values()):
             updated = self.store.fail(job.id, now, reason, Failure.RETRY)
             log.error("%s: %s; %s", job.path, reason, updated.state.value)
+            self._ended(job, updated, now)
             if len(self.jobs) > 1:
                 self._suspects.add(job.id)
         if not self.jobs:
