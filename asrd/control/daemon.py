@@ -97,9 +97,12 @@ class Daemon:
         self.notifier = Notifier(store, settings.notify, send=send, wake=wake)
         self.metrics: Metrics | None = None  # prometheus-client, imported only when metrics are wanted
         if settings.metrics.textfile_dir is not None or settings.web.enabled:
-            from asrd.control.metrics import Metrics
+            try:
+                from asrd.control.metrics import Metrics
 
-            self.metrics = Metrics(settings.metrics.textfile_dir)
+                self.metrics = Metrics(settings.metrics.textfile_dir)
+            except ImportError:
+                log.error("metrics need prometheus-client: pip install 'asrd[notify]'; running without metrics")
         self._notify_due: float | None = None
         self.intake = Intake(store, lambda: self.dispatcher.views)
         self.inboxes: dict[str, _Inbox] = {}

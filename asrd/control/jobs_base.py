@@ -105,6 +105,7 @@ class _BaseStore:
     def _n_insert(self, item: Notification) -> int: raise NotImplementedError
     def _n_due(self, now: float, limit: int) -> list[Notification]: raise NotImplementedError  # by id
     def _n_get(self, ids: Sequence[int]) -> list[Notification]: raise NotImplementedError
+    def _n_target(self, target: str) -> list[Notification]: raise NotImplementedError
     def _n_save(self, items: Sequence[Notification]) -> None: raise NotImplementedError
     def _n_delete(self, ids: Sequence[int]) -> None: raise NotImplementedError
     def _n_pending(self) -> dict[str, int]: raise NotImplementedError
@@ -328,6 +329,13 @@ class _BaseStore:
                 replace(n, attempts=n.attempts + count, not_before=float(not_before), last_error=_clean_reason(error))
                 for n in self._n_get(ids)
             ])
+
+    def notify_hold(self, target: str, until: float) -> int:
+        """A target is down: none of its messages is tried before ``until`` (they keep their order)."""
+        with self._write():
+            held = [replace(n, not_before=float(until)) for n in self._n_target(target) if n.not_before < until]
+            self._n_save(held)
+            return len(held)
 
     def notify_pending(self) -> dict[str, int]:
         """Undelivered messages per target."""

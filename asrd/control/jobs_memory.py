@@ -117,6 +117,9 @@ class MemoryJobStore(_BaseStore):
     def _n_get(self, ids: Sequence[int]) -> list[Notification]:
         return [self._notes[i] for i in ids if i in self._notes]
 
+    def _n_target(self, target: str) -> list[Notification]:
+        return [n for n in self._notes.values() if n.target == target]
+
     def _n_save(self, items: Sequence[Notification]) -> None:
         for item in items:
             self._notes[item.id] = item

@@ -306,6 +306,9 @@ class SqliteJobStore(_BaseStore):
         rows = self._db.execute(f"{self._N_SELECT} WHERE id IN ({', '.join('?' * len(ids))})", tuple(ids))
         return [Notification(*row) for row in rows.fetchall()]
 
+    def _n_target(self, target: str) -> list[Notification]:
+        return [Notification(*row) for row in self._db.execute(f"{self._N_SELECT} WHERE target = ?", (target,))]
+
     def _n_save(self, items: Sequence[Notification]) -> None:
         self._db.executemany(
             "UPDATE notification SET attempts = ?, not_before = ?, last_error = ? WHERE id = ?",

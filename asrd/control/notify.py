@@ -286,7 +286,9 @@ class Notifier:
                 self.store.notify_later(tried, now, first.error, when, count=True)
             if rest:
                 self.store.notify_later(rest, now, first.error, when, count=False)
+            self.store.notify_hold(key, when)  # the target's messages beyond this batch wait with these
             target = self.targets.get(key)
-            log.warning("notification to %s failed (%s); %d message(s) retried in %.0f s",
-                        redact_url(target.url) if target else key, first.error, len(failed), when - now)
+            log.warning("notification to %s failed (%s); its %d queued message(s) are retried in %.0f s",
+                        redact_url(target.url) if target else key, first.error,
+                        self.store.notify_pending().get(key, 0), when - now)
         self._batch = []

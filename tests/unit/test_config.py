@@ -107,7 +107,10 @@ def test_example_config_is_valid_and_complete() -> None:
     from asrd.config import InboxSettings
 
     for section, model in Settings.model_fields.items():
-        fields = InboxSettings.model_fields if section == "inbox" else model.annotation.model_fields  # type: ignore[union-attr]
+        from asrd.config import NotifySettings
+
+        lists = {"inbox": InboxSettings, "notify": NotifySettings}
+        fields = lists[section].model_fields if section in lists else model.annotation.model_fields  # type: ignore[union-attr]
         assert f"[{section}]" in text or f"[[{section}]]" in text, section
         for key in fields:
             assert f"{key} =" in text, f"{section}.{key} is not documented in config.example.toml"

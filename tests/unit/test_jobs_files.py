@@ -117,4 +117,4 @@ def test_a_version_1_database_is_upgraded(tmp_path: Path) -> None:
         store.record_sidecar(Path("/inbox/a.txt"), str(A), "h")
     with SqliteJobStore.open_readonly(db) as store:
         assert store.sidecar_mark(Path("/inbox/a.txt")) == (str(A), "h")
-    assert sqlite3.connect(db).execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
+    assert sqlite3.connect(db).execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
