@@ -204,7 +204,7 @@ class Daemon:
         old_paths = {str(i.path) for i in self.settings.inbox}
         old_daemon, self.settings = self.settings.daemon, new
         self._apply_daemon_settings(old_daemon, new)
-        self.notifier.reconfigure(new.notify, now)
+        self.notifier.reconfigure(new.notify)
         views = inbox_views(new)
         self.dispatcher.reconfigure(views, engine_spec(new, self.model_dir), new.model.idle_unload_seconds)
         if {str(i.path) for i in new.inbox} != old_paths or any(

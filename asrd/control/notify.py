@@ -18,7 +18,6 @@ import random
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
@@ -176,13 +175,15 @@ class Notifier:
         self._batch: list[Notification] = []
         self._results: list[Result] | None = None
         self.sent = 0  # delivered since start (metrics)
-        self.reconfigure(targets, time.time())
+        self.reconfigure(targets)
 
-    def reconfigure(self, targets: Sequence[NotifySettings], now: float) -> None:
+    def reconfigure(self, targets: Sequence[NotifySettings]) -> None:
+        old = {k: t.summary_at for k, t in self.targets.items()}
         self.targets = {target_key(t.url): t for t in targets}
+        # Summaries are scheduled by the next step (it knows the time); an unchanged one keeps its time.
         self._summary_due = {
-            k: self._summary_due.get(k) or next_summary(now, t.summary_at)
-            for k, t in self.targets.items() if "summary" in t.events
+            k: due for k, due in self._summary_due.items()
+            if k in self.targets and "summary" in self.targets[k].events and old.get(k) == self.targets[k].summary_at
         }
 
     @property
@@ -204,6 +205,9 @@ class Notifier:
 
     def step(self, now: float) -> None:
         self._collect(now)
+        for key, target in self.targets.items():
+            if "summary" in target.events and key not in self._summary_due:
+                self._summary_due[key] = next_summary(now, target.summary_at)
         for key, due in list(self._summary_due.items()):
             if now >= due:
                 since = due - 86400

@@ -5,6 +5,7 @@ ten minutes of fake time across a daemon restart, and a real daemon whose finish
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import random
 import subprocess
@@ -138,7 +139,7 @@ def test_target_down_ten_minutes_then_up_across_a_restart(tmp_path: Path, receiv
         now += 1.0
     assert receiver.take() == []
     assert store.notify_pending() == {notifier_key(target): 100}
-    gaps = [b - a for a, b in zip(tries, tries[1:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(tries)]
     assert len(tries) <= 12, tries  # 10 s doubling to 5 min: a handful of tries in 10 minutes, not 100s
     assert max(gaps) <= BACKOFF_CAP * 1.2 + 1 + 300  # never longer than the cap (plus the restart)
     receiver.up()
@@ -197,8 +198,8 @@ def test_notify_test_cli(tmp_path: Path, receiver: Receiver) -> None:
                           str(_config(tmp_path, receiver.url + "/t/tok123"))], capture_output=True, text=True)
     assert bad.returncode == 1
     assert "tok123" not in bad.stdout + bad.stderr and "sekrit" not in bad.stdout + bad.stderr
-    shown = subprocess.run([sys.executable, "-m", "asrd", "check-config", str(_config(tmp_path, receiver.url + "/t/tok"))],
-                           capture_output=True, text=True)
+    config = _config(tmp_path, receiver.url + "/t/tok")
+    shown = subprocess.run([sys.executable, "-m", "asrd", "check-config", str(config)], capture_output=True, text=True)
     assert shown.returncode == 0 and "tok" not in shown.stdout.split("[[notify]]")[1] and "sekrit" not in shown.stdout
 
 
