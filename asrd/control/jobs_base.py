@@ -346,9 +346,13 @@ class _BaseStore:
         with self._lock:
             return self._n_earliest()
 
-    def record_outcome(self, outcome: Outcome) -> None:
+    def record_outcome(self, outcome: Outcome, notify: Sequence[tuple[str, str, str]] = (), now: float = 0.0) -> None:
+        """How a file ended, and the (target, event, payload) messages about it, queued at ``now``: together."""
+        now = float(now)
         with self._write():
             self._o_insert(outcome)
+            for t, e, p in notify:
+                self._n_insert(Notification(0, t, e, p, 0, now, now))
 
     def outcomes(self, since: float) -> list[Outcome]:
         """How files ended since ``since``, oldest first (``asrd report``)."""

@@ -4,7 +4,7 @@
 the job store: a restart or a target that is down loses none). ``step(now)`` hands due messages to a delivery
 thread, which runs the helper process ``asrd.control.notify_send`` (Apprise costs ~40 MB and 0.5 s to import;
 it never enters the daemon) and collects its answers on a later step: transcription never waits for a target.
-A target that fails is retried with backoff (10 s doubling to 5 min, jittered); its other messages wait with it
+A target that fails is retried with backoff (10 s doubling to 2 min, jittered); its other messages wait with it
 and keep their order. Delivery is at least once: a message in flight when the daemon is killed is sent again.
 URLs and secrets never reach the database or the log (targets are stored as a hash of their URL).
 """
@@ -32,7 +32,7 @@ log = logging.getLogger("asrd.notify")
 
 BATCH = 50  # messages per helper run
 BACKOFF_BASE = 10.0
-BACKOFF_CAP = 300.0  # a target that comes back gets its queue within 5 minutes
+BACKOFF_CAP = 120.0  # a target that comes back gets its queue within ~2.5 minutes
 UNKNOWN_TARGET_WAIT = 3600.0  # messages for a target removed from the config wait for it to come back
 HELPER_TIMEOUT = 300.0
 EXCERPT_CHARS = 300
@@ -193,14 +193,13 @@ class Notifier:
 
     def record(self, outcome: Outcome, now: float) -> None:
         """How a file ended: kept for reports, and queued for every target that wants it."""
-        self.store.record_outcome(outcome)
         items = []
         for key, target in self.targets.items():
             event = _wants(target, outcome)
             if event is not None:
                 items.append((key, event, json.dumps(payload(outcome, event), ensure_ascii=False)))
+        self.store.record_outcome(outcome, items, now)  # one transaction: one disk sync per file
         if items:
-            self.store.notify_add(items, now)
             self.wake()
 
     def step(self, now: float) -> None:

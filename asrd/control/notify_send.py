@@ -72,7 +72,10 @@ def _clock(seconds: float) -> str:
 
 
 def _apprise(url: str, doc: dict[str, Any]) -> None:
-    import apprise  # here only: this process exists so the daemon never imports it
+    try:
+        import apprise  # here only: this process exists so the daemon never imports it
+    except ImportError:
+        raise OSError("Apprise URLs need apprise: pip install 'asrd[notify]'") from None
 
     box = apprise.Apprise()
     if not box.add(url):
