@@ -20,9 +20,11 @@ from pydantic_settings.exceptions import SettingsError
 from asrd.config.sections import (
     LANGUAGES,
     NOTIFY_EVENTS,
+    ApiSettings,
     DaemonSettings,
     InboxSettings,
     Language,
+    MediaServerSettings,
     MetricsSettings,
     ModelSettings,
     NotifyEvent,
@@ -41,10 +43,12 @@ __all__ = [
     "EX_CONFIG",
     "LANGUAGES",
     "NOTIFY_EVENTS",
+    "ApiSettings",
     "ConfigError",
     "DaemonSettings",
     "InboxSettings",
     "Language",
+    "MediaServerSettings",
     "MetricsSettings",
     "ModelSettings",
     "NotifyEvent",
@@ -89,8 +93,10 @@ class Settings(BaseSettings):
     subtitles: SubtitleSettings = SubtitleSettings()
     daemon: DaemonSettings = DaemonSettings()
     web: WebSettings = WebSettings()
+    api: ApiSettings = ApiSettings()
     metrics: MetricsSettings = MetricsSettings()
     inbox: tuple[InboxSettings, ...] = ()
+    mediaserver: tuple[MediaServerSettings, ...] = ()
     notify: tuple[NotifySettings, ...] = ()
 
     @classmethod

@@ -23,6 +23,7 @@ from asrd.control.dispatch import Dispatcher, InboxView, engine_spec, inbox_view
 from asrd.control.ignore import IgnoreRules
 from asrd.control.intake import Intake
 from asrd.control.jobs import Job, JobState, JobStore, Outcome
+from asrd.control.mediaservers import MediaRefresh
 from asrd.control.mountcache import cache_warning
 from asrd.control.notify import Notifier, Sender, run_helper
 from asrd.control.service import ServiceState
@@ -115,6 +116,7 @@ class Daemon:
         self._idle_deadline: float | None = None
         self._retry_due: float | None = None
         self.web: WebHook | None = None  # [web] the dashboard (asrd.web.hook), only when enabled
+        self.media: MediaRefresh | None = None  # [[mediaserver]] refresh after subtitles are written
 
     # ------------------------------------------------------------ life cycle
 
@@ -128,6 +130,7 @@ class Daemon:
         self._scan_all(now)  # what arrived while the daemon was down
         if self.settings.daemon.rescan_seconds > 0:
             self.timers.every("rescan", self.settings.daemon.rescan_seconds, now)
+        self._start_media()
         if self.settings.web.enabled:  # web hook: the dashboard thread (imported only when enabled)
             from asrd.web.hook import WebHook
 
@@ -182,6 +185,17 @@ class Daemon:
         self.dispatcher.shutdown(now, "interrupted by shutdown")
         self.notifier.stop()
         self.timers.shutdown()
+        if self.media is not None:
+            self.media.stop()
+
+    def _start_media(self) -> None:
+        if self.media is not None:
+            self.media.servers = self.settings.mediaserver  # a reload: the next refresh uses the new tables
+            return
+        if self.settings.mediaserver:
+            self.media = MediaRefresh(self.settings.daemon.state_dir.expanduser(), self.settings.mediaserver)
+            self.media.start()
+            self.dispatcher.on_done.append(self.media.job_done)
 
     def begin_drain(self) -> None:
         """First SIGTERM: no new work; the file in flight may finish."""
@@ -217,6 +231,7 @@ class Daemon:
         else:
             for key, view in views.items():
                 self.inboxes[key].view = view
+        self._start_media()
         self.timers.cancel("rescan")
         if new.daemon.rescan_seconds > 0:
             self.timers.every("rescan", new.daemon.rescan_seconds, now)

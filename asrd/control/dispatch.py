@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from asrd.config import InboxSettings, ModelSettings, OutputSettings, Settings, VadSettings
+from asrd.control import apiinbox
 from asrd.control.fingerprint import Fingerprint, fingerprint, with_full_hash
 from asrd.control.jobs import Failure, Job, JobState, JobStore, Outcome
 from asrd.control.status import CurrentFile, ModelDownload
@@ -60,12 +61,19 @@ class InboxView:
     options: RecognizeOptions
     output: OutputSettings
     rules: CueRules = DEFAULT_RULES
+    # Options per file instead of per inbox (the API inbox: each upload says its language).
+    options_for: Callable[[RecognizeOptions, Path], RecognizeOptions] | None = None
+    private: bool = False  # an internal inbox (the API's): its sidecars are nobody's library
     alerts: tuple[str, ...] = ()  # keyword alerts: the inbox's own, else [transcribe] alerts
+
+    def file_options(self, path: Path) -> RecognizeOptions:
+        return self.options if self.options_for is None else self.options_for(self.options, path)
 
 
 def inbox_views(settings: Settings) -> dict[str, InboxView]:
     views = {}
-    for configured in settings.inbox:
+    internal = (apiinbox.api_inbox(settings),) if apiinbox.enabled(settings) else ()
+    for configured in (*settings.inbox, *internal):
         # Resolved once, so job paths and `asrd retry FILE` agree however the folder was named.
         inbox = configured.model_copy(update={"path": configured.path.resolve()})
         t, o = settings.transcribe, settings.output
@@ -82,8 +90,10 @@ def inbox_views(settings: Settings) -> dict[str, InboxView]:
             redo_missing=o.redo_missing,
         )
         key = str(inbox.path)
+        private = configured in internal
         alerts = inbox.alerts if inbox.alerts is not None else t.alerts
-        views[key] = InboxView(key, inbox, options, output, CueRules.from_settings(settings.subtitles), alerts)
+        views[key] = InboxView(key, inbox, options, output, CueRules.from_settings(settings.subtitles),
+                               apiinbox.options_for if private else None, private, alerts=alerts)
     return views
 
 
@@ -143,6 +153,8 @@ class Dispatcher:
         # every time then costs only itself attempts, not the files batched with it.
         self._suspects: set[int] = set()
         self.cold_starts = 0  # worker starts with a file waiting (metrics)
+        # Called with each finished job and its view on the daemon loop (media-server refresh): must not block.
+        self.on_done: list[Callable[[Job, InboxView | None], None]] = []
 
     # ------------------------------------------------------------ the loop's entry points
 
@@ -227,7 +239,7 @@ class Dispatcher:
                 self.cold_starts += 1
             self.jobs[job.id] = job
             self._idle_since = None
-            self.worker.send(Task(job.id, os.fsdecode(job.path), view.options))
+            self.worker.send(Task(job.id, os.fsdecode(job.path), view.file_options(job.path)))
             log.info("transcribing %s", job.path)
 
     def _collect(self, now: float) -> None:
@@ -298,7 +310,12 @@ class Dispatcher:
             log.warning("%s: %s", "paused" if err.environmental else "quarantined", err)
             self._ended(job, self.store.fail(job.id, now, str(err), kind), now)
             return
-        self.store.complete(job.id, now, [s.path for s in written], _whole(current, job.path))
+        done = self.store.complete(job.id, now, [s.path for s in written], _whole(current, job.path))
+        for listener in self.on_done:
+            try:
+                listener(done, view)
+            except Exception:  # a listener's bug must not undo a finished file
+                log.exception("after %s", job.path)
         log.info("done %s (%.1f s of audio in %.1f s)", job.path, msg.transcript.duration / SAMPLE_RATE, msg.seconds)
         for match in alerts:
             log.info("alert %r in %s at %.1f s", match.alert, job.path, match.start / SAMPLE_RATE)

@@ -11,7 +11,7 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from asrd.web import api, pages
+from asrd.web import api, compat, pages
 from asrd.web.hub import Hub
 from asrd.web.port import DaemonPort
 from asrd.web.security import Guard, Policy
@@ -30,7 +30,7 @@ async def metrics(request: Request) -> Response:
 def build_app(port: DaemonPort, hub: Hub, policy: Policy) -> Starlette:
     app = Starlette(
         routes=[
-            *api.ROUTES, *pages.ROUTES, Route("/metrics", metrics),
+            *api.ROUTES, *compat.routes(port.settings), *pages.ROUTES, Route("/metrics", metrics),
             Mount("/static", StaticFiles(directory=STATIC), name="static"),
         ],
         middleware=[Middleware(Guard, policy=policy)],
@@ -39,4 +39,5 @@ def build_app(port: DaemonPort, hub: Hub, policy: Policy) -> Starlette:
     app.state.port = port
     app.state.hub = hub
     app.state.policy = policy
+    app.state.api_waiter = compat.Waiter(port)
     return app
