@@ -317,8 +317,8 @@ class Dispatcher:
             except Exception:  # a listener's bug must not undo a finished file
                 log.exception("after %s", job.path)
         log.info("done %s (%.1f s of audio in %.1f s)", job.path, msg.transcript.duration / SAMPLE_RATE, msg.seconds)
-        for match in alerts:
-            log.info("alert %r in %s at %.1f s", match.alert, job.path, match.start / SAMPLE_RATE)
+        if alerts:
+            log.info("alerts in %s: %s", job.path, ", ".join(sorted({repr(m.alert) for m in alerts})))
         self.report(
             Outcome(job.path, job.inbox, JobState.DONE, now, msg.transcript.duration / SAMPLE_RATE,
                     msg.transcript.language, excerpt(msg.transcript), alerts, tuple(s.path for s in written)),

@@ -90,9 +90,13 @@ def alerts_in_cues(cues: Sequence[Cue], alerts: Sequence[str]) -> tuple[AlertMat
         starts.append(len(joined) - len(piece) if len(joined) > before else before)
     found: list[AlertMatch] = []
     for alert in dict.fromkeys(alerts):
+        seen: set[tuple[int, int]] = set()
         for start, end in _Alert(alert).spans(joined):
             first = _cue_at(starts, start)
             last = _cue_at(starts, end - 1)
+            if (first, last) in seen:  # one match per alert and cue: "re:refund|money" said twice in a line is one
+                continue
+            seen.add((first, last))
             excerpt = ""
             for text in texts[first:last + 1]:
                 excerpt = join_text(excerpt, text) if excerpt else text

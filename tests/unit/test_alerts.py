@@ -51,9 +51,14 @@ def test_cjk_words_in_the_reference_transcripts(shared_dir: Path) -> None:
 
 def test_latin_words_are_whole_words_case_and_width_blind(shared_dir: Path) -> None:
     jfk = _manifest_transcripts(shared_dir)["ggerganov__whisper.cpp/jfk.wav"]
-    found = find_alerts(_one(jfk, 11.0), ["ＣＯＵＮＴＲＹ", "fellow americans", "count", "re:ask (not|what)"])
+    first, second = jfk.split("for you, ")
+    half = int(5.5 * SAMPLE_RATE)
+    transcript = Transcript(Path("/in/jfk.wav"), 2 * half, (
+        Recognized("jfk", 0, 0, half, first + "for you,", "en"), Recognized("jfk", 1, half, 2 * half, second, "en")))
+    found = find_alerts(transcript, ["ＣＯＵＮＴＲＹ", "fellow americans", "count", "re:ask (not|what)"])
     alerts = [m.alert for m in found]
-    assert alerts.count("ＣＯＵＮＴＲＹ") == 2  # full-width, upper case: still "country", twice
+    country = [m for m in found if m.alert == "ＣＯＵＮＴＲＹ"]  # full-width, upper case: still "country"
+    assert [m.start < half for m in country] == [True, False]  # once in each half, at its own cue
     assert "fellow americans" in alerts
     assert "count" not in alerts  # inside "country" is not the word
     assert alerts.count("re:ask (not|what)") == 2
@@ -84,6 +89,8 @@ def test_phrase_across_two_cues_and_spaces_inside_cjk() -> None:
     assert ("refund", 48000, 64000) in spans  # a Latin word between CJK characters is a word
     assert sum(m.alert == "cancel" for m in found) == 1  # "cancellation" is not "cancel"
     assert normalize("Ａ  B\tc 投 诉") == "a b c 投诉"
+    twice = alerts_in_cues([Cue(0, 16000, "refund, refund!"), Cue(16000, 32000, "a refund")], ["refund", "re:."])
+    assert [(m.alert, m.start) for m in twice] == [("re:.", 0), ("refund", 0), ("re:.", 16000), ("refund", 16000)]
 
 
 def test_alerts_go_into_the_json_sidecar() -> None:
