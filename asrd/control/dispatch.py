@@ -17,6 +17,7 @@ from asrd.config import InboxSettings, ModelSettings, OutputSettings, Settings, 
 from asrd.control import apiinbox
 from asrd.control.fingerprint import Fingerprint, fingerprint, with_full_hash
 from asrd.control.jobs import Failure, Job, JobState, JobStore, Outcome
+from asrd.control.library import index_transcript
 from asrd.control.status import CurrentFile, ModelDownload
 from asrd.output.alerts import excerpt, find_alerts
 from asrd.output.cuerules import DEFAULT_RULES, CueRules
@@ -311,6 +312,7 @@ class Dispatcher:
             self._ended(job, self.store.fail(job.id, now, str(err), kind), now)
             return
         done = self.store.complete(job.id, now, [s.path for s in written], _whole(current, job.path))
+        index_transcript(self.store, job.id, job.inbox, job.path, now, msg.transcript, rules)
         for listener in self.on_done:
             try:
                 listener(done, view)

@@ -12,6 +12,8 @@ from pathlib import Path
 
 from asrd.control.jobs import CLAIMABLE, Job, JobPage, JobQuery, JobState, Notification, Outcome, ReasonCount
 from asrd.control.jobs_base import _BaseStore, _is_problem, _matches
+from asrd.control.library import json_sidecar
+from asrd.control.library_memory import MemoryLibrary
 
 
 def _key(path: Path | str) -> str:
@@ -30,6 +32,9 @@ class MemoryJobStore(_BaseStore):
         self._notes: dict[int, Notification] = {}
         self._next_note = 1
         self._outcomes: list[Outcome] = []
+        self.library = MemoryLibrary(lambda: sorted(
+            j.id for j in self._jobs.values() if j.state is JobState.DONE and json_sidecar(j.sidecars)
+        ))
 
     def _txn(self) -> AbstractContextManager[object]:
         return nullcontext()  # the logic computes every change before saving any: nothing to roll back
@@ -71,6 +76,7 @@ class MemoryJobStore(_BaseStore):
 
     def _delete(self, job_id: int) -> None:
         job = self._jobs.pop(job_id, None)
+        self.library.drop(job_id)
         if job is not None:
             del self._ids[_key(job.path)]
 

@@ -30,6 +30,8 @@ from asrd.control.jobs import (
     ReasonCount,
 )
 from asrd.control.jobs_base import _BaseStore, _like
+from asrd.control.library_sqlite import SCHEMA as _V3
+from asrd.control.library_sqlite import SqliteLibrary
 from asrd.output.alerts import AlertMatch
 
 _V2 = (
@@ -37,7 +39,7 @@ _V2 = (
     # Marks of the sidecars asrd wrote, for mounts without user xattrs (asrd.output.ownership).
     "CREATE TABLE IF NOT EXISTS sidecar (path BLOB PRIMARY KEY, source BLOB NOT NULL, sha256 TEXT NOT NULL)",
 )
-_V3 = (
+_V4 = (
     # Notifications waiting for delivery (asrd.control.notify); a delivered one is deleted.
     """CREATE TABLE IF NOT EXISTS notification (
         id INTEGER PRIMARY KEY AUTOINCREMENT, target TEXT NOT NULL, event TEXT NOT NULL, payload TEXT NOT NULL,
@@ -62,11 +64,13 @@ _SCHEMA = (
     "CREATE INDEX IF NOT EXISTS job_due ON job (state, not_before)",
     *_V2,
     *_V3,
+    *_V4,
 )
 # Each step takes a database from version N to N + 1 (the key).
 _MIGRATIONS: dict[int, tuple[str, ...]] = {
     1: ("ALTER TABLE job ADD COLUMN full_hash TEXT NOT NULL DEFAULT ''", *_V2),
     2: _V3,
+    3: _V4,
 }
 _COLUMNS = (
     "path", "inbox", "state", "device", "inode", "size", "mtime_ns", "content_hash",
@@ -143,6 +147,7 @@ class SqliteJobStore(_BaseStore):
         super().__init__(max_attempts, rng, pause_seconds)
         self.path = Path(path)
         self.readonly = readonly
+        self.library = SqliteLibrary(self)
         if readonly and not self.path.is_file():
             raise FileNotFoundError(errno.ENOENT, "no job database", os.fspath(self.path))
         if not readonly:
@@ -225,6 +230,7 @@ class SqliteJobStore(_BaseStore):
         self._db.executemany(_UPDATE, [(*_row(j), j.id) for j in jobs])
 
     def _delete(self, job_id: int) -> None:
+        self.library._drop(job_id)
         self._db.execute("DELETE FROM job WHERE id = ?", (job_id,))
 
     def _due(self, now: float, limit: int) -> list[Job]:

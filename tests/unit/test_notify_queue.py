@@ -53,21 +53,21 @@ def test_outcomes_round_trip(store: JobStore) -> None:
     assert store.outcomes(NOW + 0.5) == [bad]
 
 
-def test_a_version_2_database_gains_the_tables(tmp_path: Path) -> None:
+def test_a_version_3_database_gains_the_tables(tmp_path: Path) -> None:
     db = tmp_path / "jobs.sqlite3"
     with SqliteJobStore(db) as s:
         s.record_sidecar(Path("/in/a.txt"), "/in/a.wav", "h")
     raw = sqlite3.connect(db)
     raw.execute("DROP TABLE notification")
     raw.execute("DROP TABLE outcome")
-    raw.execute("PRAGMA user_version = 2")
+    raw.execute("PRAGMA user_version = 3")
     raw.commit()
     raw.close()
     with SqliteJobStore(db) as s:
         assert s.sidecar_mark(Path("/in/a.txt")) == ("/in/a.wav", "h")  # kept
         s.notify_add([("t", "done", "{}")], NOW)
         assert s.notify_pending() == {"t": 1}
-    assert sqlite3.connect(db).execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
+    assert sqlite3.connect(db).execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 4
 
 
 class Recorder:
