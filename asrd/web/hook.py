@@ -33,7 +33,7 @@ class WebHook:
         self.daemon = daemon
         self.state_dir: Path | None = daemon.state_dir
         self.actions = ActionQueue(daemon.wake)
-        self.controls = Controls(daemon.store, daemon.dispatcher)
+        self.controls = Controls(daemon.store, daemon.dispatcher, take_in=daemon.intake.offer)
         self.jobs: JobReader = daemon.store
         self.publisher: Publisher | None = None
         self.server: WebServer | None = None
@@ -52,6 +52,9 @@ class WebHook:
         from asrd.web.security import Policy
         from asrd.web.server import WebServer
 
+        from asrd.web.uploads import sweep_leftovers
+
+        sweep_leftovers(self.settings, time.time())  # a daemon killed mid-upload left these; none is running yet
         store = self.daemon.store
         if isinstance(store, SqliteJobStore):  # the web thread reads through a connection of its own
             self.jobs = SqliteJobStore.open_readonly(store.path)
