@@ -51,7 +51,6 @@ class WebHook:
         from asrd.web.hub import Hub
         from asrd.web.security import Policy
         from asrd.web.server import WebServer
-
         from asrd.web.uploads import sweep_leftovers
 
         sweep_leftovers(self.settings, time.time())  # a daemon killed mid-upload left these; none is running yet
