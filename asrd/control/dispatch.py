@@ -16,6 +16,7 @@ from pathlib import Path
 from asrd.config import InboxSettings, ModelSettings, OutputSettings, Settings, VadSettings
 from asrd.control.fingerprint import Fingerprint, fingerprint, with_full_hash
 from asrd.control.jobs import Failure, Job, JobState, JobStore
+from asrd.control.runoptions import read_options
 from asrd.control.status import CurrentFile, ModelDownload
 from asrd.output.cuerules import DEFAULT_RULES, CueRules
 from asrd.output.ownership import for_store
@@ -220,7 +221,8 @@ class Dispatcher:
                 self.worker = self._spawn(self.spec)
             self.jobs[job.id] = job
             self._idle_since = None
-            self.worker.send(Task(job.id, os.fsdecode(job.path), view.options))
+            run = read_options(job.path)  # an upload's own options, if it came with any
+            self.worker.send(Task(job.id, os.fsdecode(job.path), run.recognize(view.options) if run else view.options))
             log.info("transcribing %s", job.path)
 
     def _collect(self, now: float) -> None:
@@ -280,6 +282,9 @@ class Dispatcher:
             return
         view = self.views.get(job.inbox)
         output = view.output if view is not None else OutputSettings()
+        run = read_options(job.path)
+        if run is not None:
+            output = run.output(output)
         try:
             written = write_outputs(
                 msg.transcript, output, rules=view.rules if view is not None else DEFAULT_RULES,

@@ -10,12 +10,15 @@ import asyncio
 import logging
 from typing import Any
 
+from pydantic import ValidationError
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from asrd.config import LANGUAGES
 from asrd.control.actions import Action, ActionKind, ActionRefused
-from asrd.media import MEDIA_EXTENSIONS
+from asrd.control.runoptions import RunOptions, takes_hotwords
+from asrd.media import MEDIA_EXTENSIONS, SIDECAR_FORMATS
 from asrd.web.api import ACTION_SECONDS
 from asrd.web.pages import page
 from asrd.web.port import DaemonPort
@@ -38,6 +41,27 @@ def _length(request: Request) -> int | None:
     return int(raw)
 
 
+def run_options(request: Request) -> RunOptions | None:
+    """``language``, ``itn``, ``hotwords`` and ``formats`` from the query string, for these files only."""
+    given: dict[str, Any] = {}
+    q = request.query_params
+    if q.get("language"):
+        given["language"] = q["language"]
+    if q.get("itn"):
+        given["itn"] = q["itn"]
+    if "hotwords" in q:
+        given["hotwords"] = tuple(w.strip() for w in q["hotwords"].replace("\n", ",").split(",") if w.strip())
+    if q.get("formats"):
+        given["formats"] = tuple(f.strip() for f in q["formats"].split(",") if f.strip())
+    if not given:
+        return None
+    try:
+        return RunOptions.model_validate(given)
+    except ValidationError as err:
+        first = err.errors()[0]
+        raise UploadRefused(400, f"{first['loc'][0]}: {first['msg']}") from None
+
+
 async def upload(request: Request) -> Response:
     """Store the files of a multipart body in an inbox: 201 with each stored name and its job id."""
     port = _port(request)
@@ -47,12 +71,13 @@ async def upload(request: Request) -> Response:
     receiver: Receiver | None = None
     try:
         target = find_inbox(port.settings, request.query_params.get("inbox", ""))
+        options = run_options(request)
         check_room(target, _length(request), limit, free_bytes)
         receiver = Receiver(request.headers.get("content-type", ""), target, limit)
         async for chunk in request.stream():
             if chunk:
                 receiver.feed(chunk)
-        stored = receiver.finish()
+        stored = receiver.finish(options)
     except UploadRefused as err:
         log.info("upload refused: %s", err)
         return JSONResponse({"error": str(err)}, err.status)
@@ -89,7 +114,8 @@ async def upload_page(request: Request) -> Response:
     names = [inbox_label(i) for i in settings.inbox]
     return page(request, "upload.html", inboxes=names, limit_mb=settings.web.upload_max_mb,
                 chosen=request.query_params.get("inbox") or (names[0] if names else ""),
-                extensions=" ".join(sorted(MEDIA_EXTENSIONS)))
+                extensions=" ".join(sorted(MEDIA_EXTENSIONS)), languages=LANGUAGES, formats=SIDECAR_FORMATS,
+                model=settings.model.name, hotwords=takes_hotwords(settings.model.name))
 
 
 ROUTES = [

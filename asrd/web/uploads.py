@@ -23,6 +23,7 @@ from python_multipart.multipart import MultipartParser, parse_options_header
 
 from asrd.config import InboxSettings, Settings
 from asrd.control.ignore import IgnoreRules, is_litter
+from asrd.control.runoptions import RunOptions, create_options
 from asrd.media import TEMP_PREFIX
 
 log = logging.getLogger("asrd.web")
@@ -147,26 +148,46 @@ def _candidates(name: str) -> Iterator[str]:
         yield f"{stem} ({n}){dot}{ext}"
 
 
-def publish(temp: Path, folder: Path, name: str) -> Path:
+def publish(temp: Path, folder: Path, name: str, options: RunOptions | None = None) -> Path:
     """Give the complete temp file its name without replacing anything already there: "memo.m4a"
     taken becomes "memo (1).m4a". A hard link fails atomically on an existing name; on file systems
-    without hard links (some FUSE and SMB mounts) a check-then-rename has a small race instead."""
+    without hard links (some FUSE and SMB mounts) a check-then-rename has a small race instead.
+    ``options`` are written beside it first, so they are there before the watcher can see the file."""
     for candidate in _candidates(name):
         final = folder / candidate
-        try:
-            os.link(temp, final)
-        except FileExistsError:
-            continue
-        except OSError as err:
-            if err.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK, errno.ENOSYS):
-                raise
-            if os.path.lexists(final):
+        extra = None
+        if options is not None:
+            try:
+                extra = create_options(final, options)
+            except FileExistsError:
                 continue
-            os.rename(temp, final)
-            return final
-        os.unlink(temp)
+        try:
+            _link(temp, final)
+        except FileExistsError:
+            if extra is not None:
+                extra.unlink()
+            continue
+        except BaseException:
+            if extra is not None:
+                extra.unlink()
+            raise
         return final
     raise UploadRefused(409, f"{name}: too many files of that name in the inbox")
+
+
+def _link(temp: Path, final: Path) -> None:
+    try:
+        os.link(temp, final)
+    except FileExistsError:
+        raise
+    except OSError as err:
+        if err.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK, errno.ENOSYS):
+            raise
+        if os.path.lexists(final):
+            raise FileExistsError(errno.EEXIST, "exists", str(final)) from None
+        os.rename(temp, final)
+        return
+    os.unlink(temp)
 
 
 def _fsync_dir(folder: Path) -> None:
@@ -270,7 +291,7 @@ class Receiver:
             raise UploadRefused(413, f"more than {_mib(self.limit)} sent ([web] upload_max_mb)")
         self._parser.write(chunk)
 
-    def finish(self) -> list[Stored]:
+    def finish(self, options: RunOptions | None = None) -> list[Stored]:
         self._parser.finalize()
         if self._file is not None:
             raise UploadRefused(400, "the upload ended in the middle of a file")
@@ -278,7 +299,7 @@ class Receiver:
             raise UploadRefused(400, "no files in the upload (multipart parts with a filename)")
         stored = []
         for part in self.parts:
-            final = publish(part.temp, self.target.folder, part.name)
+            final = publish(part.temp, self.target.folder, part.name, options)
             stored.append(Stored(part.sent_name, final, part.size))
             log.info("uploaded %s into inbox %s (%d bytes)", final.name, self.target.name, part.size)
         self.parts = []

@@ -204,3 +204,23 @@ def test_leftovers_of_a_killed_daemon_are_swept(inbox: Path) -> None:
     (inbox / "memo.wav").write_bytes(b"RIFF")
     sweep_leftovers(load_settings(None, {"inbox": [{"path": str(inbox)}]}), time.time() - 1)
     assert inbox_files(inbox) == ["memo.wav"]
+
+
+def test_options_for_these_files_are_kept_beside_each(up: Any, inbox: Path) -> None:
+    import json
+
+    (inbox / "memo.wav").write_bytes(b"the user's own file")
+    answer = up.post("/api/upload?inbox=memos&language=en&itn=false&hotwords=asrd,%20FunASR&formats=srt,vtt",
+                     files={"file": ("memo.wav", b"RIFF new")})
+    assert answer.status_code == 201, answer.text
+    assert answer.json()["files"][0]["stored"] == "memo (1).wav"
+    assert inbox_files(inbox) == ["memo (1).wav", "memo (1).wav.asrd-options.json", "memo.wav"]
+    stored = json.loads((inbox / "memo (1).wav.asrd-options.json").read_text())
+    assert stored == {"language": "en", "itn": False, "hotwords": ["asrd", "FunASR"], "formats": ["srt", "vtt"]}
+
+
+@pytest.mark.parametrize("query", ["language=klingon", "itn=maybe", "formats=srt,docx"])
+def test_bad_options_are_refused_before_anything_is_written(up: Any, inbox: Path, query: str) -> None:
+    answer = up.post(f"/api/upload?inbox=memos&{query}", files={"file": ("memo.wav", b"RIFF")})
+    assert answer.status_code == 400 and query.split("=")[0] in answer.json()["error"]
+    assert inbox_files(inbox) == []

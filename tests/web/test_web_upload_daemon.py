@@ -96,3 +96,20 @@ def test_an_upload_is_transcribed_exactly_once(running: Running) -> None:
     assert (running.inbox / "jfk.flac").read_bytes() == sent
     # and the leftover of an earlier, killed daemon was swept when the dashboard started
     assert sorted(p.name for p in running.inbox.iterdir()) == ["jfk.flac", "jfk.srt", "jfk.txt"]
+
+
+def test_an_upload_with_its_own_formats_gets_those_sidecars(running: Running) -> None:
+    answer: list[httpx.Response] = []
+    url = running.url + "/api/upload?inbox=memos&formats=vtt,json&language=en"
+
+    def post() -> None:
+        answer.append(httpx.post(url, files={"file": ("jfk.flac", JFK.read_bytes())}, timeout=30))
+
+    poster = threading.Thread(target=post)
+    poster.start()
+    running.run_until(lambda: bool(answer))
+    poster.join()
+    assert answer[0].status_code == 201, answer[0].text
+    running.run_until(lambda: running.store.counts()[JobState.DONE] == 1)
+    assert sorted(p.name for p in running.inbox.iterdir()) == [
+        "jfk.flac", "jfk.flac.asrd-options.json", "jfk.json", "jfk.vtt"]  # not the inbox's txt and srt

@@ -11,6 +11,20 @@
   const waiting = [];
   let busy = false;
 
+  // The inbox and the per-run options as chosen when the file was added.
+  function query() {
+    const q = new URLSearchParams({ inbox: inbox.value });
+    const lang = document.getElementById("opt-language").value;
+    const itn = document.getElementById("opt-itn").value;
+    const hot = document.getElementById("opt-hotwords").value.trim();
+    const formats = [...document.querySelectorAll("input[name=opt-format]:checked")].map((c) => c.value);
+    if (lang) q.set("language", lang);
+    if (itn) q.set("itn", itn);
+    if (hot) q.set("hotwords", hot);
+    if (formats.length) q.set("formats", formats.join(","));
+    return q.toString();
+  }
+
   function ext(name) { const i = name.lastIndexOf("."); return i < 0 ? "" : name.slice(i + 1).toLowerCase(); }
 
   function add(file, fromFolder) {
@@ -21,7 +35,7 @@
       '<td class="result muted">waiting</td><td><button type="button">Cancel</button></td>';
     tr.querySelector(".name").textContent = file.name;
     rows.appendChild(tr);
-    const item = { file, tr, xhr: null, inbox: inbox.value };
+    const item = { file, tr, xhr: null, query: query() };
     tr.querySelector("button").onclick = () => cancel(item);
     if (file.size > limit) return finish(item, "error", "larger than the limit of " + root.dataset.limitMb + " MiB");
     waiting.push(item);
@@ -37,8 +51,8 @@
       item.tr.dataset.job = job;
       const a = document.createElement("a");
       a.href = "/files/" + job;
-      a.textContent = " · job " + job;
-      cell.appendChild(a);
+      a.textContent = "job " + job;
+      cell.append(" · ", a);
     }
     item.tr.querySelector("button").remove();
   }
@@ -75,7 +89,7 @@
     xhr.onloadend = () => { item.xhr = null; busy = false; next(); };
     const body = new FormData();
     body.append("file", item.file, item.file.name);
-    xhr.open("POST", "/api/upload?inbox=" + encodeURIComponent(item.inbox));
+    xhr.open("POST", "/api/upload?" + item.query);
     xhr.send(body);
   }
 
@@ -187,6 +201,7 @@
     rec = null;
     level.value = 0;
     recordBtn.disabled = false;
+    recordBtn.classList.remove("on");
     stopBtn.disabled = discardBtn.disabled = true;
   }
   stopBtn.onclick = () => end(true);
