@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
@@ -115,7 +116,7 @@ async def upload_page(request: Request) -> Response:
     return page(request, "upload.html", inboxes=names, limit_mb=settings.web.upload_max_mb,
                 chosen=request.query_params.get("inbox") or (names[0] if names else ""),
                 extensions=" ".join(sorted(MEDIA_EXTENSIONS)), languages=LANGUAGES, formats=SIDECAR_FORMATS,
-                model=settings.model.name, hotwords=takes_hotwords(settings.model.name))
+                model=Path(settings.model.name).name, hotwords=takes_hotwords(settings.model.name))
 
 
 ROUTES = [

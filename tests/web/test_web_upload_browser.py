@@ -100,6 +100,9 @@ def test_upload_three_files_and_record_a_memo(chromium: Any, daemon: tuple[str, 
     page.set_input_files("#pick-files", [str(DATA / name) for name in SENT])
     page.wait_for_function("() => document.querySelectorAll('#uploads tr[data-state=done]').length === 3",
                            timeout=30_000)
+    page.click("#options summary")  # the memo alone gets WebVTT and JSON, not the inbox's txt and srt
+    page.check("input[name=opt-format][value=vtt]")
+    page.check("input[name=opt-format][value=json]")
     page.click("#record")
     page.wait_for_function("() => document.querySelector('#timer').textContent === '0:02'", timeout=10_000)
     page.wait_for_function("() => document.querySelector('#level').value > 0", timeout=5_000)
@@ -110,14 +113,15 @@ def test_upload_three_files_and_record_a_memo(chromium: Any, daemon: tuple[str, 
     names = page.eval_on_selector_all("#uploads tr[data-state=done] td.name", "cells => cells.map(c => c.textContent)")
     recording = next(n for n in names if n.startswith("recording-"))
     assert recording.endswith(".webm")
-    stems = [Path(n).stem for n in (*SENT, recording)]
+    wanted = [f"{Path(n).stem}.srt" for n in SENT] + [f"{Path(recording).stem}.vtt"]
     end = time.monotonic() + 150  # includes the model's cold start
-    while not all((inbox / f"{stem}.srt").exists() for stem in stems):
+    while not all((inbox / name).exists() for name in wanted):
         assert time.monotonic() < end, f"no sidecars for all four: {sorted(p.name for p in inbox.iterdir())}"
         time.sleep(0.2)
     for name in SENT:
         assert (inbox / name).read_bytes() == (DATA / name).read_bytes()
     assert (inbox / recording).read_bytes()[:4] == b"\x1a\x45\xdf\xa3"  # an EBML (WebM) header
+    assert (inbox / f"{Path(recording).stem}.json").exists() and not (inbox / f"{Path(recording).stem}.srt").exists()
     jobs = httpx.get(url + "/api/jobs?per_page=50").json()
     assert jobs["total"] == 4 and {j["state"] for j in jobs["jobs"]} == {"done"}  # each file once
     assert not [p for p in inbox.iterdir() if p.name.startswith(".")]  # no temp file left
@@ -132,4 +136,24 @@ def test_upload_three_files_and_record_a_memo(chromium: Any, daemon: tuple[str, 
     assert lan.is_visible("#insecure") and lan.is_disabled("#record")
     lan.screenshot(path=str(shots / "upload-insecure-desktop.png"), full_page=True)
     lan.close()
+    page.close()
+
+
+def test_cancelling_an_upload_leaves_nothing(chromium: Any, daemon: tuple[str, Path, int], tmp_path: Path) -> None:
+    url, inbox, _ = daemon
+    big = tmp_path / "long meeting.wav"
+    with open(big, "wb") as f:  # sparse: 2 GiB to send, nothing to store here
+        f.truncate(2 << 30)
+    page = chromium.new_page()
+    page.goto(url + "/upload")
+    page.set_input_files("#pick-files", str(big))
+    page.wait_for_function("() => document.querySelector('#uploads progress').value > 0.01", timeout=30_000)
+    assert [p for p in inbox.iterdir() if p.name.startswith(".asrd-tmp-upload-")]  # half of it is there
+    page.click("#uploads button:text('Cancel')")
+    page.wait_for_selector("#uploads tr[data-state=cancelled]")
+    end = time.monotonic() + 10
+    while list(inbox.iterdir()):
+        assert time.monotonic() < end, f"left behind: {sorted(p.name for p in inbox.iterdir())}"
+        time.sleep(0.05)
+    assert "nothing was kept" in page.text_content("#uploads td.result")
     page.close()
