@@ -16,6 +16,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Any, Protocol
 
+from asrd.control.apiinbox import enqueue
 from asrd.control.jobs import Failure, JobState, JobStore
 
 log = logging.getLogger("asrd.actions")
@@ -30,7 +31,7 @@ class ActionKind(str, Enum):
     WARM_UP = "warm_up"  # start the model worker before a file needs it
     PAUSE = "pause"  # start no new file (the ones in flight finish)
     RESUME = "resume"
-    TAKE_IN = "take_in"  # a file the dashboard stored complete in an inbox (path, inbox): queued without settling
+    ENQUEUE = "enqueue"  # an upload complete in an inbox's top folder (path): a job now; the outcome is its id
 
 
 JOB_ACTIONS = frozenset({ActionKind.RETRY, ActionKind.CANCEL, ActionKind.FORGET})
@@ -41,14 +42,13 @@ class Action:
     kind: ActionKind
     job_id: int | None = None
     who: str = "dashboard"  # for the log line
-    path: Path | None = None  # TAKE_IN: the stored file (made by the daemon side, never a client's path)
-    inbox: str | None = None  # TAKE_IN: the inbox's key
+    path: Path | None = None  # ENQUEUE: the upload
 
     def __post_init__(self) -> None:
+        if (self.kind is ActionKind.ENQUEUE) != (self.path is not None):
+            raise ValueError(f"{self.kind.value}: a path is {'needed' if self.path is None else 'not taken'}")
         if (self.kind in JOB_ACTIONS) != (self.job_id is not None):
             raise ValueError(f"{self.kind.value}: a job id is {'needed' if self.kind in JOB_ACTIONS else 'not taken'}")
-        if (self.kind is ActionKind.TAKE_IN) != (self.path is not None and self.inbox is not None):
-            raise ValueError(f"{self.kind.value}: a path and an inbox are only for take_in, and needed there")
 
 
 class ActionRefused(Exception):
@@ -96,23 +96,18 @@ class Controls:
     store: JobStore
     dispatcher: Dispatching
     paused: bool = False
-    # TAKE_IN: the daemon's intake (``Intake.offer``): a complete file becomes a job without waiting to settle.
-    take_in: Callable[[Path, str, float], None] | None = None
 
 
 def apply(action: Action, controls: Controls, now: float, *, draining: bool = False) -> str:
     """Do ``action`` (on the daemon loop's thread); the outcome in one line, or ActionRefused."""
     store, dispatcher = controls.store, controls.dispatcher
     kind = action.kind
-    if kind is ActionKind.TAKE_IN:
-        assert action.path is not None and action.inbox is not None
-        if controls.take_in is None:
-            raise ActionRefused("this daemon takes files in only through its watchers")
-        controls.take_in(action.path, action.inbox, now)
-        job = store.get(action.path)
-        if job is None:
-            raise ActionRefused(f"{action.path.name} was not queued; the daemon's log says why")
-        return f"{action.path.name} uploaded: job {job.id}"
+    if kind is ActionKind.ENQUEUE:
+        assert action.path is not None
+        try:
+            return str(enqueue(store, action.path, now))
+        except (OSError, ValueError) as err:
+            raise ActionRefused(f"{action.path.name}: {getattr(err, 'strerror', None) or err}") from None
     if kind is ActionKind.RETRY_ALL:
         return f"{store.retry(now)} file(s) queued again"
     if kind is ActionKind.UNLOAD:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from asrd.config import InboxSettings, ModelSettings, OutputSettings, Settings, VadSettings
+from asrd.control import apiinbox
 from asrd.control.fingerprint import Fingerprint, fingerprint, with_full_hash
 from asrd.control.jobs import Failure, Job, JobState, JobStore
 from asrd.control.runoptions import read_options
@@ -60,11 +61,18 @@ class InboxView:
     options: RecognizeOptions
     output: OutputSettings
     rules: CueRules = DEFAULT_RULES
+    # Options per file instead of per inbox (the API inbox: each upload says its language).
+    options_for: Callable[[RecognizeOptions, Path], RecognizeOptions] | None = None
+    private: bool = False  # an internal inbox (the API's): its sidecars are nobody's library
+
+    def file_options(self, path: Path) -> RecognizeOptions:
+        return self.options if self.options_for is None else self.options_for(self.options, path)
 
 
 def inbox_views(settings: Settings) -> dict[str, InboxView]:
     views = {}
-    for configured in settings.inbox:
+    internal = (apiinbox.api_inbox(settings),) if apiinbox.enabled(settings) else ()
+    for configured in (*settings.inbox, *internal):
         # Resolved once, so job paths and `asrd retry FILE` agree however the folder was named.
         inbox = configured.model_copy(update={"path": configured.path.resolve()})
         t, o = settings.transcribe, settings.output
@@ -81,7 +89,9 @@ def inbox_views(settings: Settings) -> dict[str, InboxView]:
             redo_missing=o.redo_missing,
         )
         key = str(inbox.path)
-        views[key] = InboxView(key, inbox, options, output, CueRules.from_settings(settings.subtitles))
+        private = configured in internal
+        views[key] = InboxView(key, inbox, options, output, CueRules.from_settings(settings.subtitles),
+                               apiinbox.options_for if private else None, private)
     return views
 
 
@@ -138,6 +148,8 @@ class Dispatcher:
         # has come back through alone, files go one at a time: a file that crashes the worker
         # every time then costs only itself attempts, not the files batched with it.
         self._suspects: set[int] = set()
+        # Called with each finished job and its view on the daemon loop (media-server refresh): must not block.
+        self.on_done: list[Callable[[Job, InboxView | None], None]] = []
 
     # ------------------------------------------------------------ the loop's entry points
 
@@ -221,8 +233,9 @@ class Dispatcher:
                 self.worker = self._spawn(self.spec)
             self.jobs[job.id] = job
             self._idle_since = None
-            run = read_options(job.path)  # an upload's own options, if it came with any
-            self.worker.send(Task(job.id, os.fsdecode(job.path), run.recognize(view.options) if run else view.options))
+            options = view.file_options(job.path)
+            run = read_options(job.path)  # an upload's own options (NAME.asrd-options.json), if it came with any
+            self.worker.send(Task(job.id, os.fsdecode(job.path), run.recognize(options) if run else options))
             log.info("transcribing %s", job.path)
 
     def _collect(self, now: float) -> None:
@@ -295,7 +308,12 @@ class Dispatcher:
             log.warning("%s: %s", "paused" if err.environmental else "quarantined", err)
             self.store.fail(job.id, now, str(err), kind)
             return
-        self.store.complete(job.id, now, [s.path for s in written], _whole(current, job.path))
+        done = self.store.complete(job.id, now, [s.path for s in written], _whole(current, job.path))
+        for listener in self.on_done:
+            try:
+                listener(done, view)
+            except Exception:  # a listener's bug must not undo a finished file
+                log.exception("after %s", job.path)
         log.info("done %s (%.1f s of audio in %.1f s)", job.path, msg.transcript.duration / SAMPLE_RATE, msg.seconds)
 
     def _failed(self, now: float, job: Job, msg: Failed) -> None:

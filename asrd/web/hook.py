@@ -33,7 +33,7 @@ class WebHook:
         self.daemon = daemon
         self.state_dir: Path | None = daemon.state_dir
         self.actions = ActionQueue(daemon.wake)
-        self.controls = Controls(daemon.store, daemon.dispatcher, take_in=daemon.intake.offer)
+        self.controls = Controls(daemon.store, daemon.dispatcher)
         self.jobs: JobReader = daemon.store
         self.publisher: Publisher | None = None
         self.server: WebServer | None = None

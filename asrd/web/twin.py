@@ -13,7 +13,6 @@ from pathlib import Path
 from asrd import __version__
 from asrd.config import Settings
 from asrd.control.actions import Action, ActionQueue, Controls, apply_all
-from asrd.control.fingerprint import fingerprint
 from asrd.control.jobs import JobState
 from asrd.control.jobs_memory import MemoryJobStore
 from asrd.control.status import LiveState
@@ -60,15 +59,11 @@ class MemoryPort:
         self.jobs = self.store
         self.clock = clock
         self.dispatcher = FakeDispatcher()
-        self.controls = Controls(self.store, self.dispatcher, take_in=self._take_in)
+        self.controls = Controls(self.store, self.dispatcher)
         self.actions = ActionQueue(lambda: None)
         self.live = LiveState(pid=os.getpid(), version=__version__, started=clock(), phase="running",
                               model_loaded=False)
         self.publisher = Publisher(self._take())
-
-    def _take_in(self, path: Path, inbox: str, now: float) -> None:
-        """What the daemon's intake does with a complete file, without its move and redo logic."""
-        self.store.offer(path, inbox, fingerprint(path), now)
 
     def _take(self) -> Snapshot:
         counts = self.store.counts()

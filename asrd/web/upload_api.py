@@ -101,10 +101,9 @@ async def _queued(port: DaemonPort, target: Target, stored: Stored) -> dict[str,
     """Hand the stored file to the daemon loop, which queues it at once (it is complete: no settling)."""
     job_id = None
     try:
-        await asyncio.wait_for(asyncio.wrap_future(port.submit(
-            Action(ActionKind.TAKE_IN, path=stored.path, inbox=target.key, who="upload"))), ACTION_SECONDS)
-        job = port.jobs.get(stored.path)
-        job_id = job.id if job is not None else None
+        outcome = await asyncio.wait_for(asyncio.wrap_future(port.submit(
+            Action(ActionKind.ENQUEUE, path=stored.path, who="upload"))), ACTION_SECONDS)
+        job_id = int(outcome)
     except (ActionRefused, asyncio.TimeoutError) as err:  # the watcher will still find it
         log.info("%s stored, not yet queued: %s", stored.path.name, err or "the daemon is busy")
     return {"name": stored.sent_name, "stored": stored.path.name, "size": stored.size, "job_id": job_id}

@@ -53,7 +53,6 @@ class Target:
     """The inbox an upload goes into: its name as clients know it, its resolved folder and its rules."""
 
     name: str
-    key: str  # the daemon's key for the inbox (its resolved path)
     folder: Path
     rules: IgnoreRules
 
@@ -80,7 +79,7 @@ def find_inbox(settings: Settings, name: str) -> Target:
     if len(found) > 1:
         raise UploadRefused(409, f"more than one inbox is named {name!r}: rename one of their folders")
     folder = found[0].path.resolve()
-    return Target(name, str(folder), folder, IgnoreRules(found[0].include, found[0].exclude))
+    return Target(name, folder, IgnoreRules(found[0].include, found[0].exclude))
 
 
 def check_room(target: Target, expected: int | None, limit: int,
