@@ -23,6 +23,7 @@ from asrd.control.dispatch import Dispatcher, InboxView, engine_spec, inbox_view
 from asrd.control.ignore import IgnoreRules
 from asrd.control.intake import Intake
 from asrd.control.jobs import Job, JobState, JobStore
+from asrd.control.library import backfill
 from asrd.control.mediaservers import MediaRefresh
 from asrd.control.mountcache import cache_warning
 from asrd.control.service import ServiceState
@@ -112,6 +113,9 @@ class Daemon:
         requeued = self.store.requeue_running(now)
         if requeued:
             log.info("%d job(s) interrupted by the last stop are queued again", requeued)
+        indexed = backfill(self.store)  # transcripts finished before the library existed, from their .json
+        if indexed:
+            log.info("library: indexed %d earlier transcript(s) from their .json sidecars", indexed)
         self._start_inboxes(now)
         self._scan_all(now)  # what arrived while the daemon was down
         if self.settings.daemon.rescan_seconds > 0:

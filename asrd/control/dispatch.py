@@ -17,6 +17,7 @@ from asrd.config import InboxSettings, ModelSettings, OutputSettings, Settings, 
 from asrd.control import apiinbox
 from asrd.control.fingerprint import Fingerprint, fingerprint, with_full_hash
 from asrd.control.jobs import Failure, Job, JobState, JobStore
+from asrd.control.library import index_transcript
 from asrd.control.runoptions import read_options
 from asrd.control.status import CurrentFile, ModelDownload
 from asrd.output.cuerules import DEFAULT_RULES, CueRules
@@ -309,6 +310,8 @@ class Dispatcher:
             self.store.fail(job.id, now, str(err), kind)
             return
         done = self.store.complete(job.id, now, [s.path for s in written], _whole(current, job.path))
+        index_transcript(self.store, job.id, job.inbox, job.path, now, msg.transcript,
+                         view.rules if view is not None else DEFAULT_RULES)
         for listener in self.on_done:
             try:
                 listener(done, view)

@@ -16,8 +16,9 @@ from pathlib import Path
 from typing import Protocol
 
 from asrd.control.fingerprint import Fingerprint
+from asrd.control.library import Library
 
-SCHEMA_VERSION = 2  # 2: job.full_hash, the sidecar table
+SCHEMA_VERSION = 3  # 2: job.full_hash, the sidecar table; 3: the transcript library (library_sqlite)
 BACKOFF_BASE = 30.0  # seconds before the first retry
 BACKOFF_CAP = 3600.0
 MAX_ERROR_CHARS = 4000  # a runaway traceback must not bloat the database
@@ -62,6 +63,10 @@ class Job:
 
 class JobStore(Protocol):
     max_attempts: int  # read at each failure, so a reload (SIGHUP) applies to the next one
+
+    @property
+    def library(self) -> Library: ...  # every finished transcript, searchable (asrd.control.library)
+
 
     def offer(self, path: Path, inbox: str, fp: Fingerprint, now: float) -> Job | None: ...
     def claim(self, now: float, limit: int = 1) -> list[Job]: ...

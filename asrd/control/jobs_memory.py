@@ -12,6 +12,8 @@ from pathlib import Path
 
 from asrd.control.jobs import CLAIMABLE, Job, JobPage, JobQuery, JobState, ReasonCount
 from asrd.control.jobs_base import _BaseStore, _is_problem, _matches
+from asrd.control.library import json_sidecar
+from asrd.control.library_memory import MemoryLibrary
 
 
 def _key(path: Path | str) -> str:
@@ -27,6 +29,9 @@ class MemoryJobStore(_BaseStore):
         self._ids: dict[str, int] = {}
         self._next_id = 1  # never reused, as with SQLite AUTOINCREMENT
         self._marks: dict[str, tuple[str, str]] = {}
+        self.library = MemoryLibrary(lambda: sorted(
+            j.id for j in self._jobs.values() if j.state is JobState.DONE and json_sidecar(j.sidecars)
+        ))
 
     def _txn(self) -> AbstractContextManager[object]:
         return nullcontext()  # the logic computes every change before saving any: nothing to roll back
@@ -68,6 +73,7 @@ class MemoryJobStore(_BaseStore):
 
     def _delete(self, job_id: int) -> None:
         job = self._jobs.pop(job_id, None)
+        self.library.drop(job_id)
         if job is not None:
             del self._ids[_key(job.path)]
 

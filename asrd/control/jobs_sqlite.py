@@ -20,6 +20,8 @@ from urllib.parse import quote
 from asrd.control.fingerprint import Fingerprint
 from asrd.control.jobs import SCHEMA_VERSION, Job, JobDatabaseError, JobPage, JobQuery, JobState, ReasonCount
 from asrd.control.jobs_base import _BaseStore, _like
+from asrd.control.library_sqlite import SCHEMA as _V3
+from asrd.control.library_sqlite import SqliteLibrary
 
 _V2 = (
     "CREATE INDEX IF NOT EXISTS job_content ON job (size, content_hash)",
@@ -37,10 +39,12 @@ _SCHEMA = (
         full_hash TEXT NOT NULL DEFAULT '')""",
     "CREATE INDEX IF NOT EXISTS job_due ON job (state, not_before)",
     *_V2,
+    *_V3,
 )
 # Each step takes a database from version N to N + 1 (the key).
 _MIGRATIONS: dict[int, tuple[str, ...]] = {
     1: ("ALTER TABLE job ADD COLUMN full_hash TEXT NOT NULL DEFAULT ''", *_V2),
+    2: _V3,
 }
 _COLUMNS = (
     "path", "inbox", "state", "device", "inode", "size", "mtime_ns", "content_hash",
@@ -117,6 +121,7 @@ class SqliteJobStore(_BaseStore):
         super().__init__(max_attempts, rng, pause_seconds)
         self.path = Path(path)
         self.readonly = readonly
+        self.library = SqliteLibrary(self)
         if readonly and not self.path.is_file():
             raise FileNotFoundError(errno.ENOENT, "no job database", os.fspath(self.path))
         if not readonly:
@@ -199,6 +204,7 @@ class SqliteJobStore(_BaseStore):
         self._db.executemany(_UPDATE, [(*_row(j), j.id) for j in jobs])
 
     def _delete(self, job_id: int) -> None:
+        self.library._drop(job_id)
         self._db.execute("DELETE FROM job WHERE id = ?", (job_id,))
 
     def _due(self, now: float, limit: int) -> list[Job]:

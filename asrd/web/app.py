@@ -9,7 +9,7 @@ from starlette.middleware import Middleware
 from starlette.routing import Mount
 from starlette.staticfiles import StaticFiles
 
-from asrd.web import api, compat, pages, upload_api
+from asrd.web import api, compat, library, pages, upload_api, viewer
 from asrd.web.hub import Hub
 from asrd.web.port import DaemonPort
 from asrd.web.security import Guard, Policy
@@ -19,7 +19,8 @@ STATIC = Path(__file__).with_name("static")
 
 def build_app(port: DaemonPort, hub: Hub, policy: Policy) -> Starlette:
     app = Starlette(
-        routes=[*api.ROUTES, *compat.routes(port.settings), *pages.ROUTES, *upload_api.ROUTES,
+        routes=[*api.ROUTES, *compat.routes(port.settings), *pages.ROUTES, *library.ROUTES, *viewer.ROUTES,
+                *upload_api.ROUTES,
                 Mount("/static", StaticFiles(directory=STATIC), name="static")],
         middleware=[Middleware(Guard, policy=policy)],
         exception_handlers={404: pages.not_found},
