@@ -22,10 +22,11 @@ from asrd.config import ConfigError, DaemonSettings, Settings, load_settings, wi
 from asrd.control.dispatch import Dispatcher, InboxView, engine_spec, inbox_views
 from asrd.control.ignore import IgnoreRules
 from asrd.control.intake import Intake
-from asrd.control.jobs import Job, JobState, JobStore
+from asrd.control.jobs import Job, JobState, JobStore, Outcome
 from asrd.control.library import backfill
 from asrd.control.mediaservers import MediaRefresh
 from asrd.control.mountcache import cache_warning
+from asrd.control.notify import Notifier, Sender, run_helper
 from asrd.control.service import ServiceState
 from asrd.control.settle import StabilityTracker
 from asrd.control.status import InboxState, LiveState, write_live
@@ -36,6 +37,7 @@ from asrd.worker.handle import WorkerHandle
 from asrd.worker.protocol import EngineSpec, Worker
 
 if TYPE_CHECKING:
+    from asrd.control.metrics import Metrics
     from asrd.web.hook import WebHook
 
 log = logging.getLogger("asrd.daemon")
@@ -80,6 +82,7 @@ class Daemon:
         state_dir: Path | None = None,
         spawn: Callable[[EngineSpec], Worker] = WorkerHandle,
         wake: Callable[[], None] = lambda: None,
+        send: Sender = run_helper,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -90,8 +93,19 @@ class Daemon:
         self.wake = wake
         views = inbox_views(settings)
         self.dispatcher = Dispatcher(
-            store, views, engine_spec(settings, model_dir), settings.model.idle_unload_seconds, spawn=spawn
+            store, views, engine_spec(settings, model_dir), settings.model.idle_unload_seconds, spawn=spawn,
+            report=self._ended,
         )
+        self.notifier = Notifier(store, settings.notify, send=send, wake=wake)
+        self.metrics: Metrics | None = None  # prometheus-client, imported only when metrics are wanted
+        if settings.metrics.textfile_dir is not None or settings.web.enabled:
+            try:
+                from asrd.control.metrics import Metrics
+
+                self.metrics = Metrics(settings.metrics.textfile_dir)
+            except ImportError:
+                log.error("metrics need prometheus-client: pip install 'asrd[notify]'; running without metrics")
+        self._notify_due: float | None = None
         self.intake = Intake(store, lambda: self.dispatcher.views)
         self.inboxes: dict[str, _Inbox] = {}
         self._events: set[tuple[Path, str]] = set()
@@ -144,6 +158,13 @@ class Daemon:
                 for ready in inbox.tracker.step(now):
                     self.intake.offer(ready.path, inbox.view.key, now)
         self.dispatcher.step(now)
+        self.notifier.step(now)
+        wakeup = self.notifier.next_wakeup()
+        if wakeup is not None and wakeup != self._notify_due:
+            self._notify_due = wakeup
+            self.timers.at("notify", max(wakeup, now))  # a notification retry or a daily summary
+        if self.metrics is not None:
+            self.metrics.update(self.store.counts(), self.dispatcher, self.notifier)
         due = self.store.next_due()
         if due is not None and due > now and due != self._retry_due:
             self._retry_due = due
@@ -166,6 +187,7 @@ class Daemon:
         for inbox in self.inboxes.values():
             inbox.stop()
         self.dispatcher.shutdown(now, "interrupted by shutdown")
+        self.notifier.stop()
         self.timers.shutdown()
         if self.media is not None:
             self.media.stop()
@@ -200,6 +222,7 @@ class Daemon:
         old_paths = {str(i.path) for i in self.settings.inbox}
         old_daemon, self.settings = self.settings.daemon, new
         self._apply_daemon_settings(old_daemon, new)
+        self.notifier.reconfigure(new.notify)
         views = inbox_views(new)
         self.dispatcher.reconfigure(views, engine_spec(new, self.model_dir), new.model.idle_unload_seconds)
         if {str(i.path) for i in new.inbox} != old_paths or any(
@@ -231,9 +254,15 @@ class Daemon:
         if old.state_dir != d.state_dir:
             log.warning("state_dir changed: takes effect at the next start")
 
+    def _ended(self, outcome: Outcome, seconds: float, now: float) -> None:
+        self.notifier.record(outcome, now)
+        if self.metrics is not None:
+            self.metrics.file_ended(outcome, seconds)
+
     @property
     def idle(self) -> bool:
-        return not self.dispatcher.busy and not any(i.tracker and i.tracker.pending for i in self.inboxes.values())
+        settling = any(i.tracker and i.tracker.pending for i in self.inboxes.values())
+        return not self.dispatcher.busy and not self.notifier.busy and not settling
 
     # ------------------------------------------------------------ inboxes and files
 
