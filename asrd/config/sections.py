@@ -151,6 +151,20 @@ class OutputSettings(_Section):
         return value
 
 
+def _check_alerts(value: tuple[str, ...] | None) -> tuple[str, ...] | None:
+    if value is None:
+        return None
+    for word in value:
+        if not word.strip() or word.strip() == "re:":
+            raise ValueError("an alert must not be empty")
+        if word.startswith("re:"):
+            try:
+                re.compile(word[3:])
+            except re.error as err:
+                raise ValueError(f"bad regular expression {word!r}: {err}") from None
+    return tuple(dict.fromkeys(value))
+
+
 class TranscribeSettings(_Section):
     language: Language = "auto"
     """Spoken language, or auto to detect it per segment."""
@@ -158,8 +172,12 @@ class TranscribeSettings(_Section):
     """Inverse text normalisation: punctuation, numbers as digits."""
     hotwords: Annotated[tuple[str, ...], NoDecode] = ()
     """Words to favour; only models that support them use them (a warning says when they are ignored)."""
+    alerts: Annotated[tuple[str, ...], NoDecode] = ()
+    """Keyword alerts: words or phrases (case- and width-insensitive) or "re:REGEX"; matches go into the .json
+    sidecar, notifications and ``asrd report``. Inboxes may set their own."""
 
-    _split = field_validator("hotwords", mode="before")(_split_list)
+    _split = field_validator("hotwords", "alerts", mode="before")(_split_list)
+    _alerts = field_validator("alerts")(_check_alerts)
 
 
 class SubtitleSettings(_Section):
@@ -228,6 +246,9 @@ class WebSettings(_Section):
     """auth = "proxy": addresses of the reverse proxies allowed to name the user."""
     proxy_user_header: str = Field("Remote-User", min_length=1)
     """auth = "proxy": the header in which the proxy names the logged-in user."""
+    upload_max_mb: int = Field(4096, ge=0)
+    """Largest upload (one request: the page sends each file on its own) in MiB; 0 = no uploads. Uploads are
+    streamed to a temporary name in the inbox, never held in memory."""
 
     _split = field_validator("allowed_hosts", "trusted_proxies", mode="before")(_split_list)
 
@@ -314,6 +335,8 @@ class InboxSettings(_Section):
     """Glob patterns to skip (matched against the name and the path relative to the inbox)."""
     language: Language | None = None
     hotwords: Annotated[tuple[str, ...] | None, NoDecode] = None
+    alerts: Annotated[tuple[str, ...] | None, NoDecode] = None
+    """Keyword alerts for this inbox (replaces [transcribe] alerts; [] = none here)."""
     formats: Annotated[tuple[SidecarFormat, ...] | None, NoDecode] = None
     naming: str | None = None
     output_dir: Path | None = None
@@ -323,7 +346,8 @@ class InboxSettings(_Section):
     """auto = native events on local disks, polling on network and FUSE mounts."""
     poll_interval_seconds: float = Field(10, ge=0.1)
 
-    _split = field_validator("include", "exclude", "hotwords", "formats", mode="before")(_split_list)
+    _split = field_validator("include", "exclude", "hotwords", "alerts", "formats", mode="before")(_split_list)
+    _alerts = field_validator("alerts")(_check_alerts)
 
     @field_validator("naming")
     @classmethod
@@ -334,6 +358,75 @@ class InboxSettings(_Section):
     @classmethod
     def _expand(cls, value: Path | None) -> Path | None:
         return None if value is None else value.expanduser()
+
+
+NotifyEvent = Literal["done", "failed", "quarantined", "alert", "summary"]
+NOTIFY_EVENTS: tuple[NotifyEvent, ...] = get_args(NotifyEvent)
+
+
+class NotifySettings(_Section):
+    """One notification target (a ``[[notify]]`` table); delivery is queued in the job database and retried."""
+
+    url: str = Field(min_length=1)
+    """An Apprise URL (ntfys://ntfy.sh/TOPIC, gotify://, tgram://, mailto://, discord://, json:// ...), or an
+    http(s):// URL for a plain webhook: a JSON POST signed with ``secret``. Never logged (it may hold tokens)."""
+    secret: str = ""
+    """Plain webhooks: key of the ``X-Asrd-Signature: sha256=<hex>`` header (HMAC-SHA256 of the raw body);
+    "" = unsigned. Never logged."""
+    events: Annotated[tuple[NotifyEvent, ...], NoDecode] = ("done", "failed", "quarantined", "alert")
+    """What to send: done, failed (a retry is due), quarantined, alert (a done file with keyword matches;
+    replaces its done message), summary (one per day at ``summary_at``)."""
+    inboxes: Annotated[tuple[Path, ...], NoDecode] = ()
+    """Only files from these inbox folders; empty = every inbox."""
+    summary_at: str = "08:00"
+    """Local time (HH:MM) of the daily summary, when ``events`` has summary."""
+
+    _split = field_validator("events", "inboxes", mode="before")(_split_list)
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        if "://" not in value:
+            raise ValueError("must be an Apprise URL (SCHEME://...) or an http(s):// webhook URL")
+        return value
+
+    @field_validator("summary_at")
+    @classmethod
+    def _time(cls, value: str) -> str:
+        m = re.fullmatch(r"(\d{1,2}):(\d{2})", value)
+        if not m or int(m[1]) > 23 or int(m[2]) > 59:
+            raise ValueError('must be a local time HH:MM, e.g. "08:00"')
+        return value
+
+    @field_validator("inboxes")
+    @classmethod
+    def _expand(cls, value: tuple[Path, ...]) -> tuple[Path, ...]:
+        return tuple(p.expanduser() for p in value)
+
+    @property
+    def webhook(self) -> bool:
+        """A plain signed webhook (http/https), not an Apprise URL."""
+        return self.url.lower().startswith(("http://", "https://"))
+
+    def __repr__(self) -> str:  # the URL and secret may hold credentials: never in logs or tracebacks
+        return f"NotifySettings(url={redact_url(self.url)!r}, events={self.events!r})"
+
+    __str__ = __repr__
+
+
+def redact_url(url: str) -> str:
+    """SCHEME://HOST of a target URL, for logs: no user, password, token, path or query."""
+    scheme, _, rest = url.partition("://")
+    host = rest.split("/", 1)[0].split("?", 1)[0].rsplit("@", 1)[-1]
+    return f"{scheme}://{host}"
+
+
+class MetricsSettings(_Section):
+    """Prometheus metrics (``asrd[notify]`` extra: prometheus-client)."""
+
+    textfile_dir: Path | None = None
+    """Write ``asrd.prom`` here for node_exporter's textfile collector (written atomically when a value
+    changes); none = not written. With [web] enabled, the dashboard also serves them at /metrics."""
 
 
 def available_cpus() -> int:

@@ -35,7 +35,7 @@ class ActionKind(str, Enum):
     RESUME_INBOX = "resume_inbox"
     RECONCILE = "reconcile"  # look for files in the inboxes that have no job (a daemon-side scan)
     QUEUE_FOUND = "queue_found"  # queue entry ``entry`` of the last reconciliation report
-    ENQUEUE = "enqueue"  # an upload complete in the API inbox (path): a job now; the outcome is its id
+    ENQUEUE = "enqueue"  # an upload complete in an inbox's top folder (path): a job now; the outcome is its id
 
 
 JOB_ACTIONS = frozenset({ActionKind.RETRY, ActionKind.CANCEL, ActionKind.FORGET})

@@ -23,10 +23,12 @@ from asrd.control.dispatch import Dispatcher, InboxView, engine_spec, inbox_view
 from asrd.control.ignore import SIDECAR_EXTENSIONS, IgnoreRules
 from asrd.control.inboxctl import for_daemon
 from asrd.control.intake import Intake
-from asrd.control.jobs import Job, JobState, JobStore
+from asrd.control.jobs import JobState, JobStore, Outcome
+from asrd.control.leftovers import sweep_temp_files
 from asrd.control.library import backfill
 from asrd.control.mediaservers import MediaRefresh
 from asrd.control.mountcache import cache_warning
+from asrd.control.notify import Notifier, Sender, run_helper
 from asrd.control.reconcile import Ignored
 from asrd.control.service import ServiceState
 from asrd.control.settle import StabilityTracker
@@ -38,6 +40,7 @@ from asrd.worker.handle import WorkerHandle
 from asrd.worker.protocol import EngineSpec, Worker
 
 if TYPE_CHECKING:
+    from asrd.control.metrics import Metrics
     from asrd.web.hook import WebHook
 
 log = logging.getLogger("asrd.daemon")
@@ -82,6 +85,7 @@ class Daemon:
         state_dir: Path | None = None,
         spawn: Callable[[EngineSpec], Worker] = WorkerHandle,
         wake: Callable[[], None] = lambda: None,
+        send: Sender = run_helper,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -92,8 +96,19 @@ class Daemon:
         self.wake = wake
         views = inbox_views(settings)
         self.dispatcher = Dispatcher(
-            store, views, engine_spec(settings, model_dir), settings.model.idle_unload_seconds, spawn=spawn
+            store, views, engine_spec(settings, model_dir), settings.model.idle_unload_seconds, spawn=spawn,
+            report=self._ended,
         )
+        self.notifier = Notifier(store, settings.notify, send=send, wake=wake)
+        self.metrics: Metrics | None = None  # prometheus-client, imported only when metrics are wanted
+        if settings.metrics.textfile_dir is not None or settings.web.enabled:
+            try:
+                from asrd.control.metrics import Metrics
+
+                self.metrics = Metrics(settings.metrics.textfile_dir)
+            except ImportError:
+                log.error("metrics need prometheus-client: pip install 'asrd[notify]'; running without metrics")
+        self._notify_due: float | None = None
         self.intake = Intake(store, lambda: self.dispatcher.views)
         self.inboxes: dict[str, _Inbox] = {}
         self._events: set[tuple[Path, str]] = set()
@@ -113,7 +128,7 @@ class Daemon:
 
     def start(self, now: float) -> None:
         self._started = now
-        self._sweep_temp_files(self.store.running())
+        sweep_temp_files(self.store.running(), self.dispatcher.views, self._started)
         requeued = self.store.requeue_running(now)
         if requeued:
             log.info("%d job(s) interrupted by the last stop are queued again", requeued)
@@ -150,6 +165,13 @@ class Daemon:
                     self.intake.offer(ready.path, inbox.view.key, now)
         self.inbox_controls.reconciler.step(now)
         self.dispatcher.step(now)
+        self.notifier.step(now)
+        wakeup = self.notifier.next_wakeup()
+        if wakeup is not None and wakeup != self._notify_due:
+            self._notify_due = wakeup
+            self.timers.at("notify", max(wakeup, now))  # a notification retry or a daily summary
+        if self.metrics is not None:
+            self.metrics.update(self.store.counts(), self.dispatcher, self.notifier)
         due = self.store.next_due()
         if due is not None and due > now and due != self._retry_due:
             self._retry_due = due
@@ -172,6 +194,7 @@ class Daemon:
         for inbox in self.inboxes.values():
             inbox.stop()
         self.dispatcher.shutdown(now, "interrupted by shutdown")
+        self.notifier.stop()
         self.timers.shutdown()
         if self.media is not None:
             self.media.stop()
@@ -206,6 +229,7 @@ class Daemon:
         old_paths = {str(i.path) for i in self.settings.inbox}
         old_daemon, self.settings = self.settings.daemon, new
         self._apply_daemon_settings(old_daemon, new)
+        self.notifier.reconfigure(new.notify)
         views = inbox_views(new)
         self.dispatcher.reconfigure(views, engine_spec(new, self.model_dir), new.model.idle_unload_seconds)
         if {str(i.path) for i in new.inbox} != old_paths or any(
@@ -237,35 +261,18 @@ class Daemon:
         if old.state_dir != d.state_dir:
             log.warning("state_dir changed: takes effect at the next start")
 
+    def _ended(self, outcome: Outcome, seconds: float, now: float) -> None:
+        self.notifier.record(outcome, now)
+        if self.metrics is not None:
+            self.metrics.file_ended(outcome, seconds)
+
     @property
     def idle(self) -> bool:
-        return not self.dispatcher.busy and not self.inbox_controls.reconciler.running and not any(
-            i.tracker and i.tracker.pending for i in self.inboxes.values()
-        )
+        settling = any(i.tracker and i.tracker.pending for i in self.inboxes.values())
+        busy = self.dispatcher.busy or self.notifier.busy or self.inbox_controls.reconciler.running
+        return not busy and not settling
 
     # ------------------------------------------------------------ inboxes and files
-
-    def _sweep_temp_files(self, interrupted: list[Job]) -> None:
-        """A kill mid-write leaves a sidecar's temp file (.asrd-tmp-*.tmp) next to the original. This
-        daemon holds the state lock, so those older than its start in the folders of the files it was
-        working on are its own leftovers."""
-        folders: set[Path] = set()
-        for job in interrupted:
-            folders.add(job.path.parent)
-            view = self.dispatcher.views.get(job.inbox)
-            if view is not None and view.output.output_dir is not None:
-                folders.add(Path(view.output.output_dir))
-        for folder in folders:
-            try:
-                leftovers = [p for p in folder.glob(f"{TEMP_PREFIX}*.tmp") if p.lstat().st_mtime < self._started]
-            except OSError:
-                continue
-            for path in leftovers:
-                try:
-                    path.unlink()
-                    log.info("removed %s, left by an interrupted write", path)
-                except OSError as err:
-                    log.warning("cannot remove %s, left by an interrupted write: %s", path, err.strerror or err)
 
     def _start_inboxes(self, now: float) -> None:
         self.inboxes = {}

@@ -16,10 +16,12 @@ from pathlib import Path
 from asrd.config import InboxSettings, ModelSettings, OutputSettings, Settings, VadSettings
 from asrd.control import apiinbox
 from asrd.control.fingerprint import Fingerprint, fingerprint, with_full_hash
-from asrd.control.jobs import Failure, Job, JobState, JobStore
+from asrd.control.jobs import Failure, Job, JobState, JobStore, Outcome
 from asrd.control.library import index_transcript
+from asrd.control.runoptions import read_options
 from asrd.control.speed import SpeedMeter
 from asrd.control.status import CurrentFile, ModelDownload
+from asrd.output.alerts import excerpt, find_alerts
 from asrd.output.cuerules import DEFAULT_RULES, CueRules
 from asrd.output.ownership import for_store
 from asrd.output.sidecars import SidecarError, write_outputs
@@ -65,6 +67,7 @@ class InboxView:
     # Options per file instead of per inbox (the API inbox: each upload says its language).
     options_for: Callable[[RecognizeOptions, Path], RecognizeOptions] | None = None
     private: bool = False  # an internal inbox (the API's): its sidecars are nobody's library
+    alerts: tuple[str, ...] = ()  # keyword alerts: the inbox's own, else [transcribe] alerts
 
     def file_options(self, path: Path) -> RecognizeOptions:
         return self.options if self.options_for is None else self.options_for(self.options, path)
@@ -91,8 +94,9 @@ def inbox_views(settings: Settings) -> dict[str, InboxView]:
         )
         key = str(inbox.path)
         private = configured in internal
+        alerts = inbox.alerts if inbox.alerts is not None else t.alerts
         views[key] = InboxView(key, inbox, options, output, CueRules.from_settings(settings.subtitles),
-                               apiinbox.options_for if private else None, private)
+                               apiinbox.options_for if private else None, private, alerts=alerts)
     return views
 
 
@@ -128,8 +132,10 @@ class Dispatcher:
         idle_unload_seconds: float,
         *,
         spawn: Callable[[EngineSpec], Worker] = WorkerHandle,
+        report: Callable[[Outcome, float, float], None] = lambda outcome, seconds, now: None,
     ) -> None:
         self.store = store
+        self.report = report  # how each file ended (outcome, model seconds, now): notifications, metrics
         self.views = views
         self.spec = spec
         self.idle_unload_seconds = idle_unload_seconds
@@ -151,6 +157,7 @@ class Dispatcher:
         self._suspects: set[int] = set()
         self.meter = SpeedMeter()  # measured throughput, for the dashboard's estimated start times
         self.paused_inboxes: frozenset[str] = frozenset()  # inbox keys whose files are not started
+        self.cold_starts = 0  # worker starts with a file waiting (metrics)
         # Called with each finished job and its view on the daemon loop (media-server refresh): must not block.
         self.on_done: list[Callable[[Job, InboxView | None], None]] = []
 
@@ -236,9 +243,12 @@ class Dispatcher:
             if self.worker is None:
                 log.info("starting the model worker (cold start) for %s", job.path)
                 self.worker = self._spawn(self.spec)
+                self.cold_starts += 1
             self.jobs[job.id] = job
             self._idle_since = None
-            self.worker.send(Task(job.id, os.fsdecode(job.path), view.file_options(job.path)))
+            options = view.file_options(job.path)
+            run = read_options(job.path)  # an upload's own options (NAME.asrd-options.json), if it came with any
+            self.worker.send(Task(job.id, os.fsdecode(job.path), run.recognize(options) if run else options))
             log.info("transcribing %s", job.path)
 
     def _collect(self, now: float) -> None:
@@ -298,26 +308,40 @@ class Dispatcher:
             return
         view = self.views.get(job.inbox)
         output = view.output if view is not None else OutputSettings()
+        run = read_options(job.path)
+        if run is not None:
+            output = run.output(output)
+        rules = view.rules if view is not None else DEFAULT_RULES
+        alerts = find_alerts(msg.transcript, view.alerts, rules) if view is not None else ()
         try:
             written = write_outputs(
-                msg.transcript, output, rules=view.rules if view is not None else DEFAULT_RULES,
-                ownership=for_store(self.store),
+                msg.transcript, output, rules=rules, ownership=for_store(self.store), alerts=alerts
             )
         except SidecarError as err:
             kind = Failure.ENVIRONMENT if err.environmental else Failure.PERMANENT
             log.warning("%s: %s", "paused" if err.environmental else "quarantined", err)
-            self.store.fail(job.id, now, str(err), kind)
+            self._ended(job, self.store.fail(job.id, now, str(err), kind), now)
             return
         done = self.store.complete(job.id, now, [s.path for s in written], _whole(current, job.path))
         self.meter.finished(now, msg.transcript.duration / SAMPLE_RATE, job.fingerprint.size)
-        index_transcript(self.store, job.id, job.inbox, job.path, now, msg.transcript,
-                         view.rules if view is not None else DEFAULT_RULES)
+        index_transcript(self.store, job.id, job.inbox, job.path, now, msg.transcript, rules)
         for listener in self.on_done:
             try:
                 listener(done, view)
             except Exception:  # a listener's bug must not undo a finished file
                 log.exception("after %s", job.path)
         log.info("done %s (%.1f s of audio in %.1f s)", job.path, msg.transcript.duration / SAMPLE_RATE, msg.seconds)
+        if alerts:
+            log.info("alerts in %s: %s", job.path, ", ".join(sorted({repr(m.alert) for m in alerts})))
+        self.report(
+            Outcome(job.path, job.inbox, JobState.DONE, now, msg.transcript.duration / SAMPLE_RATE,
+                    msg.transcript.language, excerpt(msg.transcript), alerts, tuple(s.path for s in written)),
+            msg.seconds, now,
+        )
+
+    def _ended(self, job: Job, updated: Job, now: float) -> None:
+        if updated.state in (JobState.FAILED, JobState.QUARANTINED):
+            self.report(Outcome(job.path, job.inbox, updated.state, now, reason=updated.last_error), 0.0, now)
 
     def _failed(self, now: float, job: Job, msg: Failed) -> None:
         if msg.kind is FailureKind.SOURCE and not Path(job.path).exists():
@@ -326,6 +350,7 @@ class Dispatcher:
             return
         updated = self.store.fail(job.id, now, msg.message, FAILURE_POLICY[msg.kind])
         log.warning("failed %s: %s (%s)", job.path, msg.message, updated.state.value)
+        self._ended(job, updated, now)
 
     def _crashed(self, now: float) -> None:
         code = self.worker.exitcode if self.worker is not None else None
@@ -336,6 +361,7 @@ class Dispatcher:
         for job in list(self.jobs.values()):
             updated = self.store.fail(job.id, now, reason, Failure.RETRY)
             log.error("%s: %s; %s", job.path, reason, updated.state.value)
+            self._ended(job, updated, now)
             if len(self.jobs) > 1:
                 self._suspects.add(job.id)
         if not self.jobs:

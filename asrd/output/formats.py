@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Sequence
 
+from asrd.output.alerts import AlertMatch
 from asrd.output.cuerules import DEFAULT_RULES, CueRules
 from asrd.output.cues import build_cues
 from asrd.output.text import paragraphs
@@ -43,8 +44,8 @@ def _seconds(samples: int) -> float:
     return round(samples / SAMPLE_RATE, 3)
 
 
-def render_json(transcript: Transcript, cues: Sequence[Cue]) -> str:
-    doc = {
+def render_json(transcript: Transcript, cues: Sequence[Cue], alerts: Sequence[AlertMatch] = ()) -> str:
+    doc: dict[str, object] = {
         "source": transcript.source.name,
         "duration": _seconds(transcript.duration),
         "language": transcript.language,
@@ -73,6 +74,11 @@ def render_json(transcript: Transcript, cues: Sequence[Cue]) -> str:
             for c in cues
         ],
     }
+    if alerts:  # keyword alerts ([transcribe] / [[inbox]] alerts) with the span of the cues they were said in
+        doc["alerts"] = [
+            {"alert": a.alert, "start": _seconds(a.start), "end": _seconds(a.end), "excerpt": a.excerpt}
+            for a in alerts
+        ]
     return json.dumps(doc, ensure_ascii=False, indent=2) + "\n"
 
 
@@ -81,8 +87,13 @@ RENDERERS: dict[str, Callable[[Transcript, Sequence[Cue]], str]] = {
 }  # fmt: skip
 
 
-def render(transcript: Transcript, formats: Sequence[str], rules: CueRules = DEFAULT_RULES) -> dict[str, bytes]:
-    """Every requested format of one transcript, after the text guards (``cleanup``)."""
+def render(
+    transcript: Transcript, formats: Sequence[str], rules: CueRules = DEFAULT_RULES, alerts: Sequence[AlertMatch] = ()
+) -> dict[str, bytes]:
+    """Every requested format of one transcript, after the text guards (``cleanup``); ``alerts`` go into .json."""
     transcript = clean(transcript)
     cues = build_cues(transcript, rules)
-    return {fmt: RENDERERS[fmt](transcript, cues).encode("utf-8") for fmt in formats}
+    return {
+        fmt: (render_json(transcript, cues, alerts) if fmt == "json" else RENDERERS[fmt](transcript, cues)).encode()
+        for fmt in formats
+    }

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 
 from asrd.media import TEMP_PREFIX
 from asrd.output import ownership as own
+from asrd.output.alerts import AlertMatch
 from asrd.output.cuerules import DEFAULT_RULES, CueRules
 from asrd.output.formats import render
 from asrd.output.ownership import XATTR, XATTRS, Mark, Ownership
@@ -261,10 +262,11 @@ def write_outputs(
     overwrite: bool = False,
     claimed: set[Path] | None = None,
     ownership: Ownership = XATTRS,
+    alerts: Sequence[AlertMatch] = (),
 ) -> list[Sidecar]:
-    """Render and atomically write a transcript's sidecars. Raises SidecarError."""
+    """Render and atomically write a transcript's sidecars (``alerts`` go into the .json). Raises SidecarError."""
     source = transcript.source
-    rendered = render(transcript, output.formats, rules)
+    rendered = render(transcript, output.formats, rules, alerts)
     paths = choose_paths(
         source, output.formats, output.naming, output.output_dir, transcript.language,
         overwrite=overwrite, claimed=claimed, ownership=ownership,

@@ -56,8 +56,10 @@ class WebHook:
         from asrd.web.logring import LogRing
         from asrd.web.security import Policy
         from asrd.web.server import WebServer
+        from asrd.web.uploads import sweep_leftovers
 
         self.logs = LogRing().install()  # the System page's recent lines (logs from here on)
+        sweep_leftovers(self.settings, time.time())  # a daemon killed mid-upload left these; none is running yet
         store = self.daemon.store
         if isinstance(store, SqliteJobStore):  # the web thread reads through a connection of its own
             self.jobs = SqliteJobStore.open_readonly(store.path)
@@ -65,7 +67,9 @@ class WebHook:
         web = self.settings.web
         hub = Hub(self.publisher.snapshot())
         self.publisher.listen(hub.publish)
-        server = WebServer(build_app(self, hub, Policy.from_settings(web, self.state_dir)), hub, web.host, web.port)
+        app = build_app(self, hub, Policy.from_settings(web, self.state_dir))
+        app.state.metrics = self.daemon.metrics  # /metrics
+        server = WebServer(app, hub, web.host, web.port)
         try:
             server.start()
         except OSError as err:

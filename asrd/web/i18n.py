@@ -10,7 +10,7 @@ LANGUAGES = ("en", "zh")
 ZH: dict[str, str] = {
     # navigation
     "Now": "当前", "Where is my file": "我的文件在哪", "Problems": "问题", "Model & power": "模型与电源",
-    "Inboxes": "收件夹", "System": "系统", "Not queued": "未入队",
+    "Inboxes": "收件夹", "System": "系统", "Not queued": "未入队", "Library": "转写库", "Upload": "上传",
     # Now
     "transcribing": "转写中", "queued": "排队中", "settling": "等待写完", "done": "已完成", "problems": "问题",
     "model": "模型", "Transcribing": "正在转写", "Queued": "队列", "Settling": "等待写完",
