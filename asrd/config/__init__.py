@@ -20,6 +20,7 @@ from pydantic_settings.exceptions import SettingsError
 from asrd.config.sections import (
     LANGUAGES,
     DaemonSettings,
+    EnergySettings,
     InboxSettings,
     Language,
     ModelSettings,
@@ -37,6 +38,7 @@ __all__ = [
     "LANGUAGES",
     "ConfigError",
     "DaemonSettings",
+    "EnergySettings",
     "InboxSettings",
     "Language",
     "ModelSettings",
@@ -80,6 +82,7 @@ class Settings(BaseSettings):
     subtitles: SubtitleSettings = SubtitleSettings()
     daemon: DaemonSettings = DaemonSettings()
     web: WebSettings = WebSettings()
+    energy: EnergySettings = EnergySettings()
     inbox: tuple[InboxSettings, ...] = ()
 
     @classmethod

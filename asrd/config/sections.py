@@ -210,6 +210,33 @@ class DaemonSettings(_Section):
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
 
+class EnergySettings(_Section):
+    """What each transcript cost in energy (README, "Energy"). Measured in the model worker only."""
+
+    meter: Literal["auto", "rapl", "nvml", "estimated", "plug"] = "auto"
+    """auto: the GPU's NVML counter when a GPU is used (needs ``asrd[gpu-energy]``) and the CPU's RAPL
+    counters where readable, else an estimate; rapl / nvml: only that counter (else the estimate);
+    estimated: always the estimate; plug: auto's numbers x ``plug_factor``."""
+    watts_per_core: float = Field(10.0, gt=0, le=1000)
+    """The estimate: watts one fully busy core adds (CPU seconds x this). 10 W is a middle value for
+    desktop and server cores (laptop cores use 3-5 W, a busy server core up to ~15 W); measure with a
+    wall-plug meter and set ``plug_factor`` for better."""
+    plug_factor: float = Field(1.0, gt=0, le=100)
+    """meter = "plug": a wall-plug meter's reading divided by asrd's for the same work (whole machine)."""
+    grid_g_per_kwh: float = Field(0, ge=0)
+    """Grid carbon intensity for CO2e, g per kWh; 0 = from ``zone`` (no CO2e when both are unset)."""
+    zone: str = ""
+    """Country code for a yearly average intensity from the bundled table (asrd/energy/grid.py, e.g.
+    "DE", "FR", "GB", "US"); asrd never looks up where it is over the network."""
+    price_per_kwh: float = Field(0, ge=0)
+    """Electricity price for the cost column; 0 = no cost shown."""
+    currency: str = "EUR"
+    """The price's currency, as shown in reports."""
+    in_sidecar: bool = True
+    """Add a ``processing`` block (device, seconds, energy with its method, CO2e) to .json sidecars;
+    false keeps re-runs byte for byte identical."""
+
+
 class WebSettings(_Section):
     """The dashboard (``asrd[web]``): a thread in the daemon, imported only when enabled."""
 

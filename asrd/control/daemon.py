@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 from asrd import __version__
 from asrd.config import ConfigError, DaemonSettings, Settings, load_settings, with_folders
 from asrd.control.dispatch import Dispatcher, InboxView, engine_spec, inbox_views
+from asrd.control.energy_log import EnergyLog
 from asrd.control.ignore import IgnoreRules
 from asrd.control.intake import Intake
 from asrd.control.jobs import Job, JobState, JobStore
@@ -78,6 +79,7 @@ class Daemon:
         state_dir: Path | None = None,
         spawn: Callable[[EngineSpec], Worker] = WorkerHandle,
         wake: Callable[[], None] = lambda: None,
+        energy_log: EnergyLog | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -88,7 +90,8 @@ class Daemon:
         self.wake = wake
         views = inbox_views(settings)
         self.dispatcher = Dispatcher(
-            store, views, engine_spec(settings, model_dir), settings.model.idle_unload_seconds, spawn=spawn
+            store, views, engine_spec(settings, model_dir), settings.model.idle_unload_seconds, spawn=spawn,
+            energy_log=energy_log, energy=settings.energy,
         )
         self.intake = Intake(store, lambda: self.dispatcher.views)
         self.inboxes: dict[str, _Inbox] = {}
@@ -184,6 +187,7 @@ class Daemon:
         self._apply_daemon_settings(old_daemon, new)
         views = inbox_views(new)
         self.dispatcher.reconfigure(views, engine_spec(new, self.model_dir), new.model.idle_unload_seconds)
+        self.dispatcher.energy = new.energy
         if {str(i.path) for i in new.inbox} != old_paths or any(
             self.inboxes[k].view.settings != v.settings for k, v in views.items() if k in self.inboxes
         ):

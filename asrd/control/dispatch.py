@@ -13,10 +13,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from asrd.config import InboxSettings, ModelSettings, OutputSettings, Settings, VadSettings
+from asrd.config import EnergySettings, InboxSettings, ModelSettings, OutputSettings, Settings, VadSettings
+from asrd.control.energy_log import EnergyLog, MemoryEnergyLog
 from asrd.control.fingerprint import Fingerprint, fingerprint, with_full_hash
 from asrd.control.jobs import Failure, Job, JobState, JobStore
 from asrd.control.status import CurrentFile, ModelDownload
+from asrd.energy.grid import intensity
+from asrd.energy.records import UJ_PER_WH, EnergyRow, FileEnergy, add
 from asrd.output.cuerules import DEFAULT_RULES, CueRules
 from asrd.output.ownership import for_store
 from asrd.output.sidecars import SidecarError, write_outputs
@@ -32,6 +35,7 @@ from asrd.worker.protocol import (
     Loaded,
     LoadFailed,
     Progress,
+    Stopped,
     Task,
     Worker,
 )
@@ -91,11 +95,16 @@ def engine_spec(settings: Settings, model_dir: str | None) -> EngineSpec:
     vad = settings.vad
     if vad.engine != "fsmn":
         vad = vad.model_copy(update={"fsmn_model": _VAD_DEFAULTS.fsmn_model})
-    return EngineSpec(model_dir=model_dir, model=model, vad=vad, log_level=settings.daemon.log_level)
+    # The worker uses only the meter's keys; intensity, price and the sidecar block are the daemon's.
+    energy = _ENERGY_DEFAULTS.model_copy(update={
+        k: getattr(settings.energy, k) for k in ("meter", "watts_per_core", "plug_factor")
+    })
+    return EngineSpec(model_dir=model_dir, model=model, vad=vad, energy=energy, log_level=settings.daemon.log_level)
 
 
 _MODEL_DEFAULTS = ModelSettings()
 _VAD_DEFAULTS = VadSettings()
+_ENERGY_DEFAULTS = EnergySettings()
 
 
 def _whole(fp: Fingerprint, path: Path) -> Fingerprint:
@@ -116,8 +125,13 @@ class Dispatcher:
         idle_unload_seconds: float,
         *,
         spawn: Callable[[EngineSpec], Worker] = WorkerHandle,
+        energy_log: EnergyLog | None = None,
+        energy: EnergySettings | None = None,
     ) -> None:
         self.store = store
+        self.energy_log: EnergyLog = energy_log if energy_log is not None else MemoryEnergyLog()
+        self.energy = energy or EnergySettings()
+        self._now = 0.0  # the loop's clock at the last step, for rows written when a worker ends
         self.views = views
         self.spec = spec
         self.idle_unload_seconds = idle_unload_seconds
@@ -141,6 +155,7 @@ class Dispatcher:
     # ------------------------------------------------------------ the loop's entry points
 
     def step(self, now: float) -> None:
+        self._now = now
         self._collect(now)
         self._dispatch(now)
         self._maybe_unload(now)
@@ -167,6 +182,7 @@ class Dispatcher:
 
     def shutdown(self, now: float, reason: str) -> None:
         """End the worker; whatever was in flight goes back to the queue without costing an attempt."""
+        self._now = now
         for job in list(self.jobs.values()):
             self.store.fail(job.id, now, reason, Failure.CHANGED)
             log.info("requeued %s (%s)", job.path, reason)
@@ -283,7 +299,7 @@ class Dispatcher:
         try:
             written = write_outputs(
                 msg.transcript, output, rules=view.rules if view is not None else DEFAULT_RULES,
-                ownership=for_store(self.store),
+                ownership=for_store(self.store), processing=self._processing(msg),
             )
         except SidecarError as err:
             kind = Failure.ENVIRONMENT if err.environmental else Failure.PERMANENT
@@ -291,7 +307,43 @@ class Dispatcher:
             self.store.fail(job.id, now, str(err), kind)
             return
         self.store.complete(job.id, now, [s.path for s in written], _whole(current, job.path))
+        if msg.energy is not None:
+            self._log_energy(now, job, msg, msg.energy)
         log.info("done %s (%.1f s of audio in %.1f s)", job.path, msg.transcript.duration / SAMPLE_RATE, msg.seconds)
+
+    def _log_energy(self, now: float, job: Job, msg: Done, energy: FileEnergy) -> None:
+        grid = intensity(self.energy.grid_g_per_kwh, self.energy.zone)
+        self.energy_log.add(EnergyRow(
+            now, "file", energy.method, energy.device, energy.direct_uj, energy.overhead_uj,
+            _sum_parts(energy), job.id, os.fsdecode(job.path), job.inbox, msg.transcript.duration / SAMPLE_RATE,
+            msg.seconds, None if grid is None else grid.g_per_kwh, self.energy.price_per_kwh or None,
+        ))
+
+    def _processing(self, msg: Done) -> dict[str, object] | None:
+        """The .json sidecar's ``processing`` block ([energy] in_sidecar)."""
+        if not self.energy.in_sidecar:
+            return None
+        loaded = self.worker.loaded if self.worker is not None else None
+        block: dict[str, object] = {
+            "device": loaded.device if loaded is not None else "",
+            "precision": self.spec.model.precision,
+            "seconds": round(msg.seconds, 3),
+        }
+        energy = msg.energy
+        if energy is not None:
+            wh = energy.total_uj / UJ_PER_WH
+            part: dict[str, object] = {
+                "wh": round(wh, 6), "direct_wh": round(energy.direct_uj / UJ_PER_WH, 6),
+                "overhead_wh": round(energy.overhead_uj / UJ_PER_WH, 6), "method": energy.method,
+            }
+            grid = intensity(self.energy.grid_g_per_kwh, self.energy.zone)
+            if grid is not None:
+                part.update(co2e_g=round(wh / 1000 * grid.g_per_kwh, 6), grid_g_per_kwh=grid.g_per_kwh,
+                            grid_source=grid.source)
+            if self.energy.price_per_kwh:
+                part.update(cost=round(wh / 1000 * self.energy.price_per_kwh, 6), currency=self.energy.currency)
+            block["energy"] = part
+        return block
 
     def _failed(self, now: float, job: Job, msg: Failed) -> None:
         if msg.kind is FailureKind.SOURCE and not Path(job.path).exists():
@@ -340,6 +392,15 @@ class Dispatcher:
         if now - self._idle_since >= self.idle_unload_seconds:
             self._end_worker(f"idle for {now - self._idle_since:.0f} s")
 
+    def _log_session(self, msg: Stopped) -> None:
+        """The part of a session no file was charged with (the idle tail, failed files), as overhead."""
+        session = msg.energy
+        grid = intensity(self.energy.grid_g_per_kwh, self.energy.zone)
+        self.energy_log.add(EnergyRow(
+            self._now, "session", session.method, session.device, 0, session.unattributed_uj, session.unattributed,
+            g_per_kwh=None if grid is None else grid.g_per_kwh, price_per_kwh=self.energy.price_per_kwh or None,
+        ))
+
     def idle_deadline(self) -> float | None:
         """When the idle worker will be ended (for the scheduler), or None."""
         if self.worker is None or self.jobs or self.idle_unload_seconds < 0 or self._idle_since is None:
@@ -354,9 +415,16 @@ class Dispatcher:
             return
         pid = worker.pid
         gone = worker.stop()
+        for msg in worker.final:
+            if isinstance(msg, Stopped) and msg.energy.unattributed_uj:
+                self._log_session(msg)
         if pid is not None and pid_exists(pid) and gone:
             gone = False
         if gone:
             log.info("model unloaded: worker pid %s exited (%s); its memory is returned", pid, why)
         else:
             log.error("model worker pid %s did not exit (%s)", pid, why)
+
+
+def _sum_parts(energy: FileEnergy) -> tuple[tuple[str, int], ...]:
+    return add(energy.direct, energy.overhead)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from asrd.output.cuerules import DEFAULT_RULES, CueRules
 from asrd.output.cues import build_cues
@@ -43,8 +43,8 @@ def _seconds(samples: int) -> float:
     return round(samples / SAMPLE_RATE, 3)
 
 
-def render_json(transcript: Transcript, cues: Sequence[Cue]) -> str:
-    doc = {
+def render_json(transcript: Transcript, cues: Sequence[Cue], processing: Mapping[str, object] | None = None) -> str:
+    doc: dict[str, object] = {
         "source": transcript.source.name,
         "duration": _seconds(transcript.duration),
         "language": transcript.language,
@@ -73,6 +73,8 @@ def render_json(transcript: Transcript, cues: Sequence[Cue]) -> str:
             for c in cues
         ],
     }
+    if processing is not None:  # how it was made: device, seconds, energy ([energy] in_sidecar)
+        doc["processing"] = dict(processing)
     return json.dumps(doc, ensure_ascii=False, indent=2) + "\n"
 
 
@@ -81,8 +83,16 @@ RENDERERS: dict[str, Callable[[Transcript, Sequence[Cue]], str]] = {
 }  # fmt: skip
 
 
-def render(transcript: Transcript, formats: Sequence[str], rules: CueRules = DEFAULT_RULES) -> dict[str, bytes]:
-    """Every requested format of one transcript, after the text guards (``cleanup``)."""
+def render(
+    transcript: Transcript, formats: Sequence[str], rules: CueRules = DEFAULT_RULES,
+    processing: Mapping[str, object] | None = None,
+) -> dict[str, bytes]:
+    """Every requested format of one transcript, after the text guards (``cleanup``). ``processing``
+    goes into the .json only."""
     transcript = clean(transcript)
     cues = build_cues(transcript, rules)
-    return {fmt: RENDERERS[fmt](transcript, cues).encode("utf-8") for fmt in formats}
+    return {
+        fmt: (render_json(transcript, cues, processing) if fmt == "json" else RENDERERS[fmt](transcript, cues))
+        .encode("utf-8")
+        for fmt in formats
+    }

@@ -261,10 +261,12 @@ def write_outputs(
     overwrite: bool = False,
     claimed: set[Path] | None = None,
     ownership: Ownership = XATTRS,
+    processing: Mapping[str, object] | None = None,
 ) -> list[Sidecar]:
-    """Render and atomically write a transcript's sidecars. Raises SidecarError."""
+    """Render and atomically write a transcript's sidecars (``processing``: the .json's block on how it
+    was made). Raises SidecarError."""
     source = transcript.source
-    rendered = render(transcript, output.formats, rules)
+    rendered = render(transcript, output.formats, rules, processing)
     paths = choose_paths(
         source, output.formats, output.naming, output.output_dir, transcript.language,
         overwrite=overwrite, claimed=claimed, ownership=ownership,
