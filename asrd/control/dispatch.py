@@ -333,15 +333,15 @@ class Dispatcher:
         if energy is not None:
             wh = energy.total_uj / UJ_PER_WH
             part: dict[str, object] = {
-                "wh": round(wh, 6), "direct_wh": round(energy.direct_uj / UJ_PER_WH, 6),
-                "overhead_wh": round(energy.overhead_uj / UJ_PER_WH, 6), "method": energy.method,
+                "wh": _sig(wh), "direct_wh": _sig(energy.direct_uj / UJ_PER_WH),
+                "overhead_wh": _sig(energy.overhead_uj / UJ_PER_WH), "method": energy.method,
             }
             grid = intensity(self.energy.grid_g_per_kwh, self.energy.zone)
             if grid is not None:
-                part.update(co2e_g=round(wh / 1000 * grid.g_per_kwh, 6), grid_g_per_kwh=grid.g_per_kwh,
+                part.update(co2e_g=_sig(wh / 1000 * grid.g_per_kwh), grid_g_per_kwh=grid.g_per_kwh,
                             grid_source=grid.source)
             if self.energy.price_per_kwh:
-                part.update(cost=round(wh / 1000 * self.energy.price_per_kwh, 6), currency=self.energy.currency)
+                part.update(cost=_sig(wh / 1000 * self.energy.price_per_kwh), currency=self.energy.currency)
             block["energy"] = part
         return block
 
@@ -424,6 +424,11 @@ class Dispatcher:
             log.info("model unloaded: worker pid %s exited (%s); its memory is returned", pid, why)
         else:
             log.error("model worker pid %s did not exit (%s)", pid, why)
+
+
+def _sig(value: float) -> float:
+    """Four significant digits: a memo's energy is a small fraction of a Wh."""
+    return float(f"{value:.4g}")
 
 
 def _sum_parts(energy: FileEnergy) -> tuple[tuple[str, int], ...]:

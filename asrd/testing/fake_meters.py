@@ -82,17 +82,22 @@ class FakeNvml:
 
 @dataclass
 class FakeMeter:
-    """A meter whose cumulative microjoules the test (or a simulation) sets."""
+    """A meter whose cumulative microjoules the test (or a simulation) sets; ``per_read`` is added at
+    every read, as if that much were used between any two reads."""
 
     method: str = "measured:nvml"
     used: dict[str, int] = field(default_factory=dict)
+    per_read: dict[str, int] = field(default_factory=dict)
     closed: bool = False
+    reads: int = 0
 
     def add(self, **uj: int) -> None:
         for name, value in uj.items():
             self.used[name] = self.used.get(name, 0) + value
 
     def read(self) -> Domains:
+        self.reads += 1
+        self.add(**self.per_read)
         return domains(self.used)
 
     def close(self) -> None:

@@ -169,13 +169,17 @@ class _Runner:
     traceback in the worker's log), and the other files in flight go on (issue 11: a WebM without a
     declared duration raised a TypeError here and cost every file in flight an attempt)."""
 
-    def __init__(self, conn: Sender, engine: Engine, spec: EngineSpec, meter: Meter, ledger: Ledger) -> None:
+    def __init__(
+        self, conn: Sender, engine: Engine, spec: EngineSpec, meter: Meter | None = None, ledger: Ledger | None = None
+    ) -> None:
+        from asrd.worker.ledger import Ledger
+
         self._conn = conn
         self._engine = engine
         self._spec = spec
-        self._meter = meter
-        self._ledger = ledger
-        self._reading: Domains = ()
+        self._meter = meter if meter is not None else _open_meter(spec)
+        self._reading: Domains = _read(self._meter, ())
+        self._ledger = ledger if ledger is not None else Ledger(self._reading, self._meter.method)
         self._keys: set[int] = set()  # files in flight, for the ledger
         self._last_progress: dict[int, float] = {}
 

@@ -1,0 +1,77 @@
+"""Energy through the daemon: the worker's per-file energy lands in the energy log and the .json sidecar;
+the idle tail comes back when the worker is ended; the rows add up to what the meter measured."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+from asrd.config import load_settings
+from asrd.control.dispatch import Dispatcher, engine_spec, inbox_views
+from asrd.control.energy_log import SqliteEnergyLog
+from asrd.control.fingerprint import fingerprint
+from asrd.control.jobs import JobState
+from asrd.control.jobs_memory import MemoryJobStore
+from asrd.energy.report import summarize
+from asrd.testing.fake_meters import FakeMeter
+from asrd.testing.inline_worker import InlineWorker
+from asrd.worker.protocol import EngineSpec
+
+JFK = Path(__file__).resolve().parents[1] / "data" / "audio" / "jfk.flac"
+T0 = 1_700_000_000.0
+
+
+def rig(tmp_path: Path, meter: FakeMeter, **energy: object) -> tuple[Dispatcher, MemoryJobStore, Path, Path]:
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    settings = load_settings(None, {
+        "inbox": [{"path": str(inbox), "formats": ["txt", "json"]}], "daemon": {"state_dir": str(tmp_path)},
+        "energy": energy,
+    })
+    views = inbox_views(settings)
+    store = MemoryJobStore()
+    for name in ("a.flac", "b.flac"):
+        path = inbox / name
+        shutil.copy(JFK, path)
+        store.offer(path, next(iter(views)), fingerprint(path), T0)
+
+    def spawn(spec: EngineSpec) -> InlineWorker:
+        return InlineWorker(spec, meter)
+
+    log = SqliteEnergyLog(tmp_path / "jobs.sqlite")
+    dispatcher = Dispatcher(store, views, engine_spec(settings, None), 0, spawn=spawn, energy_log=log,
+                            energy=settings.energy)
+    return dispatcher, store, inbox, tmp_path / "jobs.sqlite"
+
+
+def test_energy_per_file_in_the_log_and_sidecar_and_the_tail_when_the_worker_ends(tmp_path: Path) -> None:
+    meter = FakeMeter(method="measured:nvml", per_read={"gpu": 1_000_000})  # 1 J between any two reads
+    dispatcher, store, inbox, db = rig(tmp_path, meter, zone="FR", price_per_kwh=0.3)
+    for step in range(6):
+        dispatcher.step(T0 + step)
+    assert store.counts().get(JobState.DONE) == 2 and dispatcher.worker is None  # idle_unload 0: ended
+    rows = SqliteEnergyLog(db, readonly=True).since(0)
+    files = [r for r in rows if r.kind == "file"]
+    assert len(files) == 2 and all(r.method == "measured:nvml" and r.audio_seconds > 10 for r in files)
+    assert all(r.overhead_uj > 0 for r in files)  # the cold start is shared out
+    assert [r.kind for r in rows].count("session") == 1  # the idle tail after the last file
+    # Nothing lost or made up: the rows add up to what the meter counted after its first read (the session's start).
+    assert sum(r.total_uj for r in rows) == meter.used["gpu"] - 1_000_000
+    doc = json.loads((inbox / "a.json").read_text())
+    energy = doc["processing"]["energy"]
+    assert energy["method"] == "measured:nvml" and energy["wh"] > 0
+    assert energy["grid_g_per_kwh"] == 56.0 and "Our World in Data" in energy["grid_source"]
+    assert energy["currency"] == "EUR" and energy["cost"] > 0
+    total = summarize(rows)
+    assert total.files == 2 and total.overhead_share is not None and 0 < total.overhead_share < 1
+    assert not total.estimated
+
+
+def test_the_sidecar_block_can_be_turned_off(tmp_path: Path) -> None:
+    dispatcher, store, inbox, _ = rig(tmp_path, FakeMeter(method="estimated:model", per_read={"cpu": 5}),
+                                      in_sidecar=False)
+    for step in range(6):
+        dispatcher.step(T0 + step)
+    assert store.counts().get(JobState.DONE) == 2
+    assert "processing" not in json.loads((inbox / "a.json").read_text())
