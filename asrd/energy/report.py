@@ -92,21 +92,3 @@ def start_of_today(now: float) -> float:
     local = time.localtime(now)
     return time.mktime((local.tm_year, local.tm_mon, local.tm_mday, 0, 0, 0, 0, 0, -1))
 
-
-def status_line(s: Summary) -> str:
-    """For ``asrd status``: ``today 4.1 Wh for 0.6 audio h (6.6 Wh/audio h, 58 % overhead), 1.2 g CO2e (estimated)``."""
-    if not s.files and not s.direct_uj and not s.overhead_uj:
-        return "today: nothing transcribed"
-    text = f"today {s.wh:.2f} Wh for {s.audio_seconds / 3600:.2f} audio h"
-    extra = []
-    if s.wh_per_audio_hour is not None:
-        extra.append(f"{s.wh_per_audio_hour:.2f} Wh/audio h")
-    if s.overhead_share is not None:
-        extra.append(f"{s.overhead_share * 100:.0f} % overhead: load+idle")
-    if extra:
-        text += f" ({', '.join(extra)})"
-    if s.co2e_g is not None:
-        text += f", {s.co2e_g:.2f} g CO2e"
-    if s.estimated:
-        text += f" [{', '.join(s.methods)}: estimated]"
-    return text
