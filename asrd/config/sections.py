@@ -236,6 +236,16 @@ class EnergySettings(_Section):
     """Add a ``processing`` block (device, seconds, energy with its method, CO2e) to .json sidecars;
     false keeps re-runs byte for byte identical."""
 
+    @field_validator("zone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        from asrd.energy.grid import ZONES_2023
+
+        if value and value.strip().upper() not in ZONES_2023:
+            raise ValueError(f"no bundled intensity for zone {value!r} (known: {', '.join(ZONES_2023)}); "
+                             "set grid_g_per_kwh instead")
+        return value.strip().upper()
+
 
 class WebSettings(_Section):
     """The dashboard (``asrd[web]``): a thread in the daemon, imported only when enabled."""

@@ -87,3 +87,11 @@ def test_status_shows_todays_energy(tmp_path: Path) -> None:
     line = next(x for x in render(report(state)).splitlines() if x.startswith("energy:"))
     assert "Wh for 2.00 audio h (4.50 Wh/audio h, 33 % overhead: load+idle)" in line
     assert "estimated" in line
+
+
+def test_an_unknown_zone_is_a_config_error_naming_the_key(tmp_path: Path) -> None:
+    from asrd.config import ConfigError, load_settings
+
+    with pytest.raises(ConfigError, match="zone"):
+        load_settings(None, {"energy": {"zone": "Atlantis"}})
+    assert load_settings(None, {"energy": {"zone": "de"}}).energy.zone == "DE"
