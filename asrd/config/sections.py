@@ -63,9 +63,17 @@ class ModelSettings(_Section):
     files_in_flight: int = Field(0, ge=0)
     """Files the worker works on at once, to batch their speech; 0 = per device (8 CPU, 64 GPU).
     Decoded audio held ahead of the model: max(2 x batch_seconds, 120 s), shared by these files."""
-    idle_unload_seconds: float = Field(300, ge=-1)
+    idle_unload_seconds: float | Literal["auto"] = Field(300)
     """The model's worker process exits after this long with nothing to do (GPU memory back to 0);
-    -1 never, 0 as soon as the queue is empty."""
+    -1 never, 0 as soon as the queue is empty. "auto": as long as a cold start costs in idle energy,
+    measured on this machine (10-600 s; 300 s until measured, and on the CPU-time estimate)."""
+
+    @field_validator("idle_unload_seconds")
+    @classmethod
+    def _idle_unload(cls, value: float | str) -> float | str:
+        if value != "auto" and float(value) < -1:
+            raise ValueError('must be -1 (never), 0 or more seconds, or "auto"')
+        return value
 
     @field_validator("device")
     @classmethod

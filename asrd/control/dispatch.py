@@ -20,6 +20,7 @@ from asrd.control.jobs import Failure, Job, JobState, JobStore
 from asrd.control.status import CurrentFile, ModelDownload
 from asrd.energy.grid import intensity
 from asrd.energy.records import UJ_PER_WH, EnergyRow, FileEnergy, add
+from asrd.energy.unload import AutoUnload
 from asrd.output.cuerules import DEFAULT_RULES, CueRules
 from asrd.output.ownership import for_store
 from asrd.output.sidecars import SidecarError, write_outputs
@@ -122,7 +123,7 @@ class Dispatcher:
         store: JobStore,
         views: dict[str, InboxView],
         spec: EngineSpec,
-        idle_unload_seconds: float,
+        idle_unload_seconds: float | str,
         *,
         spawn: Callable[[EngineSpec], Worker] = WorkerHandle,
         energy_log: EnergyLog | None = None,
@@ -134,7 +135,8 @@ class Dispatcher:
         self._now = 0.0  # the loop's clock at the last step, for rows written when a worker ends
         self.views = views
         self.spec = spec
-        self.idle_unload_seconds = idle_unload_seconds
+        self.idle_unload = idle_unload_seconds
+        self.auto_unload = AutoUnload()  # for idle_unload_seconds = "auto", learnt from the worker's sessions
         self._spawn = spawn
         self.worker: Worker | None = None
         self.jobs: dict[int, Job] = {}  # in flight
@@ -160,14 +162,21 @@ class Dispatcher:
         self._dispatch(now)
         self._maybe_unload(now)
 
-    def reconfigure(self, views: dict[str, InboxView], spec: EngineSpec, idle_unload_seconds: float) -> None:
+    def reconfigure(self, views: dict[str, InboxView], spec: EngineSpec, idle_unload_seconds: float | str) -> None:
         self.views = views
-        self.idle_unload_seconds = idle_unload_seconds
+        self.idle_unload = idle_unload_seconds
         if spec != self.spec:
             self.spec = spec
             if self.worker is not None and not self.jobs:
                 log.info("model settings changed: restarting the model worker with the next file")
                 self._end_worker("settings changed")
+
+    @property
+    def idle_unload_seconds(self) -> float:
+        """The configured wait, or the measured break-even for "auto"."""
+        if self.idle_unload == "auto":
+            return self.auto_unload.seconds()
+        return float(self.idle_unload)
 
     @property
     def busy(self) -> bool:
@@ -416,8 +425,10 @@ class Dispatcher:
         pid = worker.pid
         gone = worker.stop()
         for msg in worker.final:
-            if isinstance(msg, Stopped) and msg.energy.unattributed_uj:
-                self._log_session(msg)
+            if isinstance(msg, Stopped):
+                self.auto_unload.observe(msg.energy)
+                if msg.energy.unattributed_uj:
+                    self._log_session(msg)
         if pid is not None and pid_exists(pid) and gone:
             gone = False
         if gone:

@@ -84,6 +84,8 @@ class SessionEnergy:
     idle: Domains = ()
     direct: Domains = ()
     unattributed: Domains = ()
+    load_seconds: float = 0.0
+    idle_seconds: float = 0.0
 
     @property
     def total_uj(self) -> int:

@@ -17,7 +17,8 @@ sum of every file's direct + overhead + unattributed == what the meter measured 
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+import time
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 
 from asrd.energy.records import Domains, FileEnergy, SessionEnergy, domains
@@ -47,9 +48,15 @@ class _Account:
 
 
 class Ledger:
-    def __init__(self, first: Domains, method: str, device: str = "") -> None:
+    def __init__(
+        self, first: Domains, method: str, device: str = "", clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.method = method
         self.device = device
+        self._clock = clock
+        self._since = clock()
+        self.load_seconds = 0.0
+        self.idle_seconds = 0.0
         self._last = dict(first)
         self._units: dict[int, int] = {}
         self._pending: dict[str, int] = {}  # overhead not charged to any file yet
@@ -73,13 +80,20 @@ class Ledger:
 
     def tick(self, reading: Domains, in_flight: Collection[int]) -> None:
         """Close the interval since the last tick at the meter's ``reading``."""
+        at = self._clock()
+        seconds, self._since = max(0.0, at - self._since), at
         now = dict(reading)
         delta = {name: max(0, uj - self._last.get(name, 0)) for name, uj in now.items()}
         self._last = {name: max(uj, self._last.get(name, 0)) for name, uj in now.items()}
         shares = dict(self._units) or {key: 1 for key in in_flight}
         self._units.clear()
         if not shares:
-            _add(self.load if self._loading else self.idle, delta)
+            if self._loading:
+                _add(self.load, delta)
+                self.load_seconds += seconds
+            else:
+                _add(self.idle, delta)
+                self.idle_seconds += seconds
             _add(self._pending, delta)
             return
         _add(self.direct, delta)
@@ -116,7 +130,8 @@ class Ledger:
         self._pending.clear()
         self._unattributed.clear()
         return SessionEnergy(
-            self.method, self.device, domains(self.load), domains(self.idle), domains(self.direct), domains(left)
+            self.method, self.device, domains(self.load), domains(self.idle), domains(self.direct), domains(left),
+            self.load_seconds, self.idle_seconds,
         )
 
     def _account(self, key: int) -> _Account:
