@@ -57,10 +57,12 @@ class FakeNvml:
     the GPU has no energy counter (pre-Volta, many vGPUs)."""
 
     energy_mj: list[int | None] = field(default_factory=lambda: [0])
-    initialised: int = 0
+    initialised: int = 0  # open handles now
+    init_calls: int = 0  # nvmlInit calls ever, failed ones too (each would wake a sleeping GPU)
     driver: bool = True
 
     def nvmlInit(self) -> None:
+        self.init_calls += 1
         if not self.driver:
             raise FakeNvmlError("NVML Shared Library Not Found")
         self.initialised += 1

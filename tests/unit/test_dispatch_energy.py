@@ -75,3 +75,42 @@ def test_the_sidecar_block_can_be_turned_off(tmp_path: Path) -> None:
         dispatcher.step(T0 + step)
     assert store.counts().get(JobState.DONE) == 2
     assert "processing" not in json.loads((inbox / "a.json").read_text())
+
+
+def test_the_engine_charges_each_span_the_padded_length_of_its_batch(tmp_path: Path) -> None:
+    from collections.abc import Sequence
+
+    from asrd.config import ModelSettings, VadSettings
+    from asrd.recognizer import RecognizeOptions
+    from asrd.recognizer.fake import FakeRecognizer
+    from asrd.records import Recognized, SpeechSpan
+    from asrd.transcribe import build_engine
+    from asrd.worker.batching import BatchBudget
+    from asrd.worker.engine import FileRequest
+
+    batches: list[list[SpeechSpan]] = []
+
+    class Recording(FakeRecognizer):
+        def recognize(self, spans: Sequence[SpeechSpan], options: RecognizeOptions) -> list[Recognized]:
+            batches.append(list(spans))
+            return super().recognize(spans, options)
+
+    engine = build_engine(Recording(), ModelSettings(), VadSettings(),
+                          budget=BatchBudget(max_items=8, max_padded_samples=120 * 16_000, max_files=4))
+    sources = {}
+    for key, name in enumerate(("jfk.flac", "test_ko.wav", "zero_shot_prompt.wav"), 1):
+        sources[str(JFK.parent / name)] = key
+        engine.submit(FileRequest(key, JFK.parent / name))
+    work: dict[int, int] = {}
+    while engine.in_flight:
+        engine.step()
+        for key, n in engine.take_work().items():
+            work[key] = work.get(key, 0) + n
+    engine.close()
+    expected: dict[int, int] = {}
+    for batch in batches:
+        longest = max(span.duration for span in batch)
+        for span in batch:
+            expected[sources[span.source]] = expected.get(sources[span.source], 0) + longest
+    assert any(len({s.duration for s in b}) > 1 for b in batches)  # some padding to share
+    assert work == expected and set(work) == {1, 2, 3}

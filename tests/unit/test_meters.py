@@ -50,6 +50,16 @@ def test_rapl_counts_packages_and_dram_never_psys_core_or_the_mmio_mirror(tmp_pa
     assert meter.method == "measured:rapl"
 
 
+def test_rapl_counts_a_mirrored_package_counter_once(tmp_path: Path) -> None:
+    # Some AMD multi-die parts expose the same package counter twice (codecarbon #1274).
+    root = make_powercap(tmp_path / "p", [FakeZone("intel-rapl:0", "package-0", 0),
+                                          FakeZone("intel-rapl:1", "package-0", 0)])
+    meter = RaplMeter(root)
+    set_energy(root, "intel-rapl:0", 10)
+    set_energy(root, "intel-rapl:1", 10)
+    assert meter.read() == (("package", 10),)
+
+
 def test_rapl_psys_alone_when_there_is_no_package(tmp_path: Path) -> None:
     root = make_powercap(tmp_path / "p", [FakeZone("intel-rapl:0", "psys", 5)])
     meter = RaplMeter(root)
@@ -134,7 +144,7 @@ def test_auto_combines_nvml_and_rapl_and_opens_nvml_only_for_a_gpu(tmp_path: Pat
     meter.close()
     cpu_only = FakeNvml()
     assert open_meter("auto", gpu_index=None, watts_per_core=10, powercap=root, nvml=cpu_only).method == "measured:rapl"
-    assert cpu_only.initialised == 0  # never initialised: NVML wakes an idle GPU
+    assert cpu_only.init_calls == 0  # never even tried: NVML wakes an idle GPU
 
 
 def test_the_estimate_is_cpu_seconds_times_watts_per_core_and_labelled() -> None:
