@@ -83,3 +83,16 @@ def test_a_deadline_that_cannot_be_met_runs_as_early_as_quiet_hours_allow() -> N
 def test_in_quiet_hours_with_a_dead_signal_waits_for_their_end() -> None:
     chosen = plan(NOW, Backlog(60, NOW + 24 * H), None, [(NOW - H, NOW + H)])
     assert chosen.start == NOW + H
+
+
+def test_the_cheapest_window_may_end_right_where_quiet_hours_begin() -> None:
+    slots = [Slot(NOW + i * H, NOW + (i + 1) * H, 1.0 if i == 2 else 10.0) for i in range(6)]
+    quiet = [(NOW + 2.5 * H, NOW + 4 * H)]
+    chosen = plan(NOW, Backlog(work_seconds=0.5 * H, deadline=NOW + 6 * H), slots, quiet)
+    assert chosen.end == NOW + 2.5 * H and chosen.cost is not None and round(chosen.cost, 6) == 1.5
+
+
+def test_a_series_that_starts_later_than_now_is_not_usable_so_files_run() -> None:
+    later = [Slot(NOW + H, NOW + 10 * H, 1.0)]
+    chosen = plan(NOW, Backlog(600, NOW + 24 * H), later)
+    assert chosen.runs_at(NOW) and "fail open" in chosen.reason

@@ -31,7 +31,7 @@ def test_home_assistant_nord_pool_today_and_tomorrow() -> None:
 
 def test_uk_carbon_intensity_uses_the_forecast_else_the_actual() -> None:
     slots = parse_series((DATA / "uk_carbon_intensity.json").read_text())
-    assert [(s.end - s.start, s.value) for s in slots] == [(1800, 186), (1800, 92)]
+    assert [(s.end - s.start, s.value) for s in slots] == [(1800, 186), (1800, 92), (1800, 75)]
 
 
 def test_octopus_agile_sorted_and_negative_prices_kept() -> None:
@@ -47,6 +47,12 @@ def test_carbon_aware_sdk_durations_are_minutes() -> None:
 def test_energy_charts_higher_is_greener_so_it_is_negated() -> None:
     slots = parse_series((DATA / "energy_charts_signal.json").read_text())
     assert [s.value for s in slots] == [-0.0, -1.0, -2.0] and slots[0].end - slots[0].start == 900
+
+
+def test_unix_times_in_seconds_or_milliseconds() -> None:
+    seconds = parse_series('[{"start": 1796169600, "end": 1796173200, "value": 2}]')
+    millis = parse_series('[{"start": 1796169600000, "end": 1796173200000, "value": 2}]')
+    assert seconds == millis == [Slot(1796169600.0, 1796173200.0, 2.0)]
 
 
 @pytest.mark.parametrize(("text", "message"), [
