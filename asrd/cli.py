@@ -56,6 +56,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--failed", action="store_true", help="every failed and quarantined file")
     p.add_argument("--config", type=Path)
 
+    p = sub.add_parser("report", help="per-day summary: files, hours, keyword alerts with excerpts")
+    p.add_argument("--since", default="1d", help="how far back: 1d, 12h, 2w ... (default 1d)")
+    p.add_argument("--format", choices=("text", "json", "csv"), default="text")
+    p.add_argument("--config", type=Path)
+
+    p = sub.add_parser("notify", help="notification targets ([[notify]] tables)")
+    p.add_argument("action", choices=("test",), help="test: send a test message to each target")
+    p.add_argument("--config", type=Path)
+
     p = sub.add_parser("check-config", help="validate and print the effective configuration (exit 78 if invalid)")
     p.add_argument("file", nargs="?", type=Path)
 
@@ -87,6 +96,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _retry(args)
         if args.command == "energy":
             return _energy(args)
+        if args.command == "report":
+            return _report(args)
+        if args.command == "notify":
+            return _notify(args)
         if args.command == "check-config":
             return _check_config(args)
         if args.command == "model":
@@ -141,6 +154,48 @@ def _status(args: argparse.Namespace) -> int:
     doc = report(settings.daemon.state_dir)
     print(json.dumps(doc, indent=2) if args.json else render(doc))
     return 0 if doc["running"] else 3  # LSB: 3 = program is not running
+
+
+def _report(args: argparse.Namespace) -> int:
+    import time
+
+    from asrd.control.jobs import JobDatabaseError
+    from asrd.control.jobs_sqlite import SqliteJobStore
+    from asrd.control.report import RENDER, by_day, parse_since
+    from asrd.control.statedir import DB_NAME
+
+    try:
+        span = parse_since(args.since)
+    except ValueError as err:
+        print(f"asrd report: --since {err}", file=sys.stderr)
+        return 2
+    settings = _settings(args.config, {})
+    try:
+        store = SqliteJobStore.open_readonly(settings.daemon.state_dir / DB_NAME)
+    except (FileNotFoundError, JobDatabaseError) as err:
+        print(f"asrd report: {err}", file=sys.stderr)
+        return 1
+    try:
+        outcomes = store.outcomes(time.time() - span)
+    finally:
+        store.close()
+    print(RENDER[args.format](by_day(outcomes)), end="")
+    return 0
+
+
+def _notify(args: argparse.Namespace) -> int:
+    import time
+
+    from asrd.control.report import notify_test
+
+    settings = _settings(args.config, {})
+    if not settings.notify:
+        print("asrd notify test: no [[notify]] targets in the configuration", file=sys.stderr)
+        return 1
+    results = notify_test(settings.notify, time.time())
+    for target, answer in results:
+        print(f"{target}: {answer}")
+    return 0 if all(answer == "ok" for _, answer in results) else 1
 
 
 def _retry(args: argparse.Namespace) -> int:

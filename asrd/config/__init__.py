@@ -19,29 +19,42 @@ from pydantic_settings.exceptions import SettingsError
 
 from asrd.config.sections import (
     LANGUAGES,
+    NOTIFY_EVENTS,
+    ApiSettings,
     DaemonSettings,
     EnergySettings,
     InboxSettings,
     Language,
+    MediaServerSettings,
+    MetricsSettings,
     ModelSettings,
+    NotifyEvent,
+    NotifySettings,
     OutputSettings,
     SubtitleSettings,
     TranscribeSettings,
     VadSettings,
     WebSettings,
     available_cpus,
+    redact_url,
 )
 
 __all__ = [
     "ENV_PREFIX",
     "EX_CONFIG",
     "LANGUAGES",
+    "NOTIFY_EVENTS",
+    "ApiSettings",
     "ConfigError",
     "DaemonSettings",
     "EnergySettings",
     "InboxSettings",
     "Language",
+    "MediaServerSettings",
+    "MetricsSettings",
     "ModelSettings",
+    "NotifyEvent",
+    "NotifySettings",
     "OutputSettings",
     "Settings",
     "SubtitleSettings",
@@ -83,7 +96,11 @@ class Settings(BaseSettings):
     daemon: DaemonSettings = DaemonSettings()
     web: WebSettings = WebSettings()
     energy: EnergySettings = EnergySettings()
+    api: ApiSettings = ApiSettings()
+    metrics: MetricsSettings = MetricsSettings()
     inbox: tuple[InboxSettings, ...] = ()
+    mediaserver: tuple[MediaServerSettings, ...] = ()
+    notify: tuple[NotifySettings, ...] = ()
 
     @classmethod
     def settings_customise_sources(
@@ -188,4 +205,8 @@ def dump_settings(settings: Settings) -> str:
     import tomli_w
 
     data = settings.model_dump(mode="json", exclude_none=True)
+    for target in data.get("notify", []):  # credentials stay out of what is printed (and pasted into issues)
+        target["url"] = redact_url(target["url"]) + ("/***" if target["url"] != redact_url(target["url"]) else "")
+        if target["secret"]:
+            target["secret"] = "***"
     return tomli_w.dumps(data)

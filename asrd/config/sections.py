@@ -10,7 +10,7 @@ import string
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import NoDecode
 
 from asrd.media import SidecarFormat
@@ -63,7 +63,7 @@ class ModelSettings(_Section):
     files_in_flight: int = Field(0, ge=0)
     """Files the worker works on at once, to batch their speech; 0 = per device (8 CPU, 64 GPU).
     Decoded audio held ahead of the model: max(2 x batch_seconds, 120 s), shared by these files."""
-    idle_unload_seconds: float | Literal["auto"] = Field(300)
+    idle_unload_seconds: float | Literal["auto"] = 300.0
     """The model's worker process exits after this long with nothing to do (GPU memory back to 0);
     -1 never, 0 as soon as the queue is empty. "auto": as long as a cold start costs in idle energy,
     measured on this machine (10-600 s; 300 s until measured, and on the CPU-time estimate)."""
@@ -71,9 +71,11 @@ class ModelSettings(_Section):
     @field_validator("idle_unload_seconds")
     @classmethod
     def _idle_unload(cls, value: float | str) -> float | str:
-        if value != "auto" and float(value) < -1:
+        if value == "auto":
+            return value
+        if float(value) < -1:
             raise ValueError('must be -1 (never), 0 or more seconds, or "auto"')
-        return value
+        return float(value)  # an int would not serialise as the declared float
 
     @field_validator("device")
     @classmethod
@@ -159,6 +161,20 @@ class OutputSettings(_Section):
         return value
 
 
+def _check_alerts(value: tuple[str, ...] | None) -> tuple[str, ...] | None:
+    if value is None:
+        return None
+    for word in value:
+        if not word.strip() or word.strip() == "re:":
+            raise ValueError("an alert must not be empty")
+        if word.startswith("re:"):
+            try:
+                re.compile(word[3:])
+            except re.error as err:
+                raise ValueError(f"bad regular expression {word!r}: {err}") from None
+    return tuple(dict.fromkeys(value))
+
+
 class TranscribeSettings(_Section):
     language: Language = "auto"
     """Spoken language, or auto to detect it per segment."""
@@ -166,8 +182,12 @@ class TranscribeSettings(_Section):
     """Inverse text normalisation: punctuation, numbers as digits."""
     hotwords: Annotated[tuple[str, ...], NoDecode] = ()
     """Words to favour; only models that support them use them (a warning says when they are ignored)."""
+    alerts: Annotated[tuple[str, ...], NoDecode] = ()
+    """Keyword alerts: words or phrases (case- and width-insensitive) or "re:REGEX"; matches go into the .json
+    sidecar, notifications and ``asrd report``. Inboxes may set their own."""
 
-    _split = field_validator("hotwords", mode="before")(_split_list)
+    _split = field_validator("hotwords", "alerts", mode="before")(_split_list)
+    _alerts = field_validator("alerts")(_check_alerts)
 
 
 class SubtitleSettings(_Section):
@@ -312,6 +332,43 @@ class WebSettings(_Section):
         return self
 
 
+class ApiSettings(_Section):
+    """Transcription endpoints other tools already speak, served by the dashboard's server (``[web]``)."""
+
+    asr: bool = False
+    """``POST /asr`` and ``/detect-language``, the API of whisper-asr-webservice (Bazarr's Whisper provider)."""
+    openai: bool = False
+    """``POST /v1/audio/transcriptions``, OpenAI's API (the ``openai`` SDK with ``base_url``)."""
+    wait_seconds: float = Field(3600, gt=0)
+    """How long a request waits for its job; after that it gets 202 and the job's URL (the job goes on)."""
+    max_upload_mb: int = Field(4096, ge=1)
+    """Largest upload accepted, in MiB (a refused one leaves nothing behind)."""
+    keep_hours: float = Field(24, ge=0)
+    """Uploads and their transcripts are deleted this long after they were sent; 0 = kept."""
+
+
+class MediaServerSettings(_Section):
+    """A Jellyfin, Emby or Plex server told to look at a folder once asrd has written subtitles into it."""
+
+    kind: Literal["jellyfin", "emby", "plex"]
+    """Which server this is."""
+    url: str = Field(min_length=1)
+    """Its base URL, e.g. "http://127.0.0.1:8096" (Jellyfin), "http://127.0.0.1:32400" (Plex)."""
+    token: SecretStr = Field(SecretStr(""), repr=False)
+    """Jellyfin/Emby: an API key (Dashboard > API Keys); Plex: an X-Plex-Token. Never logged."""
+    section: int = Field(0, ge=0)
+    """Plex only: the library section id to refresh; 0 = found from the folder (GET /library/sections)."""
+    path_map: dict[str, str] = {}
+    """Folder prefixes as asrd sees them -> as the server sees them, e.g. {"/srv/media" = "/data/media"}."""
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        if not re.match(r"^https?://[^/]+", value):
+            raise ValueError('must be an http:// or https:// URL, e.g. "http://127.0.0.1:8096"')
+        return value.rstrip("/")
+
+
 class InboxSettings(_Section):
     path: Path
     """The folder to watch."""
@@ -322,6 +379,8 @@ class InboxSettings(_Section):
     """Glob patterns to skip (matched against the name and the path relative to the inbox)."""
     language: Language | None = None
     hotwords: Annotated[tuple[str, ...] | None, NoDecode] = None
+    alerts: Annotated[tuple[str, ...] | None, NoDecode] = None
+    """Keyword alerts for this inbox (replaces [transcribe] alerts; [] = none here)."""
     formats: Annotated[tuple[SidecarFormat, ...] | None, NoDecode] = None
     naming: str | None = None
     output_dir: Path | None = None
@@ -331,7 +390,8 @@ class InboxSettings(_Section):
     """auto = native events on local disks, polling on network and FUSE mounts."""
     poll_interval_seconds: float = Field(10, ge=0.1)
 
-    _split = field_validator("include", "exclude", "hotwords", "formats", mode="before")(_split_list)
+    _split = field_validator("include", "exclude", "hotwords", "alerts", "formats", mode="before")(_split_list)
+    _alerts = field_validator("alerts")(_check_alerts)
 
     @field_validator("naming")
     @classmethod
@@ -342,6 +402,75 @@ class InboxSettings(_Section):
     @classmethod
     def _expand(cls, value: Path | None) -> Path | None:
         return None if value is None else value.expanduser()
+
+
+NotifyEvent = Literal["done", "failed", "quarantined", "alert", "summary"]
+NOTIFY_EVENTS: tuple[NotifyEvent, ...] = get_args(NotifyEvent)
+
+
+class NotifySettings(_Section):
+    """One notification target (a ``[[notify]]`` table); delivery is queued in the job database and retried."""
+
+    url: str = Field(min_length=1)
+    """An Apprise URL (ntfys://ntfy.sh/TOPIC, gotify://, tgram://, mailto://, discord://, json:// ...), or an
+    http(s):// URL for a plain webhook: a JSON POST signed with ``secret``. Never logged (it may hold tokens)."""
+    secret: str = ""
+    """Plain webhooks: key of the ``X-Asrd-Signature: sha256=<hex>`` header (HMAC-SHA256 of the raw body);
+    "" = unsigned. Never logged."""
+    events: Annotated[tuple[NotifyEvent, ...], NoDecode] = ("done", "failed", "quarantined", "alert")
+    """What to send: done, failed (a retry is due), quarantined, alert (a done file with keyword matches;
+    replaces its done message), summary (one per day at ``summary_at``)."""
+    inboxes: Annotated[tuple[Path, ...], NoDecode] = ()
+    """Only files from these inbox folders; empty = every inbox."""
+    summary_at: str = "08:00"
+    """Local time (HH:MM) of the daily summary, when ``events`` has summary."""
+
+    _split = field_validator("events", "inboxes", mode="before")(_split_list)
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        if "://" not in value:
+            raise ValueError("must be an Apprise URL (SCHEME://...) or an http(s):// webhook URL")
+        return value
+
+    @field_validator("summary_at")
+    @classmethod
+    def _time(cls, value: str) -> str:
+        m = re.fullmatch(r"(\d{1,2}):(\d{2})", value)
+        if not m or int(m[1]) > 23 or int(m[2]) > 59:
+            raise ValueError('must be a local time HH:MM, e.g. "08:00"')
+        return value
+
+    @field_validator("inboxes")
+    @classmethod
+    def _expand(cls, value: tuple[Path, ...]) -> tuple[Path, ...]:
+        return tuple(p.expanduser() for p in value)
+
+    @property
+    def webhook(self) -> bool:
+        """A plain signed webhook (http/https), not an Apprise URL."""
+        return self.url.lower().startswith(("http://", "https://"))
+
+    def __repr__(self) -> str:  # the URL and secret may hold credentials: never in logs or tracebacks
+        return f"NotifySettings(url={redact_url(self.url)!r}, events={self.events!r})"
+
+    __str__ = __repr__
+
+
+def redact_url(url: str) -> str:
+    """SCHEME://HOST of a target URL, for logs: no user, password, token, path or query."""
+    scheme, _, rest = url.partition("://")
+    host = rest.split("/", 1)[0].split("?", 1)[0].rsplit("@", 1)[-1]
+    return f"{scheme}://{host}"
+
+
+class MetricsSettings(_Section):
+    """Prometheus metrics (``asrd[notify]`` extra: prometheus-client)."""
+
+    textfile_dir: Path | None = None
+    """Write ``asrd.prom`` here for node_exporter's textfile collector (written atomically when a value
+    changes); none = not written. With [web] enabled, the dashboard also serves them at /metrics."""
 
 
 def available_cpus() -> int:

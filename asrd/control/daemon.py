@@ -23,8 +23,11 @@ from asrd.control.dispatch import Dispatcher, InboxView, engine_spec, inbox_view
 from asrd.control.energy_log import EnergyLog
 from asrd.control.ignore import IgnoreRules
 from asrd.control.intake import Intake
-from asrd.control.jobs import Job, JobState, JobStore
+from asrd.control.jobs import Job, JobState, JobStore, Outcome
+from asrd.control.library import backfill
+from asrd.control.mediaservers import MediaRefresh
 from asrd.control.mountcache import cache_warning
+from asrd.control.notify import Notifier, Sender, run_helper
 from asrd.control.service import ServiceState
 from asrd.control.settle import StabilityTracker
 from asrd.control.status import InboxState, LiveState, write_live
@@ -35,6 +38,7 @@ from asrd.worker.handle import WorkerHandle
 from asrd.worker.protocol import EngineSpec, Worker
 
 if TYPE_CHECKING:
+    from asrd.control.metrics import Metrics
     from asrd.web.hook import WebHook
 
 log = logging.getLogger("asrd.daemon")
@@ -80,6 +84,7 @@ class Daemon:
         spawn: Callable[[EngineSpec], Worker] = WorkerHandle,
         wake: Callable[[], None] = lambda: None,
         energy_log: EnergyLog | None = None,
+        send: Sender = run_helper,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -92,7 +97,18 @@ class Daemon:
         self.dispatcher = Dispatcher(
             store, views, engine_spec(settings, model_dir), settings.model.idle_unload_seconds, spawn=spawn,
             energy_log=energy_log, energy=settings.energy,
+            report=self._ended,
         )
+        self.notifier = Notifier(store, settings.notify, send=send, wake=wake)
+        self.metrics: Metrics | None = None  # prometheus-client, imported only when metrics are wanted
+        if settings.metrics.textfile_dir is not None or settings.web.enabled:
+            try:
+                from asrd.control.metrics import Metrics
+
+                self.metrics = Metrics(settings.metrics.textfile_dir)
+            except ImportError:
+                log.error("metrics need prometheus-client: pip install 'asrd[notify]'; running without metrics")
+        self._notify_due: float | None = None
         self.intake = Intake(store, lambda: self.dispatcher.views)
         self.inboxes: dict[str, _Inbox] = {}
         self._events: set[tuple[Path, str]] = set()
@@ -104,6 +120,7 @@ class Daemon:
         self._idle_deadline: float | None = None
         self._retry_due: float | None = None
         self.web: WebHook | None = None  # [web] the dashboard (asrd.web.hook), only when enabled
+        self.media: MediaRefresh | None = None  # [[mediaserver]] refresh after subtitles are written
 
     # ------------------------------------------------------------ life cycle
 
@@ -113,10 +130,14 @@ class Daemon:
         requeued = self.store.requeue_running(now)
         if requeued:
             log.info("%d job(s) interrupted by the last stop are queued again", requeued)
+        indexed = backfill(self.store)  # transcripts finished before the library existed, from their .json
+        if indexed:
+            log.info("library: indexed %d earlier transcript(s) from their .json sidecars", indexed)
         self._start_inboxes(now)
         self._scan_all(now)  # what arrived while the daemon was down
         if self.settings.daemon.rescan_seconds > 0:
             self.timers.every("rescan", self.settings.daemon.rescan_seconds, now)
+        self._start_media()
         if self.settings.web.enabled:  # web hook: the dashboard thread (imported only when enabled)
             from asrd.web.hook import WebHook
 
@@ -140,6 +161,13 @@ class Daemon:
                 for ready in inbox.tracker.step(now):
                     self.intake.offer(ready.path, inbox.view.key, now)
         self.dispatcher.step(now)
+        self.notifier.step(now)
+        wakeup = self.notifier.next_wakeup()
+        if wakeup is not None and wakeup != self._notify_due:
+            self._notify_due = wakeup
+            self.timers.at("notify", max(wakeup, now))  # a notification retry or a daily summary
+        if self.metrics is not None:
+            self.metrics.update(self.store.counts(), self.dispatcher, self.notifier)
         due = self.store.next_due()
         if due is not None and due > now and due != self._retry_due:
             self._retry_due = due
@@ -162,7 +190,19 @@ class Daemon:
         for inbox in self.inboxes.values():
             inbox.stop()
         self.dispatcher.shutdown(now, "interrupted by shutdown")
+        self.notifier.stop()
         self.timers.shutdown()
+        if self.media is not None:
+            self.media.stop()
+
+    def _start_media(self) -> None:
+        if self.media is not None:
+            self.media.servers = self.settings.mediaserver  # a reload: the next refresh uses the new tables
+            return
+        if self.settings.mediaserver:
+            self.media = MediaRefresh(self.settings.daemon.state_dir.expanduser(), self.settings.mediaserver)
+            self.media.start()
+            self.dispatcher.on_done.append(self.media.job_done)
 
     def begin_drain(self) -> None:
         """First SIGTERM: no new work; the file in flight may finish."""
@@ -185,6 +225,7 @@ class Daemon:
         old_paths = {str(i.path) for i in self.settings.inbox}
         old_daemon, self.settings = self.settings.daemon, new
         self._apply_daemon_settings(old_daemon, new)
+        self.notifier.reconfigure(new.notify)
         views = inbox_views(new)
         self.dispatcher.reconfigure(views, engine_spec(new, self.model_dir), new.model.idle_unload_seconds)
         self.dispatcher.energy = new.energy
@@ -198,6 +239,7 @@ class Daemon:
         else:
             for key, view in views.items():
                 self.inboxes[key].view = view
+        self._start_media()
         self.timers.cancel("rescan")
         if new.daemon.rescan_seconds > 0:
             self.timers.every("rescan", new.daemon.rescan_seconds, now)
@@ -216,9 +258,15 @@ class Daemon:
         if old.state_dir != d.state_dir:
             log.warning("state_dir changed: takes effect at the next start")
 
+    def _ended(self, outcome: Outcome, seconds: float, now: float) -> None:
+        self.notifier.record(outcome, now)
+        if self.metrics is not None:
+            self.metrics.file_ended(outcome, seconds)
+
     @property
     def idle(self) -> bool:
-        return not self.dispatcher.busy and not any(i.tracker and i.tracker.pending for i in self.inboxes.values())
+        settling = any(i.tracker and i.tracker.pending for i in self.inboxes.values())
+        return not self.dispatcher.busy and not self.notifier.busy and not settling
 
     # ------------------------------------------------------------ inboxes and files
 

@@ -14,13 +14,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from asrd.config import EnergySettings, InboxSettings, ModelSettings, OutputSettings, Settings, VadSettings
+from asrd.control import apiinbox
 from asrd.control.energy_log import EnergyLog, MemoryEnergyLog
 from asrd.control.fingerprint import Fingerprint, fingerprint, with_full_hash
-from asrd.control.jobs import Failure, Job, JobState, JobStore
+from asrd.control.jobs import Failure, Job, JobState, JobStore, Outcome
+from asrd.control.library import index_transcript
 from asrd.control.status import CurrentFile, ModelDownload
 from asrd.energy.grid import intensity
 from asrd.energy.records import UJ_PER_WH, EnergyRow, FileEnergy, add
 from asrd.energy.unload import AutoUnload
+from asrd.output.alerts import excerpt, find_alerts
 from asrd.output.cuerules import DEFAULT_RULES, CueRules
 from asrd.output.ownership import for_store
 from asrd.output.sidecars import SidecarError, write_outputs
@@ -64,11 +67,19 @@ class InboxView:
     options: RecognizeOptions
     output: OutputSettings
     rules: CueRules = DEFAULT_RULES
+    # Options per file instead of per inbox (the API inbox: each upload says its language).
+    options_for: Callable[[RecognizeOptions, Path], RecognizeOptions] | None = None
+    private: bool = False  # an internal inbox (the API's): its sidecars are nobody's library
+    alerts: tuple[str, ...] = ()  # keyword alerts: the inbox's own, else [transcribe] alerts
+
+    def file_options(self, path: Path) -> RecognizeOptions:
+        return self.options if self.options_for is None else self.options_for(self.options, path)
 
 
 def inbox_views(settings: Settings) -> dict[str, InboxView]:
     views = {}
-    for configured in settings.inbox:
+    internal = (apiinbox.api_inbox(settings),) if apiinbox.enabled(settings) else ()
+    for configured in (*settings.inbox, *internal):
         # Resolved once, so job paths and `asrd retry FILE` agree however the folder was named.
         inbox = configured.model_copy(update={"path": configured.path.resolve()})
         t, o = settings.transcribe, settings.output
@@ -85,7 +96,10 @@ def inbox_views(settings: Settings) -> dict[str, InboxView]:
             redo_missing=o.redo_missing,
         )
         key = str(inbox.path)
-        views[key] = InboxView(key, inbox, options, output, CueRules.from_settings(settings.subtitles))
+        private = configured in internal
+        alerts = inbox.alerts if inbox.alerts is not None else t.alerts
+        views[key] = InboxView(key, inbox, options, output, CueRules.from_settings(settings.subtitles),
+                               apiinbox.options_for if private else None, private, alerts=alerts)
     return views
 
 
@@ -126,10 +140,12 @@ class Dispatcher:
         idle_unload_seconds: float | str,
         *,
         spawn: Callable[[EngineSpec], Worker] = WorkerHandle,
+        report: Callable[[Outcome, float, float], None] = lambda outcome, seconds, now: None,
         energy_log: EnergyLog | None = None,
         energy: EnergySettings | None = None,
     ) -> None:
         self.store = store
+        self.report = report  # how each file ended (outcome, model seconds, now): notifications, metrics
         self.energy_log: EnergyLog = energy_log if energy_log is not None else MemoryEnergyLog()
         self.energy = energy or EnergySettings()
         self._now = 0.0  # the loop's clock at the last step, for rows written when a worker ends
@@ -153,6 +169,9 @@ class Dispatcher:
         # has come back through alone, files go one at a time: a file that crashes the worker
         # every time then costs only itself attempts, not the files batched with it.
         self._suspects: set[int] = set()
+        self.cold_starts = 0  # worker starts with a file waiting (metrics)
+        # Called with each finished job and its view on the daemon loop (media-server refresh): must not block.
+        self.on_done: list[Callable[[Job, InboxView | None], None]] = []
 
     # ------------------------------------------------------------ the loop's entry points
 
@@ -243,9 +262,10 @@ class Dispatcher:
             if self.worker is None:
                 log.info("starting the model worker (cold start) for %s", job.path)
                 self.worker = self._spawn(self.spec)
+                self.cold_starts += 1
             self.jobs[job.id] = job
             self._idle_since = None
-            self.worker.send(Task(job.id, os.fsdecode(job.path), view.options))
+            self.worker.send(Task(job.id, os.fsdecode(job.path), view.file_options(job.path)))
             log.info("transcribing %s", job.path)
 
     def _collect(self, now: float) -> None:
@@ -305,20 +325,39 @@ class Dispatcher:
             return
         view = self.views.get(job.inbox)
         output = view.output if view is not None else OutputSettings()
+        rules = view.rules if view is not None else DEFAULT_RULES
+        alerts = find_alerts(msg.transcript, view.alerts, rules) if view is not None else ()
         try:
             written = write_outputs(
-                msg.transcript, output, rules=view.rules if view is not None else DEFAULT_RULES,
-                ownership=for_store(self.store), processing=self._processing(msg),
+                msg.transcript, output, rules=rules, ownership=for_store(self.store), alerts=alerts,
+                processing=self._processing(msg),
             )
         except SidecarError as err:
             kind = Failure.ENVIRONMENT if err.environmental else Failure.PERMANENT
             log.warning("%s: %s", "paused" if err.environmental else "quarantined", err)
-            self.store.fail(job.id, now, str(err), kind)
+            self._ended(job, self.store.fail(job.id, now, str(err), kind), now)
             return
-        self.store.complete(job.id, now, [s.path for s in written], _whole(current, job.path))
+        done = self.store.complete(job.id, now, [s.path for s in written], _whole(current, job.path))
         if msg.energy is not None:
             self._log_energy(now, job, msg, msg.energy)
+        index_transcript(self.store, job.id, job.inbox, job.path, now, msg.transcript, rules)
+        for listener in self.on_done:
+            try:
+                listener(done, view)
+            except Exception:  # a listener's bug must not undo a finished file
+                log.exception("after %s", job.path)
         log.info("done %s (%.1f s of audio in %.1f s)", job.path, msg.transcript.duration / SAMPLE_RATE, msg.seconds)
+        if alerts:
+            log.info("alerts in %s: %s", job.path, ", ".join(sorted({repr(m.alert) for m in alerts})))
+        self.report(
+            Outcome(job.path, job.inbox, JobState.DONE, now, msg.transcript.duration / SAMPLE_RATE,
+                    msg.transcript.language, excerpt(msg.transcript), alerts, tuple(s.path for s in written)),
+            msg.seconds, now,
+        )
+
+    def _ended(self, job: Job, updated: Job, now: float) -> None:
+        if updated.state in (JobState.FAILED, JobState.QUARANTINED):
+            self.report(Outcome(job.path, job.inbox, updated.state, now, reason=updated.last_error), 0.0, now)
 
     def _log_energy(self, now: float, job: Job, msg: Done, energy: FileEnergy) -> None:
         grid = intensity(self.energy.grid_g_per_kwh, self.energy.zone)
@@ -361,6 +400,7 @@ class Dispatcher:
             return
         updated = self.store.fail(job.id, now, msg.message, FAILURE_POLICY[msg.kind])
         log.warning("failed %s: %s (%s)", job.path, msg.message, updated.state.value)
+        self._ended(job, updated, now)
 
     def _crashed(self, now: float) -> None:
         code = self.worker.exitcode if self.worker is not None else None
@@ -371,6 +411,7 @@ class Dispatcher:
         for job in list(self.jobs.values()):
             updated = self.store.fail(job.id, now, reason, Failure.RETRY)
             log.error("%s: %s; %s", job.path, reason, updated.state.value)
+            self._ended(job, updated, now)
             if len(self.jobs) > 1:
                 self._suspects.add(job.id)
         if not self.jobs:

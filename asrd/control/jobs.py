@@ -16,8 +16,11 @@ from pathlib import Path
 from typing import Protocol
 
 from asrd.control.fingerprint import Fingerprint
+from asrd.control.library import Library
+from asrd.output.alerts import AlertMatch
 
-SCHEMA_VERSION = 2  # 2: job.full_hash, the sidecar table
+SCHEMA_VERSION = 4  # 2: job.full_hash, the sidecar table; 3: the transcript library (library_sqlite);
+# 4: the notification and outcome tables
 BACKOFF_BASE = 30.0  # seconds before the first retry
 BACKOFF_CAP = 3600.0
 MAX_ERROR_CHARS = 4000  # a runaway traceback must not bloat the database
@@ -63,6 +66,10 @@ class Job:
 class JobStore(Protocol):
     max_attempts: int  # read at each failure, so a reload (SIGHUP) applies to the next one
 
+    @property
+    def library(self) -> Library: ...  # every finished transcript, searchable (asrd.control.library)
+
+
     def offer(self, path: Path, inbox: str, fp: Fingerprint, now: float) -> Job | None: ...
     def claim(self, now: float, limit: int = 1) -> list[Job]: ...
     def complete(
@@ -89,7 +96,48 @@ class JobStore(Protocol):
     def by_id(self, job_id: int) -> Job | None: ...
     def search(self, query: JobQuery) -> JobPage: ...
     def reasons(self, limit: int = 50, offset: int = 0) -> list[ReasonCount]: ...
+    def notify_add(self, items: Sequence[tuple[str, str, str]], now: float) -> list[int]: ...
+    def notify_due(self, now: float, limit: int) -> list[Notification]: ...
+    def notify_sent(self, ids: Sequence[int]) -> None: ...
+    def notify_later(self, ids: Sequence[int], now: float, error: str, not_before: float, count: bool) -> None: ...
+    def notify_hold(self, target: str, until: float) -> int: ...
+    def notify_pending(self) -> dict[str, int]: ...
+    def notify_next_due(self) -> float | None: ...
+    def record_outcome(
+        self, outcome: Outcome, notify: Sequence[tuple[str, str, str]] = (), now: float = 0.0
+    ) -> None: ...
+    def outcomes(self, since: float) -> list[Outcome]: ...
     def close(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class Notification:
+    """A message queued for one target (``target`` is a hash of its URL: no credentials in the database)."""
+
+    id: int
+    target: str
+    event: str
+    payload: str  # the JSON document the target is sent (a webhook's body as is)
+    attempts: int
+    not_before: float
+    created: float
+    last_error: str | None = None
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How a file ended (done, failed, quarantined), kept for ``asrd report`` and daily summaries."""
+
+    path: Path
+    inbox: str
+    state: JobState
+    at: float
+    duration: float = 0.0  # audio seconds
+    language: str | None = None
+    excerpt: str = ""
+    alerts: tuple[AlertMatch, ...] = ()
+    sidecars: tuple[Path, ...] = ()
+    reason: str | None = None
 
 
 @dataclass(frozen=True)

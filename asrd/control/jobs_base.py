@@ -21,6 +21,8 @@ from asrd.control.jobs import (
     JobPage,
     JobQuery,
     JobState,
+    Notification,
+    Outcome,
     ReasonCount,
 )
 
@@ -100,6 +102,16 @@ class _BaseStore:
     def _mark_del(self, path: Path) -> None: raise NotImplementedError
     def _search(self, query: JobQuery) -> JobPage: raise NotImplementedError  # newest first
     def _reasons(self, limit: int, offset: int) -> list[ReasonCount]: raise NotImplementedError  # most first
+    def _n_insert(self, item: Notification) -> int: raise NotImplementedError
+    def _n_due(self, now: float, limit: int) -> list[Notification]: raise NotImplementedError  # by id
+    def _n_get(self, ids: Sequence[int]) -> list[Notification]: raise NotImplementedError
+    def _n_target(self, target: str) -> list[Notification]: raise NotImplementedError
+    def _n_save(self, items: Sequence[Notification]) -> None: raise NotImplementedError
+    def _n_delete(self, ids: Sequence[int]) -> None: raise NotImplementedError
+    def _n_pending(self) -> dict[str, int]: raise NotImplementedError
+    def _n_earliest(self) -> float | None: raise NotImplementedError
+    def _o_insert(self, outcome: Outcome) -> None: raise NotImplementedError
+    def _o_since(self, since: float) -> list[Outcome]: raise NotImplementedError  # oldest first
     def close(self) -> None: raise NotImplementedError
 
     def __enter__(self: _S) -> _S:
@@ -292,3 +304,57 @@ class _BaseStore:
         """Problem jobs grouped by their reason, the largest groups first."""
         with self._lock:
             return self._reasons(max(0, limit), max(0, offset))
+
+    # ---- notifications (``asrd.control.notify``): queued here, so a restart or a target that is down loses none
+    def notify_add(self, items: Sequence[tuple[str, str, str]], now: float) -> list[int]:
+        """Queue (target, event, payload) messages, due at once; their ids."""
+        now = float(now)
+        with self._write():
+            return [self._n_insert(Notification(0, t, e, p, 0, now, now)) for t, e, p in items]
+
+    def notify_due(self, now: float, limit: int) -> list[Notification]:
+        """Messages whose time has come, oldest first."""
+        with self._lock:
+            return self._n_due(float(now), max(0, limit))
+
+    def notify_sent(self, ids: Sequence[int]) -> None:
+        with self._write():
+            self._n_delete(ids)
+
+    def notify_later(self, ids: Sequence[int], now: float, error: str, not_before: float, count: bool) -> None:
+        """Not delivered: try again at ``not_before``; ``count`` = this was an attempt (not one skipped
+        because an earlier message to the same target failed just before)."""
+        with self._write():
+            self._n_save([
+                replace(n, attempts=n.attempts + count, not_before=float(not_before), last_error=_clean_reason(error))
+                for n in self._n_get(ids)
+            ])
+
+    def notify_hold(self, target: str, until: float) -> int:
+        """A target is down: none of its messages is tried before ``until`` (they keep their order)."""
+        with self._write():
+            held = [replace(n, not_before=float(until)) for n in self._n_target(target) if n.not_before < until]
+            self._n_save(held)
+            return len(held)
+
+    def notify_pending(self) -> dict[str, int]:
+        """Undelivered messages per target."""
+        with self._lock:
+            return self._n_pending()
+
+    def notify_next_due(self) -> float | None:
+        with self._lock:
+            return self._n_earliest()
+
+    def record_outcome(self, outcome: Outcome, notify: Sequence[tuple[str, str, str]] = (), now: float = 0.0) -> None:
+        """How a file ended, and the (target, event, payload) messages about it, queued at ``now``: together."""
+        now = float(now)
+        with self._write():
+            self._o_insert(outcome)
+            for t, e, p in notify:
+                self._n_insert(Notification(0, t, e, p, 0, now, now))
+
+    def outcomes(self, since: float) -> list[Outcome]:
+        """How files ended since ``since``, oldest first (``asrd report``)."""
+        with self._lock:
+            return self._o_since(float(since))

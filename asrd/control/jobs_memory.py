@@ -10,8 +10,10 @@ from contextlib import AbstractContextManager, nullcontext
 from dataclasses import replace
 from pathlib import Path
 
-from asrd.control.jobs import CLAIMABLE, Job, JobPage, JobQuery, JobState, ReasonCount
+from asrd.control.jobs import CLAIMABLE, Job, JobPage, JobQuery, JobState, Notification, Outcome, ReasonCount
 from asrd.control.jobs_base import _BaseStore, _is_problem, _matches
+from asrd.control.library import json_sidecar
+from asrd.control.library_memory import MemoryLibrary
 
 
 def _key(path: Path | str) -> str:
@@ -27,6 +29,12 @@ class MemoryJobStore(_BaseStore):
         self._ids: dict[str, int] = {}
         self._next_id = 1  # never reused, as with SQLite AUTOINCREMENT
         self._marks: dict[str, tuple[str, str]] = {}
+        self._notes: dict[int, Notification] = {}
+        self._next_note = 1
+        self._outcomes: list[Outcome] = []
+        self.library = MemoryLibrary(lambda: sorted(
+            j.id for j in self._jobs.values() if j.state is JobState.DONE and json_sidecar(j.sidecars)
+        ))
 
     def _txn(self) -> AbstractContextManager[object]:
         return nullcontext()  # the logic computes every change before saving any: nothing to roll back
@@ -68,6 +76,7 @@ class MemoryJobStore(_BaseStore):
 
     def _delete(self, job_id: int) -> None:
         job = self._jobs.pop(job_id, None)
+        self.library.drop(job_id)
         if job is not None:
             del self._ids[_key(job.path)]
 
@@ -102,6 +111,40 @@ class MemoryJobStore(_BaseStore):
             )
         ordered = sorted(groups.values(), key=lambda g: (-g.count, -g.newest, g.reason))
         return ordered[offset:offset + limit]
+
+    def _n_insert(self, item: Notification) -> int:
+        new_id, self._next_note = self._next_note, self._next_note + 1
+        self._notes[new_id] = replace(item, id=new_id)
+        return new_id
+
+    def _n_due(self, now: float, limit: int) -> list[Notification]:
+        return [n for _, n in sorted(self._notes.items()) if n.not_before <= now][:limit]
+
+    def _n_get(self, ids: Sequence[int]) -> list[Notification]:
+        return [self._notes[i] for i in ids if i in self._notes]
+
+    def _n_target(self, target: str) -> list[Notification]:
+        return [n for n in self._notes.values() if n.target == target]
+
+    def _n_save(self, items: Sequence[Notification]) -> None:
+        for item in items:
+            self._notes[item.id] = item
+
+    def _n_delete(self, ids: Sequence[int]) -> None:
+        for i in ids:
+            self._notes.pop(i, None)
+
+    def _n_pending(self) -> dict[str, int]:
+        return dict(Counter(n.target for n in self._notes.values()))
+
+    def _n_earliest(self) -> float | None:
+        return min((n.not_before for n in self._notes.values()), default=None)
+
+    def _o_insert(self, outcome: Outcome) -> None:
+        self._outcomes.append(outcome)
+
+    def _o_since(self, since: float) -> list[Outcome]:
+        return sorted((o for o in self._outcomes if o.at >= since), key=lambda o: o.at)
 
     def close(self) -> None:
         pass

@@ -18,13 +18,39 @@ from typing import Any
 from urllib.parse import quote
 
 from asrd.control.fingerprint import Fingerprint
-from asrd.control.jobs import SCHEMA_VERSION, Job, JobDatabaseError, JobPage, JobQuery, JobState, ReasonCount
+from asrd.control.jobs import (
+    SCHEMA_VERSION,
+    Job,
+    JobDatabaseError,
+    JobPage,
+    JobQuery,
+    JobState,
+    Notification,
+    Outcome,
+    ReasonCount,
+)
 from asrd.control.jobs_base import _BaseStore, _like
+from asrd.control.library_sqlite import SCHEMA as _V3
+from asrd.control.library_sqlite import SqliteLibrary
+from asrd.output.alerts import AlertMatch
 
 _V2 = (
     "CREATE INDEX IF NOT EXISTS job_content ON job (size, content_hash)",
     # Marks of the sidecars asrd wrote, for mounts without user xattrs (asrd.output.ownership).
     "CREATE TABLE IF NOT EXISTS sidecar (path BLOB PRIMARY KEY, source BLOB NOT NULL, sha256 TEXT NOT NULL)",
+)
+_V4 = (
+    # Notifications waiting for delivery (asrd.control.notify); a delivered one is deleted.
+    """CREATE TABLE IF NOT EXISTS notification (
+        id INTEGER PRIMARY KEY AUTOINCREMENT, target TEXT NOT NULL, event TEXT NOT NULL, payload TEXT NOT NULL,
+        attempts INTEGER NOT NULL, not_before REAL NOT NULL, created REAL NOT NULL, last_error TEXT)""",
+    "CREATE INDEX IF NOT EXISTS notification_due ON notification (not_before, id)",
+    # How each file ended, for asrd report and daily summaries (alerts: JSON list).
+    """CREATE TABLE IF NOT EXISTS outcome (
+        id INTEGER PRIMARY KEY AUTOINCREMENT, path BLOB NOT NULL, inbox BLOB NOT NULL, state TEXT NOT NULL,
+        at REAL NOT NULL, duration REAL NOT NULL, language TEXT, excerpt TEXT NOT NULL, alerts TEXT NOT NULL,
+        sidecars TEXT NOT NULL, reason TEXT)""",
+    "CREATE INDEX IF NOT EXISTS outcome_at ON outcome (at)",
 )
 _SCHEMA = (
     # path and inbox hold UTF-8 text, or the raw bytes (a BLOB) when a name is not valid UTF-8.
@@ -37,10 +63,14 @@ _SCHEMA = (
         full_hash TEXT NOT NULL DEFAULT '')""",
     "CREATE INDEX IF NOT EXISTS job_due ON job (state, not_before)",
     *_V2,
+    *_V3,
+    *_V4,
 )
 # Each step takes a database from version N to N + 1 (the key).
 _MIGRATIONS: dict[int, tuple[str, ...]] = {
     1: ("ALTER TABLE job ADD COLUMN full_hash TEXT NOT NULL DEFAULT ''", *_V2),
+    2: _V3,
+    3: _V4,
 }
 _COLUMNS = (
     "path", "inbox", "state", "device", "inode", "size", "mtime_ns", "content_hash",
@@ -117,6 +147,7 @@ class SqliteJobStore(_BaseStore):
         super().__init__(max_attempts, rng, pause_seconds)
         self.path = Path(path)
         self.readonly = readonly
+        self.library = SqliteLibrary(self)
         if readonly and not self.path.is_file():
             raise FileNotFoundError(errno.ENOENT, "no job database", os.fspath(self.path))
         if not readonly:
@@ -199,6 +230,7 @@ class SqliteJobStore(_BaseStore):
         self._db.executemany(_UPDATE, [(*_row(j), j.id) for j in jobs])
 
     def _delete(self, job_id: int) -> None:
+        self.library._drop(job_id)
         self._db.execute("DELETE FROM job WHERE id = ?", (job_id,))
 
     def _due(self, now: float, limit: int) -> list[Job]:
@@ -259,6 +291,69 @@ class SqliteJobStore(_BaseStore):
             (limit, offset),
         ).fetchall()
         return [ReasonCount(reason, n, newest) for reason, n, newest in rows]
+
+    # ---- notifications and outcomes
+    _N_SELECT = "SELECT id, target, event, payload, attempts, not_before, created, last_error FROM notification"
+
+    def _n_insert(self, item: Notification) -> int:
+        new_id = self._db.execute(
+            "INSERT INTO notification (target, event, payload, attempts, not_before, created, last_error) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (item.target, item.event, item.payload, item.attempts, item.not_before, item.created, item.last_error),
+        ).lastrowid
+        assert new_id is not None
+        return new_id
+
+    def _n_due(self, now: float, limit: int) -> list[Notification]:
+        rows = self._db.execute(f"{self._N_SELECT} WHERE not_before <= ? ORDER BY id LIMIT ?", (now, limit))
+        return [Notification(*row) for row in rows.fetchall()]
+
+    def _n_get(self, ids: Sequence[int]) -> list[Notification]:
+        rows = self._db.execute(f"{self._N_SELECT} WHERE id IN ({', '.join('?' * len(ids))})", tuple(ids))
+        return [Notification(*row) for row in rows.fetchall()]
+
+    def _n_target(self, target: str) -> list[Notification]:
+        return [Notification(*row) for row in self._db.execute(f"{self._N_SELECT} WHERE target = ?", (target,))]
+
+    def _n_save(self, items: Sequence[Notification]) -> None:
+        self._db.executemany(
+            "UPDATE notification SET attempts = ?, not_before = ?, last_error = ? WHERE id = ?",
+            [(n.attempts, n.not_before, n.last_error, n.id) for n in items],
+        )
+
+    def _n_delete(self, ids: Sequence[int]) -> None:
+        self._db.executemany("DELETE FROM notification WHERE id = ?", [(i,) for i in ids])
+
+    def _n_pending(self) -> dict[str, int]:
+        return dict(self._db.execute("SELECT target, COUNT(*) FROM notification GROUP BY target").fetchall())
+
+    def _n_earliest(self) -> float | None:
+        return self._db.execute("SELECT MIN(not_before) FROM notification").fetchone()[0]
+
+    def _o_insert(self, outcome: Outcome) -> None:
+        o = outcome
+        alerts = json.dumps([[a.alert, a.start, a.end, a.excerpt] for a in o.alerts], ensure_ascii=False)
+        sidecars = json.dumps([os.fsdecode(p) for p in o.sidecars])
+        self._db.execute(
+            "INSERT INTO outcome (path, inbox, state, at, duration, language, excerpt, alerts, sidecars, reason) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (_enc(o.path), _enc(o.inbox), o.state.value, o.at, o.duration, o.language, o.excerpt, alerts, sidecars,
+             None if o.reason is None else o.reason),
+        )
+
+    def _o_since(self, since: float) -> list[Outcome]:
+        rows = self._db.execute(
+            "SELECT path, inbox, state, at, duration, language, excerpt, alerts, sidecars, reason FROM outcome "
+            "WHERE at >= ? ORDER BY at, id", (since,),
+        ).fetchall()
+        return [
+            Outcome(
+                Path(_dec(path)), _dec(inbox), JobState(state), at, duration, language, excerpt,
+                tuple(AlertMatch(*a) for a in json.loads(alerts)), tuple(Path(p) for p in json.loads(sidecars)),
+                reason,
+            )
+            for path, inbox, state, at, duration, language, excerpt, alerts, sidecars, reason in rows
+        ]
 
     def close(self) -> None:
         with self._lock:

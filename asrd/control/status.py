@@ -152,14 +152,17 @@ def report(state_dir: Path) -> dict[str, Any]:
         ]
     finally:
         store.close()
-    doc["energy_today"] = _energy_today(state_dir / DB_NAME, time.time())
+    doc["energy_today"] = energy_today(state_dir / DB_NAME, time.time())
     return doc
 
 
-def _energy_today(db: Path, now: float) -> dict[str, Any]:
+def energy_today(db: Path, now: float) -> dict[str, Any]:
+    """Today's totals from the energy log (``asrd.energy.report.Summary.as_dict``)."""
     from asrd.control.energy_log import SqliteEnergyLog
     from asrd.energy.report import start_of_today, summarize
 
+    if not db.is_file():
+        return summarize(()).as_dict()
     log = SqliteEnergyLog(db, readonly=True)
     try:
         return summarize(log.since(start_of_today(now))).as_dict()

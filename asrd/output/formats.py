@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Mapping, Sequence
 
+from asrd.output.alerts import AlertMatch
 from asrd.output.cuerules import DEFAULT_RULES, CueRules
 from asrd.output.cues import build_cues
 from asrd.output.text import paragraphs
@@ -43,7 +44,10 @@ def _seconds(samples: int) -> float:
     return round(samples / SAMPLE_RATE, 3)
 
 
-def render_json(transcript: Transcript, cues: Sequence[Cue], processing: Mapping[str, object] | None = None) -> str:
+def render_json(
+    transcript: Transcript, cues: Sequence[Cue], alerts: Sequence[AlertMatch] = (),
+    processing: Mapping[str, object] | None = None,
+) -> str:
     doc: dict[str, object] = {
         "source": transcript.source.name,
         "duration": _seconds(transcript.duration),
@@ -73,6 +77,11 @@ def render_json(transcript: Transcript, cues: Sequence[Cue], processing: Mapping
             for c in cues
         ],
     }
+    if alerts:  # keyword alerts ([transcribe] / [[inbox]] alerts) with the span of the cues they were said in
+        doc["alerts"] = [
+            {"alert": a.alert, "start": _seconds(a.start), "end": _seconds(a.end), "excerpt": a.excerpt}
+            for a in alerts
+        ]
     if processing is not None:  # how it was made: device, seconds, energy ([energy] in_sidecar)
         doc["processing"] = dict(processing)
     return json.dumps(doc, ensure_ascii=False, indent=2) + "\n"
@@ -84,15 +93,15 @@ RENDERERS: dict[str, Callable[[Transcript, Sequence[Cue]], str]] = {
 
 
 def render(
-    transcript: Transcript, formats: Sequence[str], rules: CueRules = DEFAULT_RULES,
+    transcript: Transcript, formats: Sequence[str], rules: CueRules = DEFAULT_RULES, alerts: Sequence[AlertMatch] = (),
     processing: Mapping[str, object] | None = None,
 ) -> dict[str, bytes]:
-    """Every requested format of one transcript, after the text guards (``cleanup``). ``processing``
-    goes into the .json only."""
+    """Every requested format of one transcript, after the text guards (``cleanup``); ``alerts`` and
+    ``processing`` go into .json only."""
     transcript = clean(transcript)
     cues = build_cues(transcript, rules)
     return {
-        fmt: (render_json(transcript, cues, processing) if fmt == "json" else RENDERERS[fmt](transcript, cues))
-        .encode("utf-8")
+        fmt: (render_json(transcript, cues, alerts, processing) if fmt == "json" else RENDERERS[fmt](transcript, cues))
+        .encode()
         for fmt in formats
     }

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 
 from asrd.media import TEMP_PREFIX
 from asrd.output import ownership as own
+from asrd.output.alerts import AlertMatch
 from asrd.output.cuerules import DEFAULT_RULES, CueRules
 from asrd.output.formats import render
 from asrd.output.ownership import XATTR, XATTRS, Mark, Ownership
@@ -261,12 +262,13 @@ def write_outputs(
     overwrite: bool = False,
     claimed: set[Path] | None = None,
     ownership: Ownership = XATTRS,
+    alerts: Sequence[AlertMatch] = (),
     processing: Mapping[str, object] | None = None,
 ) -> list[Sidecar]:
-    """Render and atomically write a transcript's sidecars (``processing``: the .json's block on how it
-    was made). Raises SidecarError."""
+    """Render and atomically write a transcript's sidecars (``alerts`` and ``processing``, how it was made,
+    go into the .json). Raises SidecarError."""
     source = transcript.source
-    rendered = render(transcript, output.formats, rules, processing)
+    rendered = render(transcript, output.formats, rules, alerts, processing)
     paths = choose_paths(
         source, output.formats, output.naming, output.output_dir, transcript.language,
         overwrite=overwrite, claimed=claimed, ownership=ownership,

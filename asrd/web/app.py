@@ -6,10 +6,12 @@ from pathlib import Path
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
-from starlette.routing import Mount
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
+from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from asrd.web import api, pages
+from asrd.web import api, compat, library, pages, viewer
 from asrd.web.hub import Hub
 from asrd.web.port import DaemonPort
 from asrd.web.security import Guard, Policy
@@ -17,13 +19,25 @@ from asrd.web.security import Guard, Policy
 STATIC = Path(__file__).with_name("static")
 
 
+async def metrics(request: Request) -> Response:
+    """Prometheus metrics (``asrd.control.metrics``), behind the same guard as every page."""
+    source = getattr(request.app.state, "metrics", None)  # the daemon's Metrics; absent in the twin
+    if source is None:
+        return PlainTextResponse("metrics are not collected\n", status_code=404)
+    return Response(source.text(), media_type="text/plain; version=0.0.4; charset=utf-8")
+
+
 def build_app(port: DaemonPort, hub: Hub, policy: Policy) -> Starlette:
     app = Starlette(
-        routes=[*api.ROUTES, *pages.ROUTES, Mount("/static", StaticFiles(directory=STATIC), name="static")],
+        routes=[
+            *api.ROUTES, *compat.routes(port.settings), *pages.ROUTES, *library.ROUTES, *viewer.ROUTES,
+            Route("/metrics", metrics), Mount("/static", StaticFiles(directory=STATIC), name="static"),
+        ],
         middleware=[Middleware(Guard, policy=policy)],
         exception_handlers={404: pages.not_found},
     )
     app.state.port = port
     app.state.hub = hub
     app.state.policy = policy
+    app.state.api_waiter = compat.Waiter(port)
     return app

@@ -59,7 +59,9 @@ class WebHook:
         web = self.settings.web
         hub = Hub(self.publisher.snapshot())
         self.publisher.listen(hub.publish)
-        server = WebServer(build_app(self, hub, Policy.from_settings(web, self.state_dir)), hub, web.host, web.port)
+        app = build_app(self, hub, Policy.from_settings(web, self.state_dir))
+        app.state.metrics = self.daemon.metrics  # /metrics
+        server = WebServer(app, hub, web.host, web.port)
         try:
             server.start()
         except OSError as err:

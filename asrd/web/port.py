@@ -15,6 +15,7 @@ from typing import Protocol
 from asrd.config import Settings
 from asrd.control.actions import Action
 from asrd.control.jobs import Job, JobPage, JobQuery, JobState, ReasonCount
+from asrd.control.library import Library
 from asrd.control.status import LiveState
 
 
@@ -41,6 +42,8 @@ class JobReader(Protocol):
     def reasons(self, limit: int = 50, offset: int = 0) -> list[ReasonCount]: ...
     def counts(self) -> dict[JobState, int]: ...
     def problems(self, limit: int = 20) -> list[Job]: ...
+    @property
+    def library(self) -> Library: ...
 
 
 class DaemonPort(Protocol):

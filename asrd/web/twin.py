@@ -13,7 +13,7 @@ from pathlib import Path
 from asrd import __version__
 from asrd.config import Settings
 from asrd.control.actions import Action, ActionQueue, Controls, apply_all
-from asrd.control.jobs import JobState
+from asrd.control.jobs import JobState, JobStore
 from asrd.control.jobs_memory import MemoryJobStore
 from asrd.control.status import LiveState
 from asrd.web.port import Publisher, Snapshot
@@ -55,7 +55,7 @@ class MemoryPort:
                  state_dir: Path | None = None, clock: Callable[[], float] = time.time) -> None:
         self.settings = settings or Settings()
         self.state_dir = state_dir
-        self.store = store or MemoryJobStore()
+        self.store: JobStore = store or MemoryJobStore()  # the SQLite store too, for tests of its queries
         self.jobs = self.store
         self.clock = clock
         self.dispatcher = FakeDispatcher()

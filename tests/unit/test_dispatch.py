@@ -204,3 +204,15 @@ def test_a_model_that_fails_to_load_pauses_files_without_attempts(tmp_path: Path
 
 def _empty(path: Path) -> Transcript:
     return Transcript(path, 0)
+
+
+def test_a_finished_file_is_indexed_in_the_library(tmp_path: Path) -> None:
+    rig = Rig(tmp_path, WorkerScript())
+    path = rig.add("memo.wav")
+    rig.dispatcher.step(T0)  # sent
+    rig.dispatcher.step(T0)  # the result back: sidecars written, then indexed
+    job = rig.store.get(path)
+    assert job is not None and job.state is JobState.DONE
+    entry = rig.store.library.get(job.id)
+    assert entry is not None and entry.summary.name == "memo.wav" and entry.summary.inbox == rig.key
+    assert entry.summary.done == T0
