@@ -47,7 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("energy", help="what the transcripts cost: Wh, Wh per audio hour, overhead, CO2e, cost")
     p.add_argument("--since", default="7d", help="a span back from now (7d, 12h, 30m, 2w) or a date (default 7d)")
-    p.add_argument("--by", choices=("day", "inbox", "device"), default="day", help="rows per day, inbox or device")
+    p.add_argument("--by", choices=("day", "inbox", "device", "file"), default="day",
+                   help="rows per day, inbox, device or file")
     p.add_argument("--json", action="store_true", help="machine-readable")
     p.add_argument("--config", type=Path)
 

@@ -170,6 +170,7 @@ class Dispatcher:
         # every time then costs only itself attempts, not the files batched with it.
         self._suspects: set[int] = set()
         self.cold_starts = 0  # worker starts with a file waiting (metrics)
+        self.energy_uj = {"compute": 0, "overhead": 0}  # logged so far by phase (metrics): load and idle are overhead
         # Called with each finished job and its view on the daemon loop (media-server refresh): must not block.
         self.on_done: list[Callable[[Job, InboxView | None], None]] = []
 
@@ -360,6 +361,8 @@ class Dispatcher:
             self.report(Outcome(job.path, job.inbox, updated.state, now, reason=updated.last_error), 0.0, now)
 
     def _log_energy(self, now: float, job: Job, msg: Done, energy: FileEnergy) -> None:
+        self.energy_uj["compute"] += energy.direct_uj
+        self.energy_uj["overhead"] += energy.overhead_uj
         grid = intensity(self.energy.grid_g_per_kwh, self.energy.zone)
         self.energy_log.add(EnergyRow(
             now, "file", energy.method, energy.device, energy.direct_uj, energy.overhead_uj,
@@ -445,6 +448,7 @@ class Dispatcher:
     def _log_session(self, msg: Stopped) -> None:
         """The part of a session no file was charged with (the idle tail, failed files), as overhead."""
         session = msg.energy
+        self.energy_uj["overhead"] += session.unattributed_uj
         grid = intensity(self.energy.grid_g_per_kwh, self.energy.zone)
         self.energy_log.add(EnergyRow(
             self._now, "session", session.method, session.device, 0, session.unattributed_uj, session.unattributed,

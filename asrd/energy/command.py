@@ -30,6 +30,8 @@ def _cell(value: float | None, fmt: str) -> str:
 
 
 def _line(key: str, s: Summary, currency: str) -> str:
+    if len(key) > 24:  # a long path: its end says most
+        key = "..." + key[-21:]
     share = None if s.overhead_share is None else s.overhead_share * 100
     cost = "-" if s.cost is None else f"{s.cost:.4f} {currency}"
     return (f"{key:<24} {s.files:>6} {s.audio_seconds / 3600:>8.2f} {s.wh:>10.3f}"

@@ -72,8 +72,8 @@ def summarize(rows: Iterable[EnergyRow]) -> Summary:
 
 
 def group(rows: Iterable[EnergyRow], by: str) -> dict[str, Summary]:
-    """Summaries by ``day`` (local date), ``inbox`` or ``device``. Session rows (idle tails) have no inbox:
-    they are grouped under "(idle)"."""
+    """Summaries by ``day`` (local date), ``inbox``, ``device`` or ``file``. Session rows (idle tails) have
+    no inbox or file: they are grouped under "(idle)"."""
     buckets: dict[str, list[EnergyRow]] = {}
     for row in rows:
         if by == "day":
@@ -82,8 +82,10 @@ def group(rows: Iterable[EnergyRow], by: str) -> dict[str, Summary]:
             key = row.inbox or "(idle)"
         elif by == "device":
             key = row.device or "(unknown)"
+        elif by == "file":
+            key = row.path or "(idle)"
         else:
-            raise ValueError(f"cannot group by {by!r} (day, inbox or device)")
+            raise ValueError(f"cannot group by {by!r} (day, inbox, device or file)")
         buckets.setdefault(key, []).append(row)
     return {key: summarize(part) for key, part in sorted(buckets.items())}
 

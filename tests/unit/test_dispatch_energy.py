@@ -114,3 +114,25 @@ def test_the_engine_charges_each_span_the_padded_length_of_its_batch(tmp_path: P
             expected[sources[span.source]] = expected.get(sources[span.source], 0) + longest
     assert any(len({s.duration for s in b}) > 1 for b in batches)  # some padding to share
     assert work == expected and set(work) == {1, 2, 3}
+
+
+def test_metrics_count_compute_and_overhead_joules(tmp_path: Path) -> None:
+    import pytest
+
+    pytest.importorskip("prometheus_client")
+    from asrd.control.metrics import Metrics
+    from asrd.control.notify import Notifier
+
+    meter = FakeMeter(method="measured:nvml", per_read={"gpu": 1_000_000})
+    dispatcher, store, _, _ = rig(tmp_path, meter)
+    for step in range(6):
+        dispatcher.step(T0 + step)
+    metrics = Metrics(None)
+    metrics.update(store.counts(), dispatcher, Notifier(store, ()))
+    text = metrics.text().decode()
+    compute = float(next(x for x in text.splitlines() if x.startswith('asrd_energy_joules_total{phase="compute"}'))
+                    .split()[-1])
+    overhead = float(next(x for x in text.splitlines() if x.startswith('asrd_energy_joules_total{phase="overhead"}'))
+                     .split()[-1])
+    assert compute > 0 and overhead > 0
+    assert compute + overhead == (meter.used["gpu"] - 1_000_000) / 1e6  # all of it, as in the energy log

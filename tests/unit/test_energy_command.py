@@ -71,6 +71,15 @@ def test_energy_without_a_database_shows_nothing_and_bad_since_is_refused(
     assert "7d" in capsys.readouterr().err
 
 
+def test_energy_per_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    fill(tmp_path / "state", time.time())
+    assert main(["energy", "--since", "1d", "--by", "file", "--json", "--config", str(config(tmp_path))]) == 0
+    groups = json.loads(capsys.readouterr().out)["groups"]
+    assert {k: v["wh"] for k, v in groups.items()} == {"/in/a.m4a": 2.0, "/in/b.m4a": 1.0, "/talks/c.mp4": 4.0,
+                                                      "(idle)": 2.0}
+    assert groups["/in/a.m4a"]["wh_per_audio_hour"] == 4.0
+
+
 def test_parse_since() -> None:
     assert parse_since("7d", 1_000_000.0) == 1_000_000.0 - 7 * 86400
     assert parse_since("90m", 10_000.0) == 10_000.0 - 5400
