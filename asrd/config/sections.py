@@ -293,6 +293,9 @@ class WebSettings(_Section):
     """auth = "proxy": addresses of the reverse proxies allowed to name the user."""
     proxy_user_header: str = Field("Remote-User", min_length=1)
     """auth = "proxy": the header in which the proxy names the logged-in user."""
+    upload_max_mb: int = Field(4096, ge=0)
+    """Largest upload (one request: the page sends each file on its own) in MiB; 0 = no uploads. Uploads are
+    streamed to a temporary name in the inbox, never held in memory."""
 
     _split = field_validator("allowed_hosts", "trusted_proxies", mode="before")(_split_list)
 

@@ -31,7 +31,7 @@ class ActionKind(str, Enum):
     WARM_UP = "warm_up"  # start the model worker before a file needs it
     PAUSE = "pause"  # start no new file (the ones in flight finish)
     RESUME = "resume"
-    ENQUEUE = "enqueue"  # an upload complete in the API inbox (path): a job now; the outcome is its id
+    ENQUEUE = "enqueue"  # an upload complete in an inbox's top folder (path): a job now; the outcome is its id
 
 
 JOB_ACTIONS = frozenset({ActionKind.RETRY, ActionKind.CANCEL, ActionKind.FORGET})

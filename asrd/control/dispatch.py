@@ -19,6 +19,7 @@ from asrd.control.energy_log import EnergyLog, MemoryEnergyLog
 from asrd.control.fingerprint import Fingerprint, fingerprint, with_full_hash
 from asrd.control.jobs import Failure, Job, JobState, JobStore, Outcome
 from asrd.control.library import index_transcript
+from asrd.control.runoptions import read_options
 from asrd.control.status import CurrentFile, ModelDownload
 from asrd.energy.grid import intensity
 from asrd.energy.records import UJ_PER_WH, EnergyRow, FileEnergy, add
@@ -266,7 +267,9 @@ class Dispatcher:
                 self.cold_starts += 1
             self.jobs[job.id] = job
             self._idle_since = None
-            self.worker.send(Task(job.id, os.fsdecode(job.path), view.file_options(job.path)))
+            options = view.file_options(job.path)
+            run = read_options(job.path)  # an upload's own options (NAME.asrd-options.json), if it came with any
+            self.worker.send(Task(job.id, os.fsdecode(job.path), run.recognize(options) if run else options))
             log.info("transcribing %s", job.path)
 
     def _collect(self, now: float) -> None:
@@ -326,6 +329,9 @@ class Dispatcher:
             return
         view = self.views.get(job.inbox)
         output = view.output if view is not None else OutputSettings()
+        run = read_options(job.path)
+        if run is not None:
+            output = run.output(output)
         rules = view.rules if view is not None else DEFAULT_RULES
         alerts = find_alerts(msg.transcript, view.alerts, rules) if view is not None else ()
         try:

@@ -51,7 +51,9 @@ class WebHook:
         from asrd.web.hub import Hub
         from asrd.web.security import Policy
         from asrd.web.server import WebServer
+        from asrd.web.uploads import sweep_leftovers
 
+        sweep_leftovers(self.settings, time.time())  # a daemon killed mid-upload left these; none is running yet
         store = self.daemon.store
         if isinstance(store, SqliteJobStore):  # the web thread reads through a connection of its own
             self.jobs = SqliteJobStore.open_readonly(store.path)

@@ -39,12 +39,13 @@ def test_the_worker_reports_each_patch_and_the_switch_reaches_it(tiny_sensevoice
 
     settings = load_settings(None, {"model": {"device": "cpu", "threads": 1}})
     spec = engine_spec(settings, str(tiny_sensevoice_dir))
-    assert spec.funasr_patches
+    assert spec.model.funasr_patches
     on = dict(_loaded(spec).patches)  # from a real worker process
     assert on["sanm_attention"] == on["ctc_alignment"] == "active"
     off = engine_spec(load_settings(None, {"model": {"device": "cpu", "threads": 1, "funasr_patches": False}}),
                       str(tiny_sensevoice_dir))
-    states = _build(off, _Discard()).recognizer.patches  # what the worker loads for that spec, in this process
+    recognizer, _ = _build(off, _Discard())
+    states = recognizer.patches  # what the worker loads for that spec, in this process
     assert states and {state for _, state in states} == {"funasr_patches = false"}
 
 

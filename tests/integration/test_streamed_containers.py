@@ -67,7 +67,7 @@ def test_the_files_really_are_streamed(streamed_audio: dict[str, Path]) -> None:
 
 def test_progress_total_unknown_until_decoded(streamed_audio: dict[str, Path]) -> None:
     path = streamed_audio["browser.webm"]
-    eng = Engine(FakeRecognizer(), segmenter_factory(load_settings(None, {})), SLOW, frontend_threads=0,
+    eng = Engine(FakeRecognizer(), segmenter_factory(load_settings(None, {}).vad), SLOW, frontend_threads=0,
                  ahead_samples=SAMPLE_RATE)
     eng.submit(FileRequest(7, path), probe(path).duration)
     progress: list[FileProgress] = []
@@ -96,7 +96,7 @@ def test_transcribe_bar_has_no_end_until_the_length_is_known(
     src.write_bytes(streamed_audio["browser.webm"].read_bytes())
     settings = load_settings(None, {"output": {"formats": ["txt"]}})
     pipeline = Pipeline(settings, FakeRecognizer(), budget=SLOW, frontend_threads=0)
-    pipeline.engine = Engine(pipeline.recognizer, segmenter_factory(settings), SLOW, ahead_samples=SAMPLE_RATE)
+    pipeline.engine = Engine(pipeline.recognizer, segmenter_factory(settings.vad), SLOW, ahead_samples=SAMPLE_RATE)
     assert cli._run_all(pipeline, [src]) == []
     frames = [f.strip() for f in capsys.readouterr().err.replace("\n", "\r").split("\r") if "file(s)" in f]
     counting = [f for f in frames if "%" not in f]

@@ -27,8 +27,8 @@ def test_an_engine_fault_fails_the_files_in_flight_and_the_runner_goes_on(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     spec = EngineSpec(model_dir=None)
-    _, engine = _build(spec)
     box = Box()
+    _, engine = _build(spec, box)
     runner = _Runner(box, engine, spec)
     empty = tmp_path / "empty.wav"
     empty.touch()
