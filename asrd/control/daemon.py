@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 from asrd import __version__
 from asrd.config import ConfigError, DaemonSettings, Settings, load_settings, with_folders
 from asrd.control.dispatch import Dispatcher, InboxView, engine_spec, inbox_views
+from asrd.control.energy_log import EnergyLog
 from asrd.control.ignore import IgnoreRules
 from asrd.control.intake import Intake
 from asrd.control.jobs import Job, JobState, JobStore, Outcome
@@ -82,6 +83,7 @@ class Daemon:
         state_dir: Path | None = None,
         spawn: Callable[[EngineSpec], Worker] = WorkerHandle,
         wake: Callable[[], None] = lambda: None,
+        energy_log: EnergyLog | None = None,
         send: Sender = run_helper,
     ) -> None:
         self.settings = settings
@@ -94,6 +96,7 @@ class Daemon:
         views = inbox_views(settings)
         self.dispatcher = Dispatcher(
             store, views, engine_spec(settings, model_dir), settings.model.idle_unload_seconds, spawn=spawn,
+            energy_log=energy_log, energy=settings.energy,
             report=self._ended,
         )
         self.notifier = Notifier(store, settings.notify, send=send, wake=wake)
@@ -225,6 +228,7 @@ class Daemon:
         self.notifier.reconfigure(new.notify)
         views = inbox_views(new)
         self.dispatcher.reconfigure(views, engine_spec(new, self.model_dir), new.model.idle_unload_seconds)
+        self.dispatcher.energy = new.energy
         if {str(i.path) for i in new.inbox} != old_paths or any(
             self.inboxes[k].view.settings != v.settings for k, v in views.items() if k in self.inboxes
         ):
