@@ -45,6 +45,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="machine-readable")
     p.add_argument("--config", type=Path)
 
+    p = sub.add_parser("energy", help="what the transcripts cost: Wh, Wh per audio hour, overhead, CO2e, cost")
+    p.add_argument("--since", default="7d", help="a span back from now (7d, 12h, 30m, 2w) or a date (default 7d)")
+    p.add_argument("--by", choices=("day", "inbox", "device", "file"), default="day",
+                   help="rows per day, inbox, device or file")
+    p.add_argument("--json", action="store_true", help="machine-readable")
+    p.add_argument("--config", type=Path)
+
     p = sub.add_parser("retry", help="queue quarantined, failed or finished files again")
     p.add_argument("files", nargs="*", type=Path, metavar="FILE")
     p.add_argument("--failed", action="store_true", help="every failed and quarantined file")
@@ -88,6 +95,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _status(args)
         if args.command == "retry":
             return _retry(args)
+        if args.command == "energy":
+            return _energy(args)
         if args.command == "report":
             return _report(args)
         if args.command == "notify":
@@ -110,6 +119,23 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _settings(config: Path | None, overrides: dict[str, dict[str, Any]]) -> Settings:
     return load_settings(find_config(config), {k: v for k, v in overrides.items() if v})
+
+
+def _energy(args: argparse.Namespace) -> int:
+    import time
+
+    from asrd.control.statedir import DB_NAME
+    from asrd.energy.command import energy_report, parse_since
+
+    settings = _settings(args.config, {})
+    try:
+        since = parse_since(args.since, time.time())
+    except ValueError as err:
+        print(f"asrd energy: {err}", file=sys.stderr)
+        return 2
+    print(energy_report(settings.daemon.state_dir / DB_NAME, since, args.by, as_json=args.json,
+                        currency=settings.energy.currency))
+    return 0
 
 
 def _check_config(args: argparse.Namespace) -> int:

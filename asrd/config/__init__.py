@@ -22,6 +22,7 @@ from asrd.config.sections import (
     NOTIFY_EVENTS,
     ApiSettings,
     DaemonSettings,
+    EnergySettings,
     InboxSettings,
     Language,
     MediaServerSettings,
@@ -46,6 +47,7 @@ __all__ = [
     "ApiSettings",
     "ConfigError",
     "DaemonSettings",
+    "EnergySettings",
     "InboxSettings",
     "Language",
     "MediaServerSettings",
@@ -93,6 +95,7 @@ class Settings(BaseSettings):
     subtitles: SubtitleSettings = SubtitleSettings()
     daemon: DaemonSettings = DaemonSettings()
     web: WebSettings = WebSettings()
+    energy: EnergySettings = EnergySettings()
     api: ApiSettings = ApiSettings()
     metrics: MetricsSettings = MetricsSettings()
     inbox: tuple[InboxSettings, ...] = ()

@@ -63,9 +63,19 @@ class ModelSettings(_Section):
     files_in_flight: int = Field(0, ge=0)
     """Files the worker works on at once, to batch their speech; 0 = per device (8 CPU, 64 GPU).
     Decoded audio held ahead of the model: max(2 x batch_seconds, 120 s), shared by these files."""
-    idle_unload_seconds: float = Field(300, ge=-1)
+    idle_unload_seconds: float | Literal["auto"] = 300.0
     """The model's worker process exits after this long with nothing to do (GPU memory back to 0);
-    -1 never, 0 as soon as the queue is empty."""
+    -1 never, 0 as soon as the queue is empty. "auto": as long as a cold start costs in idle energy,
+    measured on this machine (10-600 s; 300 s until measured, and on the CPU-time estimate)."""
+
+    @field_validator("idle_unload_seconds")
+    @classmethod
+    def _idle_unload(cls, value: float | str) -> float | str:
+        if value == "auto":
+            return value
+        if float(value) < -1:
+            raise ValueError('must be -1 (never), 0 or more seconds, or "auto"')
+        return float(value)  # an int would not serialise as the declared float
 
     @field_validator("device")
     @classmethod
@@ -226,6 +236,43 @@ class DaemonSettings(_Section):
     max_attempts: int = Field(3, ge=1, le=100)
     """Failed attempts before a file is quarantined (environmental failures do not count)."""
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+
+class EnergySettings(_Section):
+    """What each transcript cost in energy (README, "Energy"). Measured in the model worker only."""
+
+    meter: Literal["auto", "rapl", "nvml", "estimated", "plug"] = "auto"
+    """auto: the GPU's NVML counter when a GPU is used (needs ``asrd[gpu-energy]``) and the CPU's RAPL
+    counters where readable, else an estimate; rapl / nvml: only that counter (else the estimate);
+    estimated: always the estimate; plug: auto's numbers x ``plug_factor``."""
+    watts_per_core: float = Field(10.0, gt=0, le=1000)
+    """The estimate: watts one fully busy core adds (CPU seconds x this). 10 W is a middle value for
+    desktop and server cores (laptop cores use 3-5 W, a busy server core up to ~15 W); measure with a
+    wall-plug meter and set ``plug_factor`` for better."""
+    plug_factor: float = Field(1.0, gt=0, le=100)
+    """meter = "plug": a wall-plug meter's reading divided by asrd's for the same work (whole machine)."""
+    grid_g_per_kwh: float = Field(0, ge=0)
+    """Grid carbon intensity for CO2e, g per kWh; 0 = from ``zone`` (no CO2e when both are unset)."""
+    zone: str = ""
+    """Country code for a yearly average intensity from the bundled table (asrd/energy/grid.py, e.g.
+    "DE", "FR", "GB", "US"); asrd never looks up where it is over the network."""
+    price_per_kwh: float = Field(0, ge=0)
+    """Electricity price for the cost column; 0 = no cost shown."""
+    currency: str = "EUR"
+    """The price's currency, as shown in reports."""
+    in_sidecar: bool = True
+    """Add a ``processing`` block (device, seconds, energy with its method, CO2e) to .json sidecars;
+    false keeps re-runs byte for byte identical."""
+
+    @field_validator("zone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        from asrd.energy.grid import ZONES_2023
+
+        if value and value.strip().upper() not in ZONES_2023:
+            raise ValueError(f"no bundled intensity for zone {value!r} (known: {', '.join(ZONES_2023)}); "
+                             "set grid_g_per_kwh instead")
+        return value.strip().upper()
 
 
 class WebSettings(_Section):

@@ -20,7 +20,8 @@ from typing import TYPE_CHECKING
 from asrd import __version__
 from asrd.config import ConfigError, DaemonSettings, Settings, load_settings, with_folders
 from asrd.control.dispatch import Dispatcher, InboxView, engine_spec, inbox_views
-from asrd.control.ignore import SIDECAR_EXTENSIONS, IgnoreRules
+from asrd.control.energy_log import EnergyLog
+from asrd.control.ignore import IgnoreRules
 from asrd.control.inboxctl import for_daemon
 from asrd.control.intake import Intake
 from asrd.control.jobs import JobState, JobStore, Outcome
@@ -29,13 +30,11 @@ from asrd.control.library import backfill
 from asrd.control.mediaservers import MediaRefresh
 from asrd.control.mountcache import cache_warning
 from asrd.control.notify import Notifier, Sender, run_helper
-from asrd.control.reconcile import Ignored
 from asrd.control.service import ServiceState
 from asrd.control.settle import StabilityTracker
 from asrd.control.status import InboxState, LiveState, write_live
 from asrd.control.timers import Timers
 from asrd.control.watch import InboxWatcher, default_settle_seconds, scan
-from asrd.media import TEMP_PREFIX
 from asrd.worker.handle import WorkerHandle
 from asrd.worker.protocol import EngineSpec, Worker
 
@@ -85,6 +84,7 @@ class Daemon:
         state_dir: Path | None = None,
         spawn: Callable[[EngineSpec], Worker] = WorkerHandle,
         wake: Callable[[], None] = lambda: None,
+        energy_log: EnergyLog | None = None,
         send: Sender = run_helper,
     ) -> None:
         self.settings = settings
@@ -97,6 +97,7 @@ class Daemon:
         views = inbox_views(settings)
         self.dispatcher = Dispatcher(
             store, views, engine_spec(settings, model_dir), settings.model.idle_unload_seconds, spawn=spawn,
+            energy_log=energy_log, energy=settings.energy,
             report=self._ended,
         )
         self.notifier = Notifier(store, settings.notify, send=send, wake=wake)
@@ -232,6 +233,7 @@ class Daemon:
         self.notifier.reconfigure(new.notify)
         views = inbox_views(new)
         self.dispatcher.reconfigure(views, engine_spec(new, self.model_dir), new.model.idle_unload_seconds)
+        self.dispatcher.energy = new.energy
         if {str(i.path) for i in new.inbox} != old_paths or any(
             self.inboxes[k].view.settings != v.settings for k, v in views.items() if k in self.inboxes
         ):
@@ -342,12 +344,9 @@ class Daemon:
         except ValueError:
             return
         why = inbox.rules.why_not(relative)
-        if why is not None:
-            own = relative.name.startswith(TEMP_PREFIX) or relative.suffix.lower().lstrip(".") in SIDECAR_EXTENSIONS
-            if not own:  # asrd's own writes (sidecars and their temp files) are no news
-                self.inbox_controls.ignored.note(Ignored(inbox.view.key, relative.as_posix(), why, now))
-            return
-        if inbox.tracker is None:
+        if why is not None or inbox.tracker is None:
+            if why is not None:
+                self.inbox_controls.note_ignored(inbox.view.key, relative, why, now)
             return
         if not self.intake.is_new(path, now):
             return

@@ -13,14 +13,18 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from asrd.config import InboxSettings, ModelSettings, OutputSettings, Settings, VadSettings
+from asrd.config import EnergySettings, InboxSettings, ModelSettings, OutputSettings, Settings, VadSettings
 from asrd.control import apiinbox
+from asrd.control.energy_log import EnergyLog, MemoryEnergyLog
 from asrd.control.fingerprint import Fingerprint, fingerprint, with_full_hash
 from asrd.control.jobs import Failure, Job, JobState, JobStore, Outcome
 from asrd.control.library import index_transcript
 from asrd.control.runoptions import read_options
 from asrd.control.speed import SpeedMeter
 from asrd.control.status import CurrentFile, ModelDownload
+from asrd.energy.grid import intensity
+from asrd.energy.records import UJ_PER_WH, EnergyRow, FileEnergy, add
+from asrd.energy.unload import AutoUnload
 from asrd.output.alerts import excerpt, find_alerts
 from asrd.output.cuerules import DEFAULT_RULES, CueRules
 from asrd.output.ownership import for_store
@@ -37,6 +41,7 @@ from asrd.worker.protocol import (
     Loaded,
     LoadFailed,
     Progress,
+    Stopped,
     Task,
     Worker,
 )
@@ -107,11 +112,16 @@ def engine_spec(settings: Settings, model_dir: str | None) -> EngineSpec:
     vad = settings.vad
     if vad.engine != "fsmn":
         vad = vad.model_copy(update={"fsmn_model": _VAD_DEFAULTS.fsmn_model})
-    return EngineSpec(model_dir=model_dir, model=model, vad=vad, log_level=settings.daemon.log_level)
+    # The worker uses only the meter's keys; intensity, price and the sidecar block are the daemon's.
+    energy = _ENERGY_DEFAULTS.model_copy(update={
+        k: getattr(settings.energy, k) for k in ("meter", "watts_per_core", "plug_factor")
+    })
+    return EngineSpec(model_dir=model_dir, model=model, vad=vad, energy=energy, log_level=settings.daemon.log_level)
 
 
 _MODEL_DEFAULTS = ModelSettings()
 _VAD_DEFAULTS = VadSettings()
+_ENERGY_DEFAULTS = EnergySettings()
 
 
 def _whole(fp: Fingerprint, path: Path) -> Fingerprint:
@@ -129,16 +139,22 @@ class Dispatcher:
         store: JobStore,
         views: dict[str, InboxView],
         spec: EngineSpec,
-        idle_unload_seconds: float,
+        idle_unload_seconds: float | str,
         *,
         spawn: Callable[[EngineSpec], Worker] = WorkerHandle,
         report: Callable[[Outcome, float, float], None] = lambda outcome, seconds, now: None,
+        energy_log: EnergyLog | None = None,
+        energy: EnergySettings | None = None,
     ) -> None:
         self.store = store
         self.report = report  # how each file ended (outcome, model seconds, now): notifications, metrics
+        self.energy_log: EnergyLog = energy_log if energy_log is not None else MemoryEnergyLog()
+        self.energy = energy or EnergySettings()
+        self._now = 0.0  # the loop's clock at the last step, for rows written when a worker ends
         self.views = views
         self.spec = spec
-        self.idle_unload_seconds = idle_unload_seconds
+        self.idle_unload = idle_unload_seconds
+        self.auto_unload = AutoUnload()  # for idle_unload_seconds = "auto", learnt from the worker's sessions
         self._spawn = spawn
         self.worker: Worker | None = None
         self.jobs: dict[int, Job] = {}  # in flight
@@ -158,26 +174,35 @@ class Dispatcher:
         self.meter = SpeedMeter()  # measured throughput, for the dashboard's estimated start times
         self.paused_inboxes: frozenset[str] = frozenset()  # inbox keys whose files are not started
         self.cold_starts = 0  # worker starts with a file waiting (metrics)
+        self.energy_uj = {"compute": 0, "overhead": 0}  # logged so far by phase (metrics): load and idle are overhead
         # Called with each finished job and its view on the daemon loop (media-server refresh): must not block.
         self.on_done: list[Callable[[Job, InboxView | None], None]] = []
 
     # ------------------------------------------------------------ the loop's entry points
 
     def step(self, now: float) -> None:
+        self._now = now
         self.meter.tick(now, bool(self.jobs) and self.model_loaded)
         self._collect(now)
         self._dispatch(now)
         self.meter.tick(now, bool(self.jobs) and self.model_loaded)  # work counts from its dispatch
         self._maybe_unload(now)
 
-    def reconfigure(self, views: dict[str, InboxView], spec: EngineSpec, idle_unload_seconds: float) -> None:
+    def reconfigure(self, views: dict[str, InboxView], spec: EngineSpec, idle_unload_seconds: float | str) -> None:
         self.views = views
-        self.idle_unload_seconds = idle_unload_seconds
+        self.idle_unload = idle_unload_seconds
         if spec != self.spec:
             self.spec = spec
             if self.worker is not None and not self.jobs:
                 log.info("model settings changed: restarting the model worker with the next file")
                 self._end_worker("settings changed")
+
+    @property
+    def idle_unload_seconds(self) -> float:
+        """The configured wait, or the measured break-even for "auto"."""
+        if self.idle_unload == "auto":
+            return self.auto_unload.seconds()
+        return float(self.idle_unload)
 
     @property
     def busy(self) -> bool:
@@ -192,6 +217,7 @@ class Dispatcher:
 
     def shutdown(self, now: float, reason: str) -> None:
         """End the worker; whatever was in flight goes back to the queue without costing an attempt."""
+        self._now = now
         for job in list(self.jobs.values()):
             self.store.fail(job.id, now, reason, Failure.CHANGED)
             log.info("requeued %s (%s)", job.path, reason)
@@ -315,7 +341,8 @@ class Dispatcher:
         alerts = find_alerts(msg.transcript, view.alerts, rules) if view is not None else ()
         try:
             written = write_outputs(
-                msg.transcript, output, rules=rules, ownership=for_store(self.store), alerts=alerts
+                msg.transcript, output, rules=rules, ownership=for_store(self.store), alerts=alerts,
+                processing=self._processing(msg),
             )
         except SidecarError as err:
             kind = Failure.ENVIRONMENT if err.environmental else Failure.PERMANENT
@@ -324,6 +351,8 @@ class Dispatcher:
             return
         done = self.store.complete(job.id, now, [s.path for s in written], _whole(current, job.path))
         self.meter.finished(now, msg.transcript.duration / SAMPLE_RATE, job.fingerprint.size)
+        if msg.energy is not None:
+            self._log_energy(now, job, msg, msg.energy)
         index_transcript(self.store, job.id, job.inbox, job.path, now, msg.transcript, rules)
         for listener in self.on_done:
             try:
@@ -342,6 +371,42 @@ class Dispatcher:
     def _ended(self, job: Job, updated: Job, now: float) -> None:
         if updated.state in (JobState.FAILED, JobState.QUARANTINED):
             self.report(Outcome(job.path, job.inbox, updated.state, now, reason=updated.last_error), 0.0, now)
+
+    def _log_energy(self, now: float, job: Job, msg: Done, energy: FileEnergy) -> None:
+        self.energy_uj["compute"] += energy.direct_uj
+        self.energy_uj["overhead"] += energy.overhead_uj
+        grid = intensity(self.energy.grid_g_per_kwh, self.energy.zone)
+        self.energy_log.add(EnergyRow(
+            now, "file", energy.method, energy.device, energy.direct_uj, energy.overhead_uj,
+            _sum_parts(energy), job.id, os.fsdecode(job.path), job.inbox, msg.transcript.duration / SAMPLE_RATE,
+            msg.seconds, None if grid is None else grid.g_per_kwh, self.energy.price_per_kwh or None,
+        ))
+
+    def _processing(self, msg: Done) -> dict[str, object] | None:
+        """The .json sidecar's ``processing`` block ([energy] in_sidecar)."""
+        if not self.energy.in_sidecar:
+            return None
+        loaded = self.worker.loaded if self.worker is not None else None
+        block: dict[str, object] = {
+            "device": loaded.device if loaded is not None else "",
+            "precision": self.spec.model.precision,
+            "seconds": round(msg.seconds, 3),
+        }
+        energy = msg.energy
+        if energy is not None:
+            wh = energy.total_uj / UJ_PER_WH
+            part: dict[str, object] = {
+                "wh": _sig(wh), "direct_wh": _sig(energy.direct_uj / UJ_PER_WH),
+                "overhead_wh": _sig(energy.overhead_uj / UJ_PER_WH), "method": energy.method,
+            }
+            grid = intensity(self.energy.grid_g_per_kwh, self.energy.zone)
+            if grid is not None:
+                part.update(co2e_g=_sig(wh / 1000 * grid.g_per_kwh), grid_g_per_kwh=grid.g_per_kwh,
+                            grid_source=grid.source)
+            if self.energy.price_per_kwh:
+                part.update(cost=_sig(wh / 1000 * self.energy.price_per_kwh), currency=self.energy.currency)
+            block["energy"] = part
+        return block
 
     def _failed(self, now: float, job: Job, msg: Failed) -> None:
         if msg.kind is FailureKind.SOURCE and not Path(job.path).exists():
@@ -392,6 +457,16 @@ class Dispatcher:
         if now - self._idle_since >= self.idle_unload_seconds:
             self._end_worker(f"idle for {now - self._idle_since:.0f} s")
 
+    def _log_session(self, msg: Stopped) -> None:
+        """The part of a session no file was charged with (the idle tail, failed files), as overhead."""
+        session = msg.energy
+        self.energy_uj["overhead"] += session.unattributed_uj
+        grid = intensity(self.energy.grid_g_per_kwh, self.energy.zone)
+        self.energy_log.add(EnergyRow(
+            self._now, "session", session.method, session.device, 0, session.unattributed_uj, session.unattributed,
+            g_per_kwh=None if grid is None else grid.g_per_kwh, price_per_kwh=self.energy.price_per_kwh or None,
+        ))
+
     def idle_deadline(self) -> float | None:
         """When the idle worker will be ended (for the scheduler), or None."""
         if self.worker is None or self.jobs or self.idle_unload_seconds < 0 or self._idle_since is None:
@@ -406,9 +481,23 @@ class Dispatcher:
             return
         pid = worker.pid
         gone = worker.stop()
+        for msg in worker.final:
+            if isinstance(msg, Stopped):
+                self.auto_unload.observe(msg.energy)
+                if msg.energy.unattributed_uj:
+                    self._log_session(msg)
         if pid is not None and pid_exists(pid) and gone:
             gone = False
         if gone:
             log.info("model unloaded: worker pid %s exited (%s); its memory is returned", pid, why)
         else:
             log.error("model worker pid %s did not exit (%s)", pid, why)
+
+
+def _sig(value: float) -> float:
+    """Four significant digits: a memo's energy is a small fraction of a Wh."""
+    return float(f"{value:.4g}")
+
+
+def _sum_parts(energy: FileEnergy) -> tuple[tuple[str, int], ...]:
+    return add(energy.direct, energy.overhead)

@@ -90,6 +90,7 @@ class Driver:
 def run(config_path: Path | None, folders: list[Path]) -> int:
     """The foreground daemon: what ``asrd run`` and the service files start."""
     from asrd.config import EX_CONFIG
+    from asrd.control.energy_log import SqliteEnergyLog
     from asrd.control.jobs_sqlite import SqliteJobStore
     from asrd.control.service import ServiceState, SystemdNotifier, watchdog_interval
     from asrd.control.statedir import DB_NAME, AlreadyRunning, StateLock
@@ -129,12 +130,14 @@ def run(config_path: Path | None, folders: list[Path]) -> int:
         lock.release()
         return EX_CONFIG
     store = SqliteJobStore(state_dir / DB_NAME, max_attempts=settings.daemon.max_attempts)
+    energy_log = SqliteEnergyLog(state_dir / DB_NAME)
     service = ServiceState(SystemdNotifier(), watchdog_interval())
     try:
         with SignalFlags() as flags:
             timers = SchedulerTimers(flags.wake, time.time)
             daemon = Daemon(
-                settings, store, service, timers, model_dir=model_dir, state_dir=state_dir, wake=flags.wake
+                settings, store, service, timers, model_dir=model_dir, state_dir=state_dir, wake=flags.wake,
+                energy_log=energy_log,
             )
             driver = Driver(daemon, flags, config_path=path, folders=folders)
             driver.start()
@@ -142,6 +145,7 @@ def run(config_path: Path | None, folders: list[Path]) -> int:
             driver.loop()
             driver.shutdown()
     finally:
+        energy_log.close()
         store.close()
         lock.release()
     log.info("stopped")

@@ -9,13 +9,14 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable, Iterator, Mapping
-from pathlib import Path, PurePosixPath
+from pathlib import Path, PurePath, PurePosixPath
 from typing import TYPE_CHECKING
 
 from asrd.control.actions import ActionRefused
-from asrd.control.ignore import IgnoreRules
+from asrd.control.ignore import SIDECAR_EXTENSIONS, IgnoreRules
 from asrd.control.jobs import JobStore
-from asrd.control.reconcile import IgnoredFiles, PausedInboxes, Reconciler
+from asrd.control.reconcile import Ignored, IgnoredFiles, PausedInboxes, Reconciler
+from asrd.media import TEMP_PREFIX
 
 if TYPE_CHECKING:
     from asrd.control.daemon import Daemon
@@ -53,6 +54,12 @@ class InboxControls:
         self.ignored = IgnoredFiles()
         self.reconciler = Reconciler(state_dir, walk, roots, lambda p: settling(p) or store.get(p) is not None)
         on_pause(self.paused.keys)
+
+    def note_ignored(self, key: str, relative: PurePath, rule: str, now: float) -> None:
+        """A watcher reported a file the rules keep out; asrd's own writes (sidecars, their temp files) are no news."""
+        if relative.name.startswith(TEMP_PREFIX) or relative.suffix.lower().lstrip(".") in SIDECAR_EXTENSIONS:
+            return
+        self.ignored.note(Ignored(key, relative.as_posix(), rule, now))
 
     def pause(self, name: str, paused: bool) -> str:
         key = find_inbox(self._roots(), name)

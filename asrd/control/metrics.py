@@ -42,6 +42,9 @@ class Metrics:
         self.cold = Counter("asrd_cold_starts", "Model worker starts with a file waiting", registry=r)
         self.pending = Gauge("asrd_notifications_pending", "Notifications queued, not yet delivered", registry=r)
         self.sent = Counter("asrd_notifications_sent", "Notifications delivered", registry=r)
+        self.energy = Counter("asrd_energy_joules", "Energy of transcribed files by phase (compute; overhead: model "
+                              "load and idle), as [energy] meter measured or estimated it", ["phase"], registry=r)
+        self._energy_seen: dict[str, int] = {}
         self._cold_seen = 0
         self._sent_seen = 0
         self._written: bytes | None = None
@@ -63,6 +66,9 @@ class Metrics:
         self.loaded.set(1 if dispatcher.model_loaded else 0)
         self.cold.inc(dispatcher.cold_starts - self._cold_seen)
         self._cold_seen = dispatcher.cold_starts
+        for phase, uj in dispatcher.energy_uj.items():
+            self.energy.labels(phase).inc((uj - self._energy_seen.get(phase, 0)) / 1e6)
+            self._energy_seen[phase] = uj
         self.sent.inc(notifier.sent - self._sent_seen)
         self._sent_seen = notifier.sent
         self.pending.set(notifier.pending())

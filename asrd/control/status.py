@@ -169,7 +169,22 @@ def report(state_dir: Path, web: WebSettings | None = None) -> dict[str, Any]:
         ]
     finally:
         store.close()
+    doc["energy_today"] = energy_today(state_dir / DB_NAME, time.time())
     return doc
+
+
+def energy_today(db: Path, now: float) -> dict[str, Any]:
+    """Today's totals from the energy log (``asrd.energy.report.Summary.as_dict``)."""
+    from asrd.control.energy_log import SqliteEnergyLog
+    from asrd.energy.report import start_of_today, summarize
+
+    if not db.is_file():
+        return summarize(()).as_dict()
+    log = SqliteEnergyLog(db, readonly=True)
+    try:
+        return summarize(log.since(start_of_today(now))).as_dict()
+    finally:
+        log.close()
 
 
 def render(doc: dict[str, Any]) -> str:
@@ -213,6 +228,9 @@ def render(doc: dict[str, Any]) -> str:
         lines.append("queue: no job database yet")
     else:
         lines.append("queue: " + ", ".join(f"{n} {state}" for state, n in queue.items()))
+    today = doc.get("energy_today")
+    if today is not None and (today["files"] or today["wh"]):
+        lines.append("energy: " + energy_line(today))
     problems = doc.get("problems") or []
     if problems:
         lines.append("problems (most recent first):")
@@ -224,3 +242,20 @@ def render(doc: dict[str, Any]) -> str:
         if any(p["state"] == "quarantined" for p in problems):
             lines.append("  (asrd retry FILE or asrd retry --failed queues them again)")
     return "\n".join(lines)
+
+
+def energy_line(today: dict[str, Any]) -> str:
+    """``today 4.1 Wh for 0.62 audio h (6.6 Wh/audio h, 58 % overhead: load+idle)``, labelled when estimated."""
+    text = f"today {today['wh']:.2f} Wh for {today['audio_hours']:.2f} audio h"
+    extra = []
+    if today["wh_per_audio_hour"] is not None:
+        extra.append(f"{today['wh_per_audio_hour']:.2f} Wh/audio h")
+    if today["overhead_share"] is not None:
+        extra.append(f"{today['overhead_share'] * 100:.0f} % overhead: load+idle")
+    if extra:
+        text += f" ({', '.join(extra)})"
+    if today["co2e_g"] is not None:
+        text += f", {today['co2e_g']:.2f} g CO2e"
+    if today["estimated"]:
+        text += f" [estimated: {', '.join(today['methods'])}]"
+    return text

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from asrd.output.alerts import AlertMatch
 from asrd.output.cuerules import DEFAULT_RULES, CueRules
@@ -44,7 +44,10 @@ def _seconds(samples: int) -> float:
     return round(samples / SAMPLE_RATE, 3)
 
 
-def render_json(transcript: Transcript, cues: Sequence[Cue], alerts: Sequence[AlertMatch] = ()) -> str:
+def render_json(
+    transcript: Transcript, cues: Sequence[Cue], alerts: Sequence[AlertMatch] = (),
+    processing: Mapping[str, object] | None = None,
+) -> str:
     doc: dict[str, object] = {
         "source": transcript.source.name,
         "duration": _seconds(transcript.duration),
@@ -79,6 +82,8 @@ def render_json(transcript: Transcript, cues: Sequence[Cue], alerts: Sequence[Al
             {"alert": a.alert, "start": _seconds(a.start), "end": _seconds(a.end), "excerpt": a.excerpt}
             for a in alerts
         ]
+    if processing is not None:  # how it was made: device, seconds, energy ([energy] in_sidecar)
+        doc["processing"] = dict(processing)
     return json.dumps(doc, ensure_ascii=False, indent=2) + "\n"
 
 
@@ -88,12 +93,15 @@ RENDERERS: dict[str, Callable[[Transcript, Sequence[Cue]], str]] = {
 
 
 def render(
-    transcript: Transcript, formats: Sequence[str], rules: CueRules = DEFAULT_RULES, alerts: Sequence[AlertMatch] = ()
+    transcript: Transcript, formats: Sequence[str], rules: CueRules = DEFAULT_RULES, alerts: Sequence[AlertMatch] = (),
+    processing: Mapping[str, object] | None = None,
 ) -> dict[str, bytes]:
-    """Every requested format of one transcript, after the text guards (``cleanup``); ``alerts`` go into .json."""
+    """Every requested format of one transcript, after the text guards (``cleanup``); ``alerts`` and
+    ``processing`` go into .json only."""
     transcript = clean(transcript)
     cues = build_cues(transcript, rules)
     return {
-        fmt: (render_json(transcript, cues, alerts) if fmt == "json" else RENDERERS[fmt](transcript, cues)).encode()
+        fmt: (render_json(transcript, cues, alerts, processing) if fmt == "json" else RENDERERS[fmt](transcript, cues))
+        .encode()
         for fmt in formats
     }

@@ -263,10 +263,12 @@ def write_outputs(
     claimed: set[Path] | None = None,
     ownership: Ownership = XATTRS,
     alerts: Sequence[AlertMatch] = (),
+    processing: Mapping[str, object] | None = None,
 ) -> list[Sidecar]:
-    """Render and atomically write a transcript's sidecars (``alerts`` go into the .json). Raises SidecarError."""
+    """Render and atomically write a transcript's sidecars (``alerts`` and ``processing``, how it was made,
+    go into the .json). Raises SidecarError."""
     source = transcript.source
-    rendered = render(transcript, output.formats, rules, alerts)
+    rendered = render(transcript, output.formats, rules, alerts, processing)
     paths = choose_paths(
         source, output.formats, output.naming, output.output_dir, transcript.language,
         overwrite=overwrite, claimed=claimed, ownership=ownership,

@@ -5,7 +5,9 @@ from __future__ import annotations
 import os
 from dataclasses import replace
 
-from asrd.worker.main import _build, _Runner
+from asrd.worker.ledger import Ledger
+from asrd.worker.main import _build, _open_meter, _Runner
+from asrd.worker.meters import Meter
 from asrd.worker.protocol import Done, EngineSpec, Failed, Loaded, Message, Task
 
 
@@ -13,15 +15,20 @@ class InlineWorker:
     """The in-process twin of ``WorkerHandle``: runs each task at once, in this process, with the
     fake recognizer, and hands the messages back on the next ``poll``. For fast daemon tests."""
 
-    def __init__(self, spec: EngineSpec) -> None:
+    def __init__(self, spec: EngineSpec, meter: Meter | None = None) -> None:
         self.spec = spec
         self._outbox: list[Message] = []
+        meter = meter if meter is not None else _open_meter(spec)
+        ledger = Ledger(meter.read(), meter.method)
         recognizer, self._engine = _build(spec, _Outbox(self._outbox))  # a download's progress goes to the outbox too
+        ledger.device = recognizer.device
+        ledger.loaded(meter.read())
         self._outbox.append(Loaded(os.getpid(), recognizer.device, 0.0, self._engine.budget.max_files,
                                    getattr(recognizer, "patches", ())))
-        self._runner = _Runner(_Outbox(self._outbox), self._engine, replace(spec, fake_crash_on=None))
+        self._runner = _Runner(_Outbox(self._outbox), self._engine, replace(spec, fake_crash_on=None), meter, ledger)
         self.loaded: Loaded | None = None
         self.in_flight: dict[int, Task] = {}
+        self.final: list[Message] = []
         self._alive = True
         self.exitcode: int | None = None
 
@@ -57,6 +64,11 @@ class InlineWorker:
         return None
 
     def stop(self, timeout: float = 10.0) -> bool:
+        if self._alive:
+            box: list[Message] = []
+            self._runner._conn = _Outbox(box)
+            self._runner.stopped()
+            self.final = box
         self._alive = False
         return True
 

@@ -90,6 +90,7 @@ class ScriptedWorker:
         self.script = script
         self.loaded: Loaded | None = None
         self.in_flight: dict[int, Task] = {}
+        self.final: list[Message] = []
         self.sent: list[Task] = []
         self.exitcode: int | None = None
         self.stopped = False

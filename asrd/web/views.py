@@ -9,7 +9,9 @@ from pathlib import Path
 from typing import Any
 
 from asrd.control.jobs import Job, JobState
-from asrd.control.status import dashboard
+from asrd.control.statedir import DB_NAME
+from asrd.control.status import dashboard, energy_today
+from asrd.energy.report import summarize
 from asrd.web.port import DaemonPort, Snapshot
 
 PER_PAGE = 50
@@ -82,6 +84,8 @@ def status_doc(port: DaemonPort) -> dict[str, Any]:
             }
             for job in port.jobs.problems(20)
         ],
+        "energy_today": energy_today(port.state_dir / DB_NAME, time.time()) if port.state_dir is not None
+        else summarize(()).as_dict(),
     }
 
 

@@ -90,6 +90,8 @@ class Engine:
         self._clock = clock
         self.batches = 0  # batches recognised so far; also numbers them for ``pick``'s fairness
         self.batch_sizes: Counter[int] = Counter()  # batch size -> how often: bounded in a worker that lives for days
+        # Padded samples each file's spans cost in the batches since ``take_work`` (the energy ledger's shares).
+        self._work: Counter[int] = Counter()
 
     # ------------------------------------------------------------ callers
 
@@ -162,6 +164,12 @@ class Engine:
                 return
             yield from self.step()
 
+    def take_work(self) -> dict[int, int]:
+        """Model work per file key since the last call: every span of a batch counts as the batch's longest
+        span (a batch costs ``len(batch) x longest``), so padding is charged to the spans that share it."""
+        work, self._work = dict(self._work), Counter()
+        return work
+
     def close(self) -> None:
         self._frontend.close()
 
@@ -198,6 +206,11 @@ class Engine:
 
     def _recognize_batch(self, batch: list[Pending], events: list[Event]) -> None:
         touched: set[str] = set()
+        longest = max(p.span.duration for p in batch)
+        for pending in batch:
+            owner = self._files.get(pending.span.source)
+            if owner is not None:
+                self._work[owner.request.key] += longest
         for pending, outcome in self._recognize(batch):  # pick() gave spans that share options
             span = pending.span
             self._frontend.release(span)

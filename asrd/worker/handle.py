@@ -25,6 +25,7 @@ class WorkerHandle:
         child.close()
         self.loaded: Loaded | None = None
         self.in_flight: dict[int, Task] = {}
+        self.final: list[Message] = []
         self._eof = False
 
     @property
@@ -74,6 +75,10 @@ class WorkerHandle:
             self._process.join(timeout)
         if self.alive():
             self.kill()
+        # Its last words (Stopped: the session's energy, idle tail included) wait in the pipe.
+        with contextlib.suppress(EOFError, OSError):
+            while not self._eof and self._conn.poll(0):
+                self.final.append(self._conn.recv())
         self._conn.close()
         return not self.alive()
 

@@ -29,12 +29,16 @@ from asrd.worker.protocol import (
     LoadFailed,
     Progress,
     Sender,
+    Stopped,
     Task,
 )
 
 if TYPE_CHECKING:
+    from asrd.energy.records import Domains
     from asrd.recognizer import Recognizer
     from asrd.worker.engine import Engine
+    from asrd.worker.ledger import Ledger
+    from asrd.worker.meters import Meter
 
 log = logging.getLogger(__name__)
 
@@ -46,30 +50,60 @@ _DOWNLOAD_EVERY = 1.0  # seconds between download progress messages
 def worker_main(conn: Connection, spec: EngineSpec) -> None:
     """Entry point of the worker process."""
     from asrd.logs import setup_logging
+    from asrd.worker.ledger import Ledger
 
     setup_logging(spec.log_level)
+    meter = _open_meter(spec)  # before the model loads: the cold start is measured too
+    ledger = Ledger(_read(meter, ()), meter.method)
     try:
         recognizer, engine = _build(spec, conn)
     except Exception as err:  # the daemon reports it and retries later with backoff
         log.error("model could not be loaded: %s", err)
         conn.send(LoadFailed(str(err)))
+        meter.close()
         return
+    ledger.device = recognizer.device
+    ledger.loaded(_read(meter, ()))
     conn.send(Loaded(os.getpid(), recognizer.device, getattr(recognizer, "load_seconds", 0.0),
                      engine.budget.max_files, getattr(recognizer, "patches", ())))
-    runner = _Runner(conn, engine, spec)
-    while True:
-        try:
-            # Block for the next task only when there is nothing to compute.
-            timeout: float | None = 0.0 if engine.in_flight else None
-            while conn.poll(timeout):
-                task = conn.recv()
-                if task is None:
-                    return
-                runner.submit(task)
-                timeout = 0.0
-        except EOFError:  # the daemon is gone: nothing to do for anyone
-            return
-        runner.step()
+    runner = _Runner(conn, engine, spec, meter, ledger)
+    try:
+        while True:
+            try:
+                # Block for the next task only when there is nothing to compute.
+                timeout: float | None = 0.0 if engine.in_flight else None
+                while conn.poll(timeout):
+                    task = conn.recv()
+                    if task is None:
+                        runner.stopped()
+                        return
+                    runner.submit(task)
+                    timeout = 0.0
+            except EOFError:  # the daemon is gone: nothing to do for anyone
+                return
+            runner.step()
+    finally:
+        meter.close()  # NVML shut down before exit
+
+
+def _open_meter(spec: EngineSpec) -> Meter:
+    from asrd.worker.meters import open_meter
+
+    device = spec.model.device
+    # NVML counts GPUs in its own order (not CUDA_VISIBLE_DEVICES'); "auto" means GPU 0 when there is one.
+    gpu = None if device in ("cpu", "mps") else int(device.split(":")[1]) if ":" in device else 0
+    energy = spec.energy
+    return open_meter(energy.meter, gpu_index=gpu, watts_per_core=energy.watts_per_core,
+                      plug_factor=energy.plug_factor)
+
+
+def _read(meter: Meter, last: Domains) -> Domains:
+    """The meter's reading; the last one if it fails now (a counter must never cost a file)."""
+    try:
+        return meter.read()
+    except Exception as err:
+        log.warning("energy meter read failed: %s", err)
+        return last
 
 
 def _build(spec: EngineSpec, conn: Sender) -> tuple[Recognizer, Engine]:
@@ -135,11 +169,27 @@ class _Runner:
     traceback in the worker's log), and the other files in flight go on (issue 11: a WebM without a
     declared duration raised a TypeError here and cost every file in flight an attempt)."""
 
-    def __init__(self, conn: Sender, engine: Engine, spec: EngineSpec) -> None:
+    def __init__(
+        self, conn: Sender, engine: Engine, spec: EngineSpec, meter: Meter | None = None, ledger: Ledger | None = None
+    ) -> None:
+        from asrd.worker.ledger import Ledger
+
         self._conn = conn
         self._engine = engine
         self._spec = spec
+        self._meter = meter if meter is not None else _open_meter(spec)
+        self._reading: Domains = _read(self._meter, ())
+        self._ledger = ledger if ledger is not None else Ledger(self._reading, self._meter.method)
+        self._keys: set[int] = set()  # files in flight, for the ledger
         self._last_progress: dict[int, float] = {}
+
+    def _tick(self) -> None:
+        self._reading = _read(self._meter, self._reading)
+        self._ledger.tick(self._reading, self._keys)
+
+    def stopped(self) -> None:
+        """Asked to exit: the session's energy, idle tail included, is the last message."""
+        self._conn.send(Stopped(self._ledger.close(_read(self._meter, self._reading))))
 
     def submit(self, task: Task) -> None:
         from asrd.worker.audio import probe
@@ -148,11 +198,15 @@ class _Runner:
         if self._spec.model_dir is None and self._spec.fake_crash_on and self._spec.fake_crash_on in task.path:
             os._exit(70)  # the crash-test stand-in for a segfault or CUDA abort in the model
         path = Path(task.path)
+        if not self._keys:
+            self._tick()  # the idle time before this file ends here
         try:
             total = probe(path).duration  # header only; for progress
             self._engine.submit(FileRequest(task.job_id, path, task.options), total)
         except Exception as err:
             self._conn.send(_failed(task.job_id, task.path, err))
+            return
+        self._keys.add(task.job_id)
 
     def step(self) -> None:
         from asrd.worker.engine import FileDone, FileFailed, FileProgress
@@ -161,10 +215,15 @@ class _Runner:
             events = self._engine.step()
         except Exception as err:  # the engine could not say whose fault it was: every file in flight fails
             log.error("the engine failed with %d file(s) in flight", self._engine.in_flight, exc_info=err)
+            self._tick()
             for key in self._engine.abandon():
                 self._last_progress.pop(key, None)
+                self._ledger.drop(key)
+                self._keys.discard(key)
                 self._conn.send(_failed(key, "", err, logged=True))
             return
+        self._ledger.work(self._engine.take_work())
+        self._tick()  # before settling: the files done in this step were in flight in it
         for event in events:
             if isinstance(event, FileProgress):
                 now = time.monotonic()
@@ -173,9 +232,12 @@ class _Runner:
                     self._conn.send(Progress(event.key, event.done, event.total))
             elif isinstance(event, FileDone):
                 self._last_progress.pop(event.key, None)
-                self._conn.send(Done(event.key, event.transcript, event.seconds))
+                self._keys.discard(event.key)
+                self._conn.send(Done(event.key, event.transcript, event.seconds, self._ledger.settle(event.key)))
             elif isinstance(event, FileFailed):
                 self._last_progress.pop(event.key, None)
+                self._keys.discard(event.key)
+                self._ledger.drop(event.key)
                 self._conn.send(_failed(event.key, "", event.error))
 
 

@@ -7,7 +7,8 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Protocol
 
-from asrd.config import ModelSettings, VadSettings
+from asrd.config import EnergySettings, ModelSettings, VadSettings
+from asrd.energy.records import FileEnergy, SessionEnergy
 from asrd.recognizer import RecognizeOptions
 from asrd.records import Transcript
 
@@ -21,6 +22,7 @@ class EngineSpec:
     model_dir: str | None
     model: ModelSettings = field(default_factory=ModelSettings)
     vad: VadSettings = field(default_factory=VadSettings)
+    energy: EnergySettings = field(default_factory=EnergySettings)
     log_level: str = "info"
     fake_crash_on: str | None = None  # fake only: a file name part that makes the worker die (crash tests)
     fake_fault_on: str | None = None  # fake only: a file name part whose result is malformed (task-fault tests)
@@ -80,6 +82,7 @@ class Done:
     job_id: int
     transcript: Transcript
     seconds: float
+    energy: FileEnergy | None = None  # None: a worker that does not meter (the scripted twin)
 
 
 @dataclass(frozen=True)
@@ -89,7 +92,14 @@ class Failed:
     message: str
 
 
-Message = Loaded | LoadFailed | Downloading | Progress | Done | Failed
+@dataclass(frozen=True)
+class Stopped:
+    """The worker's last message when asked to exit: its session's energy, idle tail included."""
+
+    energy: SessionEnergy
+
+
+Message = Loaded | LoadFailed | Downloading | Progress | Done | Failed | Stopped
 
 
 class Sender(Protocol):
@@ -106,6 +116,8 @@ class Worker(Protocol):
     """The worker's ``Loaded`` message once it has come; None while it loads."""
     in_flight: dict[int, Task]
     """Tasks sent and not yet answered with ``Done`` or ``Failed``."""
+    final: list[Message]
+    """What the worker said after ``stop`` asked it to exit (its ``Stopped``); empty until then."""
 
     @property
     def pid(self) -> int | None: ...

@@ -269,10 +269,10 @@ def test_a_fault_in_one_files_handling_fails_that_file_and_the_worker_goes_on(tm
         return worker_type(replace(spec, fake_fault_on="faulty", log_level="warning"))
 
     h = Harness(tmp_path, spawn, files_in_flight=3)
-    h.daemon.start(h.now())
     names = ["a.flac", "faulty.flac", "b.flac"]
-    for name in names:
+    for name in names:  # before the start: its scan finds all three, so they settle and go out together
         shutil.copy(JFK, h.inbox / name)
+    h.daemon.start(h.now())
     workers: set[int] = set()
     most = 0
 

@@ -16,8 +16,9 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[2] / "asrd"
 
-HEAVY = ("torch", "funasr", "numpy", "av", "soundfile", "soxr", "webrtcvad", "ray")
-"""Third-party modules that belong to the worker: the model, audio decoding, resampling, VAD, clusters."""
+HEAVY = ("torch", "funasr", "numpy", "av", "soundfile", "soxr", "webrtcvad", "ray", "pynvml")
+"""Third-party modules that belong to the worker: the model, audio decoding, resampling, VAD, clusters,
+and NVML (an open NVML handle keeps an idle GPU awake)."""
 
 DAEMON_MAY_IMPORT = (
     "asrd",  # the package itself (its version)
@@ -30,11 +31,12 @@ DAEMON_MAY_IMPORT = (
     "asrd.worker.protocol",
     "asrd.worker.handle",
     "asrd.control",  # and everything under it
+    "asrd.energy",  # and everything under it: energy records, grid intensity, reports (the meters are the worker's)
     "asrd.web",  # the dashboard: a thread in the daemon process, imported only when [web] is enabled
     "asrd.recognizer",  # the package's __init__ only: the recognizer interface
     "asrd.recognizer.modeldir",  # torch-free checks of a local model directory, before READY
 )
-_WHOLE_PACKAGES = ("asrd.output", "asrd.control", "asrd.web")
+_WHOLE_PACKAGES = ("asrd.output", "asrd.control", "asrd.web", "asrd.energy")
 
 
 def _module_name(path: Path) -> str:

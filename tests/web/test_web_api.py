@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 
 import pytest
-from conftest import media_file
+from conftest import ORIGIN, media_file
 from starlette.testclient import TestClient
 
 from asrd.control.fingerprint import Fingerprint
@@ -195,3 +195,15 @@ def test_problems_grouped_by_reason(client: TestClient, port: MemoryPort) -> Non
     text = client.get("/problems").text
     assert text.index("not an audio file") < text.index("the model worker died")
     assert "crash.wav" not in client.get("/problems?reason=audio").text
+
+
+
+def test_model_page_with_automatic_idle_unload() -> None:
+    from asrd.config import load_settings
+    from asrd.web.app import build_app
+    from asrd.web.security import Policy
+
+    port = MemoryPort(load_settings(None, {"model": {"idle_unload_seconds": "auto"}}))
+    client = TestClient(build_app(port, Hub(port.snapshot()), Policy("auto", frozenset())), base_url=ORIGIN)
+    answer = client.get("/model")
+    assert answer.status_code == 200 and 'idle_unload_seconds = "auto"' in answer.text
