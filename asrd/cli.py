@@ -152,7 +152,7 @@ def _status(args: argparse.Namespace) -> int:
     from asrd.control.status import render, report
 
     settings = _settings(args.config, {})
-    doc = report(settings.daemon.state_dir)
+    doc = report(settings.daemon.state_dir, settings.web)
     print(json.dumps(doc, indent=2) if args.json else render(doc))
     return 0 if doc["running"] else 3  # LSB: 3 = program is not running
 
@@ -203,7 +203,7 @@ def _retry(args: argparse.Namespace) -> int:
     import time
 
     from asrd.control.jobs_sqlite import SqliteJobStore
-    from asrd.control.statedir import DB_NAME, running_pid
+    from asrd.control.statedir import DB_NAME
 
     if not args.files and not args.failed:
         print("asrd retry: name files, or --failed for all of them", file=sys.stderr)
@@ -220,9 +220,27 @@ def _retry(args: argparse.Namespace) -> int:
     finally:
         store.close()
     print(f"{count} file(s) queued again")
-    if count and running_pid(settings.daemon.state_dir) is None:
-        print("(the daemon is not running: they will be done when it starts)")
+    if count:
+        _wake_daemon(settings.daemon.state_dir)
     return 0 if count or args.failed else 1
+
+
+def _wake_daemon(state_dir: Path) -> None:
+    """SIGUSR1 to the daemon holding ``state_dir``: it looks at the job database at once (its handler
+    only wakes the loop) rather than on its next idle tick, up to a minute later."""
+    import os
+    import signal
+
+    from asrd.control.statedir import running_pid
+
+    pid = running_pid(state_dir)
+    if pid is None or pid <= 0:
+        print("(the daemon is not running: they will be done when it starts)")
+        return
+    try:
+        os.kill(pid, signal.SIGUSR1)
+    except OSError as err:  # another user's daemon: it still sees the change on its next tick
+        print(f"(could not wake the daemon, pid {pid}: {err.strerror}; it picks them up within a minute)")
 
 
 def _model(args: argparse.Namespace) -> int:

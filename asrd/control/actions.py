@@ -31,10 +31,15 @@ class ActionKind(str, Enum):
     WARM_UP = "warm_up"  # start the model worker before a file needs it
     PAUSE = "pause"  # start no new file (the ones in flight finish)
     RESUME = "resume"
+    PAUSE_INBOX = "pause_inbox"  # one inbox (inbox): its files are not started; kept across restarts
+    RESUME_INBOX = "resume_inbox"
+    RECONCILE = "reconcile"  # look for files in the inboxes that have no job (a daemon-side scan)
+    QUEUE_FOUND = "queue_found"  # queue entry ``entry`` of the last reconciliation report
     ENQUEUE = "enqueue"  # an upload complete in an inbox's top folder (path): a job now; the outcome is its id
 
 
 JOB_ACTIONS = frozenset({ActionKind.RETRY, ActionKind.CANCEL, ActionKind.FORGET})
+INBOX_ACTIONS = frozenset({ActionKind.PAUSE_INBOX, ActionKind.RESUME_INBOX})
 
 
 @dataclass(frozen=True)
@@ -42,6 +47,8 @@ class Action:
     kind: ActionKind
     job_id: int | None = None
     who: str = "dashboard"  # for the log line
+    inbox: str | None = None  # an inbox's name (PAUSE_INBOX, RESUME_INBOX)
+    entry: int | None = None  # an entry of the reconciliation report (QUEUE_FOUND)
     path: Path | None = None  # ENQUEUE: the upload
 
     def __post_init__(self) -> None:
@@ -49,6 +56,12 @@ class Action:
             raise ValueError(f"{self.kind.value}: a path is {'needed' if self.path is None else 'not taken'}")
         if (self.kind in JOB_ACTIONS) != (self.job_id is not None):
             raise ValueError(f"{self.kind.value}: a job id is {'needed' if self.kind in JOB_ACTIONS else 'not taken'}")
+        if (self.kind in INBOX_ACTIONS) != (self.inbox is not None):
+            raise ValueError(f"{self.kind.value}: an inbox is "
+                             f"{'needed' if self.kind in INBOX_ACTIONS else 'not taken'}")
+        if (self.kind is ActionKind.QUEUE_FOUND) != (self.entry is not None):
+            raise ValueError(f"{self.kind.value}: an entry number is "
+                             f"{'needed' if self.kind is ActionKind.QUEUE_FOUND else 'not taken'}")
 
 
 class ActionRefused(Exception):
@@ -89,13 +102,22 @@ class Dispatching(Protocol):
     def shutdown(self, now: float, reason: str) -> None: ...
 
 
+class InboxActions(Protocol):
+    """The part of ``asrd.control.inboxctl.InboxControls`` that actions use."""
+
+    def pause(self, name: str, paused: bool) -> str: ...
+    def reconcile(self, now: float) -> str: ...
+    def queue_found(self, index: int, now: float) -> str: ...
+
+
 @dataclass
 class Controls:
-    """What actions change in the daemon: its store, its dispatcher, and the pause flag."""
+    """What actions change in the daemon: its store, its dispatcher, the pause flag, its inboxes."""
 
     store: JobStore
     dispatcher: Dispatching
     paused: bool = False
+    inboxes: InboxActions | None = None
 
 
 def apply(action: Action, controls: Controls, now: float, *, draining: bool = False) -> str:
@@ -131,6 +153,16 @@ def apply(action: Action, controls: Controls, now: float, *, draining: bool = Fa
             raise ActionRefused("the daemon is stopping")
         dispatcher.accepting = True
         return "resumed"
+    if kind in INBOX_ACTIONS or kind in (ActionKind.RECONCILE, ActionKind.QUEUE_FOUND):
+        if controls.inboxes is None:
+            raise ActionRefused("no inboxes here")
+        if kind is ActionKind.RECONCILE:
+            return controls.inboxes.reconcile(now)
+        if kind is ActionKind.QUEUE_FOUND:
+            assert action.entry is not None
+            return controls.inboxes.queue_found(action.entry, now)
+        assert action.inbox is not None
+        return controls.inboxes.pause(action.inbox, kind is ActionKind.PAUSE_INBOX)
     assert action.job_id is not None
     job = store.by_id(action.job_id)
     if job is None:

@@ -22,8 +22,10 @@ from asrd.config import ConfigError, DaemonSettings, Settings, load_settings, wi
 from asrd.control.dispatch import Dispatcher, InboxView, engine_spec, inbox_views
 from asrd.control.energy_log import EnergyLog
 from asrd.control.ignore import IgnoreRules
+from asrd.control.inboxctl import for_daemon
 from asrd.control.intake import Intake
-from asrd.control.jobs import Job, JobState, JobStore, Outcome
+from asrd.control.jobs import JobState, JobStore, Outcome
+from asrd.control.leftovers import sweep_temp_files
 from asrd.control.library import backfill
 from asrd.control.mediaservers import MediaRefresh
 from asrd.control.mountcache import cache_warning
@@ -33,7 +35,6 @@ from asrd.control.settle import StabilityTracker
 from asrd.control.status import InboxState, LiveState, write_live
 from asrd.control.timers import Timers
 from asrd.control.watch import InboxWatcher, default_settle_seconds, scan
-from asrd.media import TEMP_PREFIX
 from asrd.worker.handle import WorkerHandle
 from asrd.worker.protocol import EngineSpec, Worker
 
@@ -115,18 +116,20 @@ class Daemon:
         self._events_lock = threading.Lock()
         self._rescan = False
         self._started = 0.0  # set by start(now)
+        self.last_scan: float | None = None  # the last full look at every inbox (start, rescan, reload)
         self.phase = "running"
         self._last_live: LiveState | None = None
         self._idle_deadline: float | None = None
         self._retry_due: float | None = None
         self.web: WebHook | None = None  # [web] the dashboard (asrd.web.hook), only when enabled
+        self.inbox_controls = for_daemon(self)  # per-inbox pause, files without a job, ignored files
         self.media: MediaRefresh | None = None  # [[mediaserver]] refresh after subtitles are written
 
     # ------------------------------------------------------------ life cycle
 
     def start(self, now: float) -> None:
         self._started = now
-        self._sweep_temp_files(self.store.running())
+        sweep_temp_files(self.store.running(), self.dispatcher.views, self._started)
         requeued = self.store.requeue_running(now)
         if requeued:
             log.info("%d job(s) interrupted by the last stop are queued again", requeued)
@@ -135,6 +138,7 @@ class Daemon:
             log.info("library: indexed %d earlier transcript(s) from their .json sidecars", indexed)
         self._start_inboxes(now)
         self._scan_all(now)  # what arrived while the daemon was down
+        self.inbox_controls.reconciler.resume(now)
         if self.settings.daemon.rescan_seconds > 0:
             self.timers.every("rescan", self.settings.daemon.rescan_seconds, now)
         self._start_media()
@@ -160,6 +164,7 @@ class Daemon:
             if inbox.tracker is not None:
                 for ready in inbox.tracker.step(now):
                     self.intake.offer(ready.path, inbox.view.key, now)
+        self.inbox_controls.reconciler.step(now)
         self.dispatcher.step(now)
         self.notifier.step(now)
         wakeup = self.notifier.next_wakeup()
@@ -266,31 +271,10 @@ class Daemon:
     @property
     def idle(self) -> bool:
         settling = any(i.tracker and i.tracker.pending for i in self.inboxes.values())
-        return not self.dispatcher.busy and not self.notifier.busy and not settling
+        busy = self.dispatcher.busy or self.notifier.busy or self.inbox_controls.reconciler.running
+        return not busy and not settling
 
     # ------------------------------------------------------------ inboxes and files
-
-    def _sweep_temp_files(self, interrupted: list[Job]) -> None:
-        """A kill mid-write leaves a sidecar's temp file (.asrd-tmp-*.tmp) next to the original. This
-        daemon holds the state lock, so those older than its start in the folders of the files it was
-        working on are its own leftovers."""
-        folders: set[Path] = set()
-        for job in interrupted:
-            folders.add(job.path.parent)
-            view = self.dispatcher.views.get(job.inbox)
-            if view is not None and view.output.output_dir is not None:
-                folders.add(Path(view.output.output_dir))
-        for folder in folders:
-            try:
-                leftovers = [p for p in folder.glob(f"{TEMP_PREFIX}*.tmp") if p.lstat().st_mtime < self._started]
-            except OSError:
-                continue
-            for path in leftovers:
-                try:
-                    path.unlink()
-                    log.info("removed %s, left by an interrupted write", path)
-                except OSError as err:
-                    log.warning("cannot remove %s, left by an interrupted write: %s", path, err.strerror or err)
 
     def _start_inboxes(self, now: float) -> None:
         self.inboxes = {}
@@ -359,13 +343,17 @@ class Daemon:
             relative = path.relative_to(root)
         except ValueError:
             return
-        if not inbox.rules.accepts(relative) or inbox.tracker is None:
+        why = inbox.rules.why_not(relative)
+        if why is not None or inbox.tracker is None:
+            if why is not None:
+                self.inbox_controls.note_ignored(inbox.view.key, relative, why, now)
             return
         if not self.intake.is_new(path, now):
             return
         inbox.tracker.touch(path, now)
 
     def _scan_all(self, now: float) -> None:
+        self.last_scan = now
         for inbox in self.inboxes.values():
             for path in scan(inbox.view.settings, inbox.rules):
                 self._consider(inbox, path, now)

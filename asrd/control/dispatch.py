@@ -20,6 +20,7 @@ from asrd.control.fingerprint import Fingerprint, fingerprint, with_full_hash
 from asrd.control.jobs import Failure, Job, JobState, JobStore, Outcome
 from asrd.control.library import index_transcript
 from asrd.control.runoptions import read_options
+from asrd.control.speed import SpeedMeter
 from asrd.control.status import CurrentFile, ModelDownload
 from asrd.energy.grid import intensity
 from asrd.energy.records import UJ_PER_WH, EnergyRow, FileEnergy, add
@@ -170,6 +171,8 @@ class Dispatcher:
         # has come back through alone, files go one at a time: a file that crashes the worker
         # every time then costs only itself attempts, not the files batched with it.
         self._suspects: set[int] = set()
+        self.meter = SpeedMeter()  # measured throughput, for the dashboard's estimated start times
+        self.paused_inboxes: frozenset[str] = frozenset()  # inbox keys whose files are not started
         self.cold_starts = 0  # worker starts with a file waiting (metrics)
         self.energy_uj = {"compute": 0, "overhead": 0}  # logged so far by phase (metrics): load and idle are overhead
         # Called with each finished job and its view on the daemon loop (media-server refresh): must not block.
@@ -179,8 +182,10 @@ class Dispatcher:
 
     def step(self, now: float) -> None:
         self._now = now
+        self.meter.tick(now, bool(self.jobs) and self.model_loaded)
         self._collect(now)
         self._dispatch(now)
+        self.meter.tick(now, bool(self.jobs) and self.model_loaded)  # work counts from its dispatch
         self._maybe_unload(now)
 
     def reconfigure(self, views: dict[str, InboxView], spec: EngineSpec, idle_unload_seconds: float | str) -> None:
@@ -253,7 +258,7 @@ class Dispatcher:
         if self.worker is None and now < self._restart_at:
             return
         while len(self.jobs) < self.capacity():
-            claimed = self.store.claim(now, 1)
+            claimed = self.store.claim(now, 1, skip_inboxes=self.paused_inboxes)
             if not claimed:
                 return
             job = claimed[0]
@@ -345,6 +350,7 @@ class Dispatcher:
             self._ended(job, self.store.fail(job.id, now, str(err), kind), now)
             return
         done = self.store.complete(job.id, now, [s.path for s in written], _whole(current, job.path))
+        self.meter.finished(now, msg.transcript.duration / SAMPLE_RATE, job.fingerprint.size)
         if msg.energy is not None:
             self._log_energy(now, job, msg, msg.energy)
         index_transcript(self.store, job.id, job.inbox, job.path, now, msg.transcript, rules)

@@ -44,6 +44,7 @@ _LITTER_FILES = (
     "~$*",  # Office lock files
     TEMP_PREFIX.lower() + "*",  # our own sidecar temp files
 )
+_TEMP_GLOBS = 12  # the first 12 globs above are temporary names (written, then renamed); the rest is litter
 # rsync's temp file: "." + name + "." + six mkstemp characters (rsync receiver.c get_tmpname()).
 _RSYNC_TEMP = re.compile(r"^\..+\.[A-Za-z0-9]{6}$")
 
@@ -93,20 +94,33 @@ class IgnoreRules:
 
     def accepts(self, relative: PurePath) -> bool:
         """True if the file at this path (relative to the inbox root) should be transcribed."""
+        return self.why_not(relative) is None
+
+    def why_not(self, relative: PurePath) -> str | None:
+        """The rule that keeps this file out (for "where is my file"), or None when it is accepted."""
         parts = relative.parts
         if not parts or relative.is_absolute() or ".." in parts:
-            return False
+            return "outside the inbox"
         name = parts[-1]
-        if any(self.skip_dir(part) for part in parts[:-1]) or is_litter(name):
-            return False
+        for part in parts[:-1]:
+            if self.skip_dir(part):
+                return f"in a skipped folder ({part}: hidden, NAS litter or an exclude glob)"
         lowered_name = name.lower()
+        if is_litter(name):
+            temp = _RSYNC_TEMP.match(name) or any(
+                fnmatchcase(lowered_name, p) for p in _LITTER_FILES[:_TEMP_GLOBS]
+            )
+            return "temporary name (a download or sync still writing)" if temp else "litter (OS or NAS metadata)"
         extension = lowered_name.rpartition(".")[2] if "." in lowered_name else ""
         if extension in SIDECAR_EXTENSIONS:
-            return False
+            return "a transcript or subtitle file (asrd's output format)"
         lowered_path = relative.as_posix().lower()
         candidates = (lowered_name, lowered_path)
-        if any(fnmatchcase(text, pattern) for pattern in self._exclude for text in candidates):
-            return False
+        for pattern in self._exclude:
+            if any(fnmatchcase(text, pattern) for text in candidates):
+                return f"exclude glob {pattern!r}"
         if not self._include:
-            return extension in MEDIA_EXTENSIONS
-        return any(fnmatchcase(text, pattern) for pattern in self._include for text in candidates)
+            return None if extension in MEDIA_EXTENSIONS else f"not a media extension (.{extension or '?'})"
+        if any(fnmatchcase(text, pattern) for pattern in self._include for text in candidates):
+            return None
+        return "matches no include glob"

@@ -9,7 +9,7 @@ Times are the caller's clock (``now``, seconds); nothing here reads the time its
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
@@ -71,7 +71,9 @@ class JobStore(Protocol):
 
 
     def offer(self, path: Path, inbox: str, fp: Fingerprint, now: float) -> Job | None: ...
-    def claim(self, now: float, limit: int = 1) -> list[Job]: ...
+    def claim(self, now: float, limit: int = 1, skip_inboxes: Collection[str] = ()) -> list[Job]:
+        """Up to ``limit`` due jobs, now running; none from ``skip_inboxes`` (paused inboxes)."""
+        ...
     def complete(
         self, job_id: int, now: float, sidecars: Sequence[Path] = (), fp: Fingerprint | None = None
     ) -> Job: ...

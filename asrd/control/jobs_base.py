@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import random
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import replace
 from pathlib import Path
@@ -91,7 +91,8 @@ class _BaseStore:
     def _insert(self, job: Job) -> Job: raise NotImplementedError  # returns it with its new id
     def _save(self, jobs: Sequence[Job]) -> None: raise NotImplementedError
     def _delete(self, job_id: int) -> None: raise NotImplementedError
-    def _due(self, now: float, limit: int) -> list[Job]: raise NotImplementedError  # by not_before, id
+    def _due(self, now: float, limit: int, skip: Collection[str]) -> list[Job]:
+        raise NotImplementedError  # by not_before, id; none from the inboxes in skip
     def _running(self) -> list[Job]: raise NotImplementedError
     def _problem_jobs(self, limit: int | None) -> list[Job]: raise NotImplementedError  # newest first
     def _state_counts(self) -> dict[JobState, int]: raise NotImplementedError
@@ -151,11 +152,11 @@ class _BaseStore:
             self._save([job])
             return job
 
-    def claim(self, now: float, limit: int = 1) -> list[Job]:
+    def claim(self, now: float, limit: int = 1, skip_inboxes: Collection[str] = ()) -> list[Job]:
         if limit <= 0:
             return []
         with self._write():  # one transaction: two claimers never get the same job
-            jobs = [replace(j, state=JobState.RUNNING, updated=float(now)) for j in self._due(now, limit)]
+            jobs = [replace(j, state=JobState.RUNNING, updated=float(now)) for j in self._due(now, limit, skip_inboxes)]
             self._save(jobs)
             return jobs
 

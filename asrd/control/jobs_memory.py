@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import random
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import replace
 from pathlib import Path
@@ -80,8 +80,8 @@ class MemoryJobStore(_BaseStore):
         if job is not None:
             del self._ids[_key(job.path)]
 
-    def _due(self, now: float, limit: int) -> list[Job]:
-        due = [j for j in self._jobs.values() if j.state in CLAIMABLE and j.not_before <= now]
+    def _due(self, now: float, limit: int, skip: Collection[str]) -> list[Job]:
+        due = [j for j in self._jobs.values() if j.state in CLAIMABLE and j.not_before <= now and j.inbox not in skip]
         return sorted(due, key=lambda j: (j.not_before, j.id))[:limit]
 
     def _running(self) -> list[Job]:

@@ -10,7 +10,7 @@ import json
 import os
 import random
 import sqlite3
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
@@ -233,8 +233,14 @@ class SqliteJobStore(_BaseStore):
         self.library._drop(job_id)
         self._db.execute("DELETE FROM job WHERE id = ?", (job_id,))
 
-    def _due(self, now: float, limit: int) -> list[Job]:
-        return self._select(f"{_CLAIMABLE} AND not_before <= ? ORDER BY not_before, id LIMIT ?", now, limit)
+    def _due(self, now: float, limit: int, skip: Collection[str]) -> list[Job]:
+        if not skip:
+            return self._select(f"{_CLAIMABLE} AND not_before <= ? ORDER BY not_before, id LIMIT ?", now, limit)
+        marks = ", ".join("?" * len(skip))
+        return self._select(
+            f"{_CLAIMABLE} AND not_before <= ? AND inbox NOT IN ({marks}) ORDER BY not_before, id LIMIT ?",
+            now, *(_enc(k) for k in skip), limit,
+        )
 
     def _running(self) -> list[Job]:
         return self._select("state = 'running'")

@@ -214,17 +214,18 @@ def watchdog_interval(env: Mapping[str, str] = os.environ, pid: int | None = Non
 
 
 class SignalFlags:
-    """Installs SIGTERM, SIGINT and SIGHUP handlers that only set flags; restores the old ones on exit.
+    """Installs SIGTERM, SIGINT, SIGHUP and SIGUSR1 handlers that only set flags; restores the old ones on exit.
 
     The main loop reads the flags: ``terms`` counts SIGTERM/SIGINT (1 = drain, finish or re-queue the
-    current work; 2 = stop at once), ``hup`` asks for a config reload. Handlers do no work, because
+    current work; 2 = stop at once), ``hup`` asks for a config reload, SIGUSR1 only wakes the loop (``asrd retry``
+changed the job database: the daemon sees it at once instead of on its next idle tick). Handlers do no work, because
     Python runs them between any two bytecodes of the main thread, even inside a lock or a DB commit.
 
     Main thread only: Python delivers signals to the main thread and refuses to install handlers
     from any other. ``wait()`` sleeps until a timeout, a signal, or ``wake()`` from another thread.
     """
 
-    SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+    SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1)
 
     def __init__(self) -> None:
         self.terms = 0
@@ -287,6 +288,8 @@ class SignalFlags:
         self.last_signal = signum
         if signum == signal.SIGHUP:
             self.hup = True
+        elif signum == signal.SIGUSR1:
+            pass  # a wake-up only: the wakeup fd already cut wait() short
         else:
             self.terms += 1
 

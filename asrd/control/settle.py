@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["Ready", "StabilityTracker"]
+__all__ = ["Ready", "Settling", "StabilityTracker"]
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +38,16 @@ class Ready:
     inode: int
 
 
+@dataclass(frozen=True)
+class Settling:
+    """A file still waiting, for "where is my file": when it may be ready, and what it waits for."""
+
+    path: Path
+    ready_at: float  # the earliest time it can be ready, if nothing changes before then
+    changing: bool  # its size or mtime changed at the last look (still being written)
+    empty: bool  # a zero-byte placeholder: waits until something writes to it
+
+
 @dataclass
 class _Pending:
     touched: float  # last event (or scan) that named the path
@@ -45,6 +55,7 @@ class _Pending:
     since: float = 0.0  # when ``signature`` was first observed
     checked: float = float("-inf")  # when the path was last stat()ed
     parked: bool = False  # empty and stable: no more stat() until an event names it again
+    grew: bool = False  # the last look saw a different size/mtime than the one before (still written)
 
 
 class StabilityTracker:
@@ -71,6 +82,20 @@ class StabilityTracker:
 
     def __contains__(self, path: object) -> bool:
         return path in self._pending
+
+    def waiting(self, limit: int = 100) -> list[Settling]:
+        """Up to ``limit`` of the files waiting, first touched first. Does no I/O."""
+        out: list[Settling] = []
+        for path, entry in self._pending.items():
+            if len(out) >= limit:
+                break
+            changing = entry.grew
+            ready_at = max(entry.touched, entry.since) + self.settle_seconds
+            if entry.signature is None:  # not looked at yet: it needs two looks a settle time apart
+                ready_at = entry.touched + self.settle_seconds + self.recheck_seconds
+            empty = entry.parked or (entry.signature is not None and entry.signature[0] == 0)
+            out.append(Settling(path, ready_at, changing, empty))
+        return out
 
     def touch(self, path: Path, now: float) -> None:
         """An event (or a scan) named ``path``: restart its quiet period. Does no I/O."""
@@ -107,6 +132,7 @@ class StabilityTracker:
                 continue
             signature = (st.st_size, st.st_mtime_ns, st.st_dev, st.st_ino)
             if signature != entry.signature:
+                entry.grew = entry.signature is not None
                 entry.signature, entry.since = signature, now
                 continue
             if now - entry.touched < self.settle_seconds or now - entry.since < self.settle_seconds:

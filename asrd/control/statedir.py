@@ -9,6 +9,7 @@ from pathlib import Path
 LOCK_NAME = "asrd.lock"
 DB_NAME = "jobs.sqlite3"
 STATUS_NAME = "status.json"
+WEB_TOKEN_NAME = "web-token"  # [web] auth = "token": the dashboard's login token (mode 0600)
 
 
 class AlreadyRunning(Exception):

@@ -7,10 +7,13 @@ import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from asrd.control.statedir import DB_NAME, STATUS_NAME, running_pid
+from asrd.control.statedir import DB_NAME, STATUS_NAME, WEB_TOKEN_NAME, running_pid
 from asrd.recognizer import describe_patches
+
+if TYPE_CHECKING:
+    from asrd.config import WebSettings
 
 
 @dataclass(frozen=True)
@@ -121,8 +124,19 @@ def read_live(state_dir: Path) -> LiveState | None:
         return None
 
 
-def report(state_dir: Path) -> dict[str, Any]:
-    """Everything ``asrd status`` knows, as plain data (``--json`` prints exactly this)."""
+def dashboard(web: WebSettings, state_dir: Path | None) -> dict[str, Any] | None:
+    """Where the dashboard is, and where its login token is kept (the path, never the token)."""
+    if not web.enabled:
+        return None
+    host = web.host
+    shown = "<this machine's address>" if host in ("0.0.0.0", "::") else f"[{host}]" if ":" in host else host
+    token = str(state_dir / WEB_TOKEN_NAME) if web.auth == "token" and state_dir is not None else None
+    return {"url": f"http://{shown}:{web.port}/", "auth": web.auth, "token_file": token}
+
+
+def report(state_dir: Path, web: WebSettings | None = None) -> dict[str, Any]:
+    """Everything ``asrd status`` knows, as plain data (``--json`` prints exactly this). With ``web``
+    (the configuration's [web] section) and the dashboard enabled, where it is as well."""
     from asrd.control.jobs import JobState
     from asrd.control.jobs_sqlite import SqliteJobStore
 
@@ -131,6 +145,9 @@ def report(state_dir: Path) -> dict[str, Any]:
     doc: dict[str, Any] = {"running": pid is not None, "pid": pid, "state_dir": str(state_dir)}
     if live is not None:
         doc["daemon"] = asdict(live)
+    board = dashboard(web, state_dir) if web is not None else None
+    if board is not None:
+        doc["dashboard"] = board
     try:
         store = SqliteJobStore.open_readonly(state_dir / DB_NAME)
     except FileNotFoundError:
@@ -201,6 +218,11 @@ def render(doc: dict[str, Any]) -> str:
             for inbox in live["inboxes"]:
                 health = "" if inbox["healthy"] else " (WATCHER DOWN: rescans only)"
                 lines.append(f"inbox: {inbox['path']} [{inbox['mode']}: {inbox['reason']}]{health}")
+    board = doc.get("dashboard")
+    if board:
+        login = {"token": f"log in with the token in {board['token_file']}", "proxy": "login by the proxy",
+                 "none": "no login", "auto": "no login (loopback)"}.get(board["auth"], board["auth"])
+        lines.append(f"dashboard: {board['url']} ({login})")
     queue = doc.get("queue")
     if queue is None:
         lines.append("queue: no job database yet")

@@ -19,13 +19,16 @@ from asrd.config import Settings
 from asrd.control.actions import Action, ActionQueue, Controls, apply_all
 from asrd.control.jobs import JobState
 from asrd.control.status import LiveState
-from asrd.web.port import JobReader, Publisher, Snapshot
+from asrd.web.port import InboxInfo, JobReader, Publisher, Snapshot
 
 if TYPE_CHECKING:
     from asrd.control.daemon import Daemon
+    from asrd.web.logring import LogRing
     from asrd.web.server import WebServer
 
 log = logging.getLogger("asrd.web")
+
+SETTLING_SHOWN = 20  # settling files per inbox in a snapshot
 
 
 class WebHook:
@@ -33,10 +36,11 @@ class WebHook:
         self.daemon = daemon
         self.state_dir: Path | None = daemon.state_dir
         self.actions = ActionQueue(daemon.wake)
-        self.controls = Controls(daemon.store, daemon.dispatcher)
+        self.controls = Controls(daemon.store, daemon.dispatcher, inboxes=daemon.inbox_controls)
         self.jobs: JobReader = daemon.store
         self.publisher: Publisher | None = None
         self.server: WebServer | None = None
+        self.logs: LogRing | None = None
 
     @property
     def settings(self) -> Settings:
@@ -49,10 +53,12 @@ class WebHook:
         from asrd.control.jobs_sqlite import SqliteJobStore
         from asrd.web.app import build_app
         from asrd.web.hub import Hub
+        from asrd.web.logring import LogRing
         from asrd.web.security import Policy
         from asrd.web.server import WebServer
         from asrd.web.uploads import sweep_leftovers
 
+        self.logs = LogRing().install()  # the System page's recent lines (logs from here on)
         sweep_leftovers(self.settings, time.time())  # a daemon killed mid-upload left these; none is running yet
         store = self.daemon.store
         if isinstance(store, SqliteJobStore):  # the web thread reads through a connection of its own
@@ -73,7 +79,10 @@ class WebHook:
         self.server = server
         host, port = server.bound[:2]
         shown = f"[{host}]" if ":" in host else host
-        log.info("dashboard on http://%s:%d/ (login: %s)", shown, port, web.auth)
+        login: str = web.auth
+        if web.auth == "token" and self.state_dir is not None:  # where the token is, never the token itself
+            login = f"token, kept in {self.state_dir / 'web-token'}"
+        log.info("dashboard on http://%s:%d/ (login: %s)", shown, port, login)
 
     def step(self, now: float) -> None:
         """Apply the actions waiting from the web thread (at the start of each loop turn)."""
@@ -91,13 +100,24 @@ class WebHook:
             self.jobs.close()  # type: ignore[attr-defined]
         for _, future in self.actions.take():  # asked for while stopping: say so rather than hang
             future.cancel()
+        if self.logs is not None:
+            self.logs.remove()
+            self.logs = None
 
     def _snapshot(self, live: LiveState) -> Snapshot:
-        counts = self.daemon.store.counts()
-        settling = sum(i.tracker.pending for i in self.daemon.inboxes.values() if i.tracker is not None)
+        daemon = self.daemon
+        counts = daemon.store.counts()
+        settling = sum(i.tracker.pending for i in daemon.inboxes.values() if i.tracker is not None)
+        ctl = daemon.inbox_controls
+        inboxes = tuple(
+            InboxInfo(key, i.tracker.settle_seconds if i.tracker else None, key in ctl.paused.keys,
+                      tuple(i.tracker.waiting(SETTLING_SHOWN)) if i.tracker else ())
+            for key, i in daemon.inboxes.items()
+        )
         return Snapshot(
             live, tuple((s, counts.get(s, 0)) for s in JobState), self.controls.paused, settling,
-            self.daemon.dispatcher.idle_deadline(), taken=time.time(),
+            daemon.dispatcher.idle_deadline(), inboxes, daemon.dispatcher.meter.speed(), ctl.ignored.recent(),
+            ctl.reconciler.report, daemon.last_scan, taken=time.time(),
         )
 
     # ------------------------------------------------------------ DaemonPort (web thread)
@@ -112,3 +132,6 @@ class WebHook:
     def listen(self, callback: Callable[[Snapshot], None]) -> None:
         assert self.publisher is not None
         self.publisher.listen(callback)
+
+    def recent_logs(self) -> list[str]:
+        return self.logs.lines() if self.logs is not None else []

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlencode
@@ -15,11 +15,11 @@ from starlette.routing import Route
 from starlette.templating import Jinja2Templates
 
 from asrd import __version__
-from asrd.config import ENV_PREFIX, dump_settings
 from asrd.control.jobs import JobQuery, JobState
-from asrd.control.statedir import DB_NAME
 from asrd.web.api import BadRequest, job_query, sse
+from asrd.web.eta import settling, starts
 from asrd.web.hub import Hub
+from asrd.web.i18n import choose, translator
 from asrd.web.port import DaemonPort, Snapshot
 from asrd.web.security import Policy, cookie_header, token_matches
 from asrd.web.views import inbox_name, job_doc, model_state, rss_bytes
@@ -56,6 +56,7 @@ def _size(n: int | None) -> str:
 
 
 TEMPLATES.env.filters.update(ago=_ago, span=_span, size=_size, inbox=inbox_name)
+TEMPLATES.env.globals["t"] = str  # pages get the reader's language (i18n); a template rendered alone, English
 
 
 def _port(request: Request) -> DaemonPort:
@@ -63,11 +64,16 @@ def _port(request: Request) -> DaemonPort:
     return port
 
 
-def now_context(port: DaemonPort, snap: Snapshot) -> dict[str, Any]:
+def now_context(port: DaemonPort, snap: Snapshot, t: Callable[[str], str] = str) -> dict[str, Any]:
     queued = port.jobs.search(JobQuery(states=(JobState.QUEUED,), due_order=True, limit=QUEUE_SHOWN))
+    now_ts = time.time()
+    paused_inboxes = {i.key for i in snap.inboxes if i.paused}
     return {
-        "snap": snap, "model": model_state(snap), "queued": [job_doc(j) for j in queued.jobs],
-        "queued_total": queued.total, "current": [
+        "t": t, "snap": snap, "model": model_state(snap), "queued": [
+            {**job_doc(j), "starts_in": eta, "inbox_paused": j.inbox in paused_inboxes}
+            for j, eta in zip(queued.jobs, starts(snap, list(queued.jobs), now_ts), strict=True)
+        ],
+        "settling": settling(snap, now_ts), "queued_total": queued.total, "current": [
             {"name": Path(c.path).name, "percent": c.percent, "done": c.done_seconds, "total": c.total_seconds}
             for c in snap.live.current
         ],
@@ -75,17 +81,24 @@ def now_context(port: DaemonPort, snap: Snapshot) -> dict[str, Any]:
     }
 
 
+def language(request: Request) -> str:
+    return choose(request.headers.get("accept-language"))
+
+
 def page(request: Request, name: str, status_code: int = 200, **ctx: Any) -> Response:
     port = _port(request)
     snap = port.snapshot()
     ctx.setdefault("problems", snap.count(JobState.FAILED) + snap.count(JobState.QUARANTINED))
+    ctx.setdefault("lang", language(request))
+    ctx.setdefault("t", translator(ctx["lang"]))
     return TEMPLATES.TemplateResponse(request, name, {"version": __version__, "path": request.url.path, **ctx},
                                       status_code=status_code)
 
 
 async def now(request: Request) -> Response:
     port = _port(request)
-    return page(request, "now.html", **now_context(port, port.snapshot()))
+    lang = language(request)
+    return page(request, "now.html", lang=lang, **now_context(port, port.snapshot(), translator(lang)))
 
 
 async def now_events(request: Request) -> Response:
@@ -93,6 +106,7 @@ async def now_events(request: Request) -> Response:
     hub: Hub = request.app.state.hub
     port = _port(request)
     fragment = TEMPLATES.get_template("_now.html")
+    t = translator(language(request))
 
     async def stream() -> AsyncIterator[str]:
         async for item in hub.stream():
@@ -100,7 +114,7 @@ async def now_events(request: Request) -> Response:
                 yield ": keep-alive\n\n"
                 continue
             seq, snap = item
-            html = fragment.render(now_context(port, snap))
+            html = fragment.render(now_context(port, snap, t))
             data = "".join(f"data: {line}\n" for line in html.splitlines() or [""])
             yield f"id: {seq}\nevent: now\n{data}\n"
 
@@ -157,20 +171,6 @@ async def model(request: Request) -> Response:
                 daemon_rss=rss_bytes(os.getpid()), settings=port.settings.model)
 
 
-async def system(request: Request) -> Response:
-    port = _port(request)
-    snap = port.snapshot()
-    db_size = None
-    if port.state_dir is not None:
-        try:
-            db_size = (port.state_dir / DB_NAME).stat().st_size
-        except OSError:
-            db_size = None
-    env = sorted(k for k in os.environ if k.startswith(ENV_PREFIX))  # names only: values may be private
-    return page(request, "system.html", snap=snap, state_dir=port.state_dir, db_size=db_size,
-                config=dump_settings(port.settings), env=env, uptime=time.time() - snap.live.started)
-
-
 async def login(request: Request) -> Response:
     policy: Policy = request.app.state.policy
     if policy.auth != "token":
@@ -201,6 +201,5 @@ ROUTES = [
     Route("/files/{job_id:int}", file_detail),
     Route("/problems", problems),
     Route("/model", model),
-    Route("/system", system),
     Route("/login", login, methods=["GET", "POST"]),
 ]

@@ -16,7 +16,22 @@ from asrd.config import Settings
 from asrd.control.actions import Action
 from asrd.control.jobs import Job, JobPage, JobQuery, JobState, ReasonCount
 from asrd.control.library import Library
+from asrd.control.reconcile import Ignored, Report
+from asrd.control.settle import Settling
+from asrd.control.speed import Speed
 from asrd.control.status import LiveState
+
+NO_REPORT = Report("none")
+
+
+@dataclass(frozen=True)
+class InboxInfo:
+    """What the daemon knows of one inbox beyond ``LiveState.inboxes``."""
+
+    key: str
+    settle_seconds: float | None  # None while it is not watched
+    paused: bool = False
+    settling: tuple[Settling, ...] = ()  # its files waiting to settle (the first few)
 
 
 @dataclass(frozen=True)
@@ -28,6 +43,11 @@ class Snapshot:
     paused: bool = False
     settling: int = 0  # files waiting for their size and time to settle
     unload_at: float | None = None  # when the idle worker will be ended (wall clock)
+    inboxes: tuple[InboxInfo, ...] = ()
+    speed: Speed | None = None  # the worker's measured throughput (estimated start times)
+    ignored: tuple[Ignored, ...] = ()  # recent files the rules kept out, newest first
+    reconcile: Report = NO_REPORT  # the last look for files without a job
+    last_scan: float | None = None  # the last full look at the inboxes (start or rescan)
     taken: float = field(default=0.0, compare=False)
 
     def count(self, state: JobState) -> int:
@@ -56,6 +76,7 @@ class DaemonPort(Protocol):
     def snapshot(self) -> Snapshot: ...
     def submit(self, action: Action) -> Future[str]: ...
     def listen(self, callback: Callable[[Snapshot], None]) -> None: ...
+    def recent_logs(self) -> list[str]: ...
 
 
 def _unstamped(snap: Snapshot) -> Snapshot:

@@ -25,10 +25,11 @@ from urllib.parse import urlsplit
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from asrd.config import WebSettings
+from asrd.control.statedir import WEB_TOKEN_NAME
 
 log = logging.getLogger("asrd.web")
 
-TOKEN_NAME = "web-token"
+TOKEN_NAME = WEB_TOKEN_NAME
 COOKIE = "asrd_token"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 OPEN_PATHS = ("/login", "/static/")  # reachable before logging in (still behind the Host check)

@@ -13,10 +13,17 @@ from pathlib import Path
 from asrd import __version__
 from asrd.config import Settings
 from asrd.control.actions import Action, ActionQueue, Controls, apply_all
+from asrd.control.dispatch import inbox_views
+from asrd.control.fingerprint import fingerprint
+from asrd.control.ignore import IgnoreRules
+from asrd.control.inboxctl import InboxControls
 from asrd.control.jobs import JobState, JobStore
 from asrd.control.jobs_memory import MemoryJobStore
-from asrd.control.status import LiveState
-from asrd.web.port import Publisher, Snapshot
+from asrd.control.settle import Settling
+from asrd.control.speed import Speed
+from asrd.control.status import InboxState, LiveState
+from asrd.control.watch import scan
+from asrd.web.port import InboxInfo, Publisher, Snapshot
 
 
 class FakeDispatcher:
@@ -28,6 +35,7 @@ class FakeDispatcher:
         self.progress: dict[int, object] = {}
         self.accepting = True
         self.shutdowns: list[str] = []
+        self.paused_inboxes: frozenset[str] = frozenset()
 
     def warm_up(self) -> bool:
         if self.worker is not None:
@@ -59,16 +67,49 @@ class MemoryPort:
         self.jobs = self.store
         self.clock = clock
         self.dispatcher = FakeDispatcher()
-        self.controls = Controls(self.store, self.dispatcher)
+        self.views = inbox_views(self.settings)
+        self.rules = {k: IgnoreRules(v.settings.include, v.settings.exclude) for k, v in self.views.items()}
+        self.settling: dict[str, tuple[Settling, ...]] = {}  # set by tests: files waiting per inbox key
+        self.speed: Speed | None = None
+        self.last_scan: float | None = None
+        self.log_lines: list[str] = []
+        self.inboxctl = InboxControls(
+            state_dir, self.store, lambda: {k: Path(v.settings.path) for k, v in self.views.items()},
+            lambda k: self.rules.get(k, IgnoreRules()),
+            lambda k: scan(self.views[k].settings, self.rules[k]) if k in self.views else iter(()),
+            lambda p: any(p == w.path for ws in self.settling.values() for w in ws), self._offer,
+            lambda keys: setattr(self.dispatcher, "paused_inboxes", keys),
+        )
+        self.controls = Controls(self.store, self.dispatcher, inboxes=self.inboxctl)
         self.actions = ActionQueue(lambda: None)
         self.live = LiveState(pid=os.getpid(), version=__version__, started=clock(), phase="running",
-                              model_loaded=False)
+                              model_loaded=False, inboxes=tuple(
+                                  InboxState(k, "native", "inotify", True) for k in self.views))
         self.publisher = Publisher(self._take())
+
+    def _offer(self, path: Path, key: str, now: float) -> None:
+        self.store.offer(path, key, fingerprint(path), now)
 
     def _take(self) -> Snapshot:
         counts = self.store.counts()
+        ctl = self.inboxctl
+        inboxes = tuple(
+            InboxInfo(k, v.settings.settle_seconds or 2.0, k in ctl.paused.keys, self.settling.get(k, ()))
+            for k, v in self.views.items()
+        )
+        settling = sum(len(v) for v in self.settling.values())
         return Snapshot(self.live, tuple((s, counts.get(s, 0)) for s in JobState), self.controls.paused,
-                        taken=self.clock())
+                        settling, None, inboxes, self.speed, ctl.ignored.recent(), ctl.reconciler.report,
+                        self.last_scan, taken=self.clock())
+
+    def recent_logs(self) -> list[str]:
+        return list(self.log_lines)
+
+    def run_reconciler(self) -> None:
+        """What the daemon loop does turn by turn, at once."""
+        while self.inboxctl.reconciler.running:
+            self.inboxctl.reconciler.step(self.clock())
+        self.publish()
 
     def snapshot(self) -> Snapshot:
         return self.publisher.snapshot()

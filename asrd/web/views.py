@@ -10,7 +10,7 @@ from typing import Any
 
 from asrd.control.jobs import Job, JobState
 from asrd.control.statedir import DB_NAME
-from asrd.control.status import energy_today
+from asrd.control.status import dashboard, energy_today
 from asrd.energy.report import summarize
 from asrd.web.port import DaemonPort, Snapshot
 
@@ -65,11 +65,13 @@ def status_doc(port: DaemonPort) -> dict[str, Any]:
     """The shape of ``asrd status --json`` (``asrd.control.status.report``), from the live daemon."""
     snap = port.snapshot()
     counts = port.jobs.counts()
+    board = dashboard(port.settings.web, port.state_dir)
     return {
         "running": True,
         "pid": snap.live.pid,
         "state_dir": str(port.state_dir) if port.state_dir is not None else None,
         "daemon": asdict(snap.live),
+        **({"dashboard": board} if board is not None else {}),
         "queue": {state.value: counts.get(state, 0) for state in JobState},
         "problems": [
             {

@@ -246,3 +246,23 @@ def test_sighup_reload(tmp_path: Path, tiny_sensevoice_dir: Path, notify: Notify
     finally:
         log = stop(proc)
     assert "reload refused" in log and "model.threads" in log
+
+
+def test_cli_retry_is_seen_at_once(tmp_path: Path, tiny_sensevoice_dir: Path, notify: Notify) -> None:
+    # Idle, the daemon sleeps up to a minute; `asrd retry` wakes it (SIGUSR1), so the file is tried again now.
+    config = write_config(tmp_path, tiny_sensevoice_dir)
+    bad = tmp_path / "inbox" / "broken.wav"
+    bad.write_bytes(b"RIFF" + bytes(4000))  # not decodable: quarantined on its first attempt
+    proc = start(config, notify)
+    try:
+        wait_for(lambda: notify.seen("READY=1"), what="READY=1")
+        wait_for(lambda: status(config)["queue"]["quarantined"] == 1, timeout=120, what="quarantine")
+        first = status(config)["problems"][0]["updated"]
+        time.sleep(1.0)  # the loop is asleep on its idle tick now
+        run = subprocess.run([sys.executable, "-m", "asrd", "retry", "--config", str(config), str(bad)],
+                             capture_output=True, text=True, timeout=60)
+        assert run.returncode == 0 and "1 file(s) queued again" in run.stdout, run.stdout + run.stderr
+        wait_for(lambda: (status(config).get("problems") or [{"updated": first}])[0]["updated"] > first,
+                 timeout=15, what="the retried file tried again within seconds (not on the 60 s tick)")
+    finally:
+        stop(proc)

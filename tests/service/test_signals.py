@@ -96,3 +96,15 @@ def test_refused_outside_the_main_thread() -> None:
 def _main_thread_only() -> None:
     if threading.current_thread() is not threading.main_thread():
         pytest.skip("signal handlers can only be installed from the main thread")
+
+
+def test_sigusr1_only_wakes_the_loop() -> None:
+    # `asrd retry` sends SIGUSR1 so the daemon looks at the job database at once, not on its idle tick.
+    with SignalFlags() as flags:
+        timer = threading.Timer(0.05, os.kill, (os.getpid(), signal.SIGUSR1))
+        timer.start()
+        start = time.monotonic()
+        flags.wait(10)
+        assert time.monotonic() - start < 5
+        timer.join()
+        assert flags.terms == 0 and not flags.consume_hup()

@@ -23,6 +23,7 @@ and NVML (an open NVML handle keeps an idle GPU awake)."""
 DAEMON_MAY_IMPORT = (
     "asrd",  # the package itself (its version)
     "asrd.config",
+    "asrd.config.sources",  # where each setting came from (the dashboard's System page): pydantic only
     "asrd.records",
     "asrd.media",
     "asrd.logs",

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from pathlib import PurePath
+from pathlib import PurePath, PurePosixPath
 
 import pytest
 
@@ -131,3 +131,24 @@ def test_is_litter_does_not_eat_real_names() -> None:
     assert not is_litter("memo.m4a")
     assert not is_litter(".memo.m4a")  # rsync's suffix is exactly six characters
     assert not is_litter("interview.partial-transcript.mp3")
+
+
+@pytest.mark.parametrize(("relative", "include", "exclude", "rule"), [
+    ("talk.mp3.part", (), (), "temporary name"),
+    (".talk.mp3.Ab3xYz", (), (), "temporary name"),  # rsync
+    ("._talk.mp3", (), (), "litter"),
+    ("@eaDir/talk.mp3", (), (), "skipped folder (@eaDir"),
+    ("talk.srt", (), (), "asrd's output format"),
+    ("notes.pdf", (), (), "not a media extension (.pdf)"),
+    ("drafts/talk.mp3", (), ("drafts/*",), "exclude glob 'drafts/*'"),
+    ("talk.mp3", ("*.wav",), (), "matches no include glob"),
+])
+def test_why_not_names_the_rule(relative: str, include: tuple[str, ...], exclude: tuple[str, ...], rule: str) -> None:
+    rules = IgnoreRules(include, exclude)
+    why = rules.why_not(PurePosixPath(relative))
+    assert why is not None and rule in why
+    assert rules.accepts(PurePosixPath(relative)) is False
+
+
+def test_why_not_is_none_for_accepted_files() -> None:
+    assert IgnoreRules().why_not(PurePosixPath("a/talk.MP3")) is None

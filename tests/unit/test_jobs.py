@@ -587,3 +587,13 @@ def test_search_and_reasons_agree_on_both_stores(store: JobStore) -> None:
     assert [(r.reason, r.count) for r in reasons] == [("not an audio file", 2), ("disk full", 1)]
     assert store.by_id(ids[0]).state is JobState.QUARANTINED  # type: ignore[union-attr]
     assert store.by_id(999) is None
+
+
+def test_claim_skips_paused_inboxes(make_store: Factory) -> None:
+    store = make_store()
+    store.offer(Path("/a/1.wav"), "/a", fp("1"), 1.0)
+    store.offer(Path("/b/2.wav"), "/b", fp("2", inode=2), 2.0)
+    store.offer(Path("/a/3.wav"), "/a", fp("3", inode=3), 3.0)
+    assert [j.path.name for j in store.claim(10.0, 5, skip_inboxes={"/a"})] == ["2.wav"]
+    assert store.claim(10.0, 5, skip_inboxes={"/a", "/b"}) == []
+    assert [j.path.name for j in store.claim(10.0, 5)] == ["1.wav", "3.wav"]  # resumed: in their order

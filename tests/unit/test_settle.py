@@ -198,3 +198,20 @@ def test_stat_is_rate_limited(tracker: StabilityTracker, fs: FakeFS) -> None:
 def test_settle_seconds_must_be_positive() -> None:
     with pytest.raises(ValueError):
         StabilityTracker(0)
+
+
+def test_waiting_says_what_each_file_waits_for_and_until_when(tracker: StabilityTracker, fs: FakeFS) -> None:
+    fs.write(A, 10, 1)
+    fs.write(B, 0, 1)
+    tracker.touch(A, 0.0)
+    tracker.touch(B, 0.0)
+    tracker.step(0.0)
+    fs.write(A, 20, 2)  # still being written
+    tracker.step(2.0)
+    by_path = {w.path: w for w in tracker.waiting()}
+    assert by_path[A].changing and not by_path[A].empty and by_path[A].ready_at == 2.0 + SETTLE
+    assert not by_path[B].changing and by_path[B].empty
+    ready = run(tracker, 2.5, 20.0)
+    assert [r.path for _, r in ready] == [A]
+    assert 7.0 <= ready[0][0] <= 7.0 + tracker.recheck_seconds  # at the first look after ready_at
+    assert [w.path for w in tracker.waiting()] == [B]  # the placeholder waits on

@@ -102,3 +102,19 @@ def test_report_of_a_real_state_directory_renders(tmp_path: Path) -> None:
     finally:
         lock.release()
     assert lines[:2] == [f"asrd daemon: running, pid {os.getpid()}", "model: not loaded (starts with the next file)"]
+
+
+def test_status_shows_the_dashboard_and_where_its_token_is_never_the_token(tmp_path: Path) -> None:
+    from asrd.config import WebSettings
+    from asrd.control.statedir import WEB_TOKEN_NAME
+
+    (tmp_path / WEB_TOKEN_NAME).write_text("s3cret-token-value\n")
+    web = WebSettings(enabled=True, listen="0.0.0.0:8765", auth="token")
+    doc = report(tmp_path, web)
+    assert doc["dashboard"] == {"url": "http://<this machine's address>:8765/", "auth": "token",
+                                "token_file": str(tmp_path / WEB_TOKEN_NAME)}
+    text = render(doc)
+    assert f"dashboard: http://<this machine's address>:8765/ (log in with the token in {tmp_path}" in text
+    assert "s3cret" not in text and "s3cret" not in str(doc)
+    assert "dashboard" not in report(tmp_path, WebSettings())  # off: nothing to show
+    assert "http://127.0.0.1:8765/ (no login (loopback))" in render(report(tmp_path, WebSettings(enabled=True)))
