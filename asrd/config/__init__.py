@@ -19,23 +19,25 @@ from pydantic_settings.exceptions import SettingsError
 
 from asrd.config.sections import (
     LANGUAGES,
-    NOTIFY_EVENTS,
-    ApiSettings,
     DaemonSettings,
-    EnergySettings,
     InboxSettings,
     Language,
-    MediaServerSettings,
-    MetricsSettings,
     ModelSettings,
-    NotifyEvent,
-    NotifySettings,
     OutputSettings,
     SubtitleSettings,
     TranscribeSettings,
     VadSettings,
-    WebSettings,
     available_cpus,
+)
+from asrd.config.services import (
+    NOTIFY_EVENTS,
+    ApiSettings,
+    EnergySettings,
+    MediaServerSettings,
+    MetricsSettings,
+    NotifyEvent,
+    NotifySettings,
+    WebSettings,
     redact_url,
 )
 
