@@ -1,8 +1,9 @@
 """Jobs to the model worker and results back: claiming, the worker's life cycle, writing sidecars.
 
-Owns the one worker process: starts it when there is work (a cold start), restarts it with
-backoff when it dies, and ends it after ``idle_unload_seconds`` with nothing to do - then checks
-the process is really gone, since only that returns all GPU memory.
+The model workers live in a ``WorkerPool`` (asrd/control/pool.py; one slot per ``[model] devices``
+entry, one by default): it starts each when there is work (a cold start), restarts it with backoff
+when it dies, and ends it after ``idle_unload_seconds`` with nothing to do - then checks the process
+is really gone, since only that returns all GPU memory. This module decides what each answer costs.
 """
 
 from __future__ import annotations
@@ -16,30 +17,20 @@ from pathlib import Path
 from asrd.config import InboxSettings, ModelSettings, OutputSettings, Settings, VadSettings
 from asrd.control.fingerprint import Fingerprint, fingerprint, with_full_hash
 from asrd.control.jobs import Failure, Job, JobState, JobStore
+from asrd.control.pool import RESTART_BACKOFF, Lost, WorkerPool, slot_specs
 from asrd.control.status import CurrentFile, ModelDownload
 from asrd.output.cuerules import DEFAULT_RULES, CueRules
 from asrd.output.ownership import for_store
 from asrd.output.sidecars import SidecarError, write_outputs
 from asrd.recognizer import RecognizeOptions
 from asrd.records import SAMPLE_RATE
-from asrd.worker.handle import WorkerHandle, pid_exists
-from asrd.worker.protocol import (
-    Done,
-    Downloading,
-    EngineSpec,
-    Failed,
-    FailureKind,
-    Loaded,
-    LoadFailed,
-    Progress,
-    Task,
-    Worker,
-)
+from asrd.worker.handle import WorkerHandle
+from asrd.worker.protocol import Done, EngineSpec, Failed, FailureKind, Progress, Worker
 
 log = logging.getLogger("asrd.dispatch")
 
 _UNSETTLED = frozenset({JobState.QUEUED, JobState.RUNNING, JobState.FAILED})
-RESTART_BACKOFF = (1.0, 2.0, 5.0, 10.0, 30.0, 60.0)  # seconds before restarting a crashed worker
+__all__ = ["RESTART_BACKOFF", "Dispatcher", "InboxView", "engine_spec", "inbox_views"]
 # What each kind of failure the worker reports costs the file (the worker decides the kind).
 FAILURE_POLICY = {
     FailureKind.NOT_AUDIO: Failure.PERMANENT,
@@ -120,93 +111,101 @@ class Dispatcher:
         self.store = store
         self.views = views
         self.spec = spec
-        self.idle_unload_seconds = idle_unload_seconds
-        self._spawn = spawn
-        self.worker: Worker | None = None
-        self.jobs: dict[int, Job] = {}  # in flight
+        self.pool = WorkerPool(slot_specs(spec), idle_unload_seconds, spawn)  # the workers, one per device
+        self.jobs: dict[int, Job] = {}  # in flight, on any worker
         self.progress: dict[int, CurrentFile] = {}
         self.accepting = True
-        self.model_error: str | None = None
-        self.last_load_seconds: float | None = None
-        self.download: ModelDownload | None = None  # the worker is downloading the model
-        self.patches: tuple[tuple[str, str], ...] = ()  # what the last loaded worker reported
-        self._crashes = 0
-        self._restart_at = 0.0
-        self._idle_since: float | None = None
-        # Jobs in flight when the worker died. Any one of them may be what kills it, so until each
-        # has come back through alone, files go one at a time: a file that crashes the worker
-        # every time then costs only itself attempts, not the files batched with it.
-        self._suspects: set[int] = set()
 
     # ------------------------------------------------------------ the loop's entry points
 
     def step(self, now: float) -> None:
         self._collect(now)
         self._dispatch(now)
-        self._maybe_unload(now)
+        self.pool.unload_idle(now)
 
     def reconfigure(self, views: dict[str, InboxView], spec: EngineSpec, idle_unload_seconds: float) -> None:
         self.views = views
-        self.idle_unload_seconds = idle_unload_seconds
+        self.pool.idle_unload_seconds = idle_unload_seconds
         if spec != self.spec:
             self.spec = spec
-            if self.worker is not None and not self.jobs:
-                log.info("model settings changed: restarting the model worker with the next file")
-                self._end_worker("settings changed")
+            self.pool.reconfigure(slot_specs(spec), idle_unload_seconds)
 
     @property
     def busy(self) -> bool:
         return bool(self.jobs)
 
     @property
-    def model_loaded(self) -> bool:
-        return self.worker is not None and self.worker.loaded is not None
+    def worker(self) -> Worker | None:
+        """The first running worker (the only one with a single slot); ``pool`` has them all."""
+        return next(iter(self.pool.workers), None)
 
-    def fileno(self) -> int | None:
-        return self.worker.fileno() if self.worker is not None else None
+    @property
+    def model_loaded(self) -> bool:
+        return any(w.loaded is not None for w in self.pool.workers)
+
+    @property
+    def last_load_seconds(self) -> float | None:
+        return next((s.load_seconds for s in self.pool.slots if s.load_seconds is not None), None)
+
+    @property
+    def patches(self) -> tuple[tuple[str, str], ...]:
+        """What a loaded worker reported (all load the same code)."""
+        return next((s.patches for s in self.pool.slots if s.patches), ())
+
+    @property
+    def model_error(self) -> str | None:
+        return next((s.model_error for s in self.pool.slots if s.model_error), None)
+
+    @property
+    def download(self) -> ModelDownload | None:
+        return next((s.download for s in self.pool.slots if s.download is not None), None)
+
+    def filenos(self) -> list[int]:
+        """Descriptors that become readable when a worker has something to say."""
+        return self.pool.filenos()
 
     def shutdown(self, now: float, reason: str) -> None:
-        """End the worker; whatever was in flight goes back to the queue without costing an attempt."""
+        """End the workers; whatever was in flight goes back to the queue without costing an attempt."""
+        self.pool.stop(reason)
         for job in list(self.jobs.values()):
             self.store.fail(job.id, now, reason, Failure.CHANGED)
             log.info("requeued %s (%s)", job.path, reason)
         self.jobs.clear()
         self.progress.clear()
-        if self.worker is not None:
-            self._end_worker(reason)
 
     def warm_up(self) -> bool:
-        """Start the worker (it loads the model) before any file needs it; False if it is already there.
+        """Start a worker (it loads the model) before any file needs it; False if one is already there.
         The idle unload applies from then on as after any file."""
-        if self.worker is not None:
-            return False
-        log.info("starting the model worker (warm up)")
-        self.worker = self._spawn(self.spec)
-        return True
+        return self.pool.warm_up()
 
     def unload(self, why: str) -> bool:
-        """End the idle worker now (all its memory back); False when files are in flight or none runs."""
-        if self.worker is None or self.jobs:
+        """End the idle workers now (all their memory back); False when files are in flight or none runs."""
+        if not self.pool.workers or self.jobs:
             return False
-        self._end_worker(why)
+        self.pool.stop(why)
         return True
+
+    def idle_deadline(self) -> float | None:
+        """When the next idle worker will be ended (for the scheduler), or None."""
+        return self.pool.idle_deadline()
 
     # ------------------------------------------------------------ internals
 
     def capacity(self) -> int:
-        """Files to keep in flight: what the loaded worker asks for (it batches their speech), one
-        before it has loaded, and one while a crash is unexplained."""
-        if self.worker is None or self.worker.loaded is None:
-            return 1
-        self._suspects = {i for i in self._suspects if self.store.state_of(i) in _UNSETTLED}
-        return 1 if self._suspects else max(1, self.worker.loaded.capacity)
+        """Files to keep in flight over all workers: what each loaded one asks for (it batches their
+        speech), one for each loading, one each while a crash is unexplained."""
+        self._prune_suspects()
+        isolate = bool(self.pool.suspects)
+        return sum(max(0, s.room(isolate)) + len(s.leases) for s in self.pool.slots if s.worker is not None) or 1
+
+    def _prune_suspects(self) -> None:
+        self.pool.suspects = {i for i in self.pool.suspects if self.store.state_of(i) in _UNSETTLED}
 
     def _dispatch(self, now: float) -> None:
         if not self.accepting:
             return
-        if self.worker is None and now < self._restart_at:
-            return
-        while len(self.jobs) < self.capacity():
+        self._prune_suspects()
+        while (slot := self.pool.place(now)) is not None:
             claimed = self.store.claim(now, 1)
             if not claimed:
                 return
@@ -215,51 +214,42 @@ class Dispatcher:
             if view is None:  # its inbox was removed from the config
                 self.store.fail(job.id, now, "its inbox is no longer configured", Failure.ENVIRONMENT)
                 continue
-            if self.worker is None:
-                log.info("starting the model worker (cold start) for %s", job.path)
-                self.worker = self._spawn(self.spec)
             self.jobs[job.id] = job
-            self._idle_since = None
-            self.worker.send(Task(job.id, os.fsdecode(job.path), view.options))
-            log.info("transcribing %s", job.path)
+            self.pool.assign(now, slot, job.id, os.fsdecode(job.path), view.options)
+            log.info("transcribing %s on worker %s", job.path, slot.name)
 
     def _collect(self, now: float) -> None:
-        if self.worker is None:
-            return
-        try:
-            messages = self.worker.poll()
-        except (EOFError, OSError):
-            self._crashed(now)
-            return
-        for msg in messages:
-            if isinstance(msg, Loaded):
-                self.last_load_seconds = msg.load_seconds
-                self.patches = msg.patches
-                self.model_error = None
-                self.download = None
-                log.info("model loaded on %s in %.1f s (worker pid %d)", msg.device, msg.load_seconds, msg.pid)
-            elif isinstance(msg, LoadFailed):
-                self._load_failed(now, msg.message)
-                return  # the worker is gone; nothing else comes from it
-            elif isinstance(msg, Downloading):
-                self.download = ModelDownload(msg.done_bytes, msg.total_bytes)
-            elif isinstance(msg, Progress):
+        for event in self.pool.collect(now):
+            if isinstance(event, Lost):
+                self._lost(now, event)
+                continue
+            msg = event.msg
+            if isinstance(msg, Progress):
                 job = self.jobs.get(msg.job_id)
                 if job is None:
                     log.debug("dropped progress for job %d, which is not in flight", msg.job_id)
                 else:
                     total = None if msg.total is None else msg.total / SAMPLE_RATE
                     self.progress[msg.job_id] = CurrentFile(os.fsdecode(job.path), msg.done / SAMPLE_RATE, total)
-            elif isinstance(msg, Done | Failed):
-                job = self.jobs.pop(msg.job_id, None)
-                self.progress.pop(msg.job_id, None)
-                if job is None:  # no longer ours (requeued by a shutdown, say): its result must not count
-                    log.warning("dropped a result for job %d, which is not in flight", msg.job_id)
-                elif isinstance(msg, Done):
-                    self._crashes = 0
-                    self._finish(now, job, msg)
-                else:
-                    self._failed(now, job, msg)
+                continue
+            job = self.jobs.pop(msg.job_id, None)
+            self.progress.pop(msg.job_id, None)
+            if job is None:  # no longer ours (requeued by a shutdown, say): its result must not count
+                log.warning("dropped a result for job %d, which is not in flight", msg.job_id)
+            elif isinstance(msg, Done):
+                self._finish(now, job, msg)
+            else:
+                self._failed(now, job, msg)
+
+    def _lost(self, now: float, event: Lost) -> None:
+        """A worker ended with files on it: each is charged as the pool says (a crash: an attempt)."""
+        for job_id in event.job_ids:
+            job = self.jobs.pop(job_id, None)
+            self.progress.pop(job_id, None)
+            if job is None:
+                continue
+            updated = self.store.fail(job.id, now, event.reason, event.kind)
+            log.error("%s: %s on worker %s; %s", job.path, event.reason, event.slot, updated.state.value)
 
     def _finish(self, now: float, job: Job, msg: Done) -> None:
         try:
@@ -300,63 +290,3 @@ class Dispatcher:
             return
         updated = self.store.fail(job.id, now, msg.message, FAILURE_POLICY[msg.kind])
         log.warning("failed %s: %s (%s)", job.path, msg.message, updated.state.value)
-
-    def _crashed(self, now: float) -> None:
-        code = self.worker.exitcode if self.worker is not None else None
-        reason = f"the model worker died (exit code {code}) while transcribing this file"
-        if len(self.jobs) > 1:
-            log.warning("%d files were in flight; until each is retried alone, files go one at a time",
-                        len(self.jobs))
-        for job in list(self.jobs.values()):
-            updated = self.store.fail(job.id, now, reason, Failure.RETRY)
-            log.error("%s: %s; %s", job.path, reason, updated.state.value)
-            if len(self.jobs) > 1:
-                self._suspects.add(job.id)
-        if not self.jobs:
-            log.error("the model worker died (exit code %s)", code)
-        self.jobs.clear()
-        self.progress.clear()
-        self._end_worker("crashed")
-        delay = RESTART_BACKOFF[min(self._crashes, len(RESTART_BACKOFF) - 1)]
-        self._crashes += 1
-        self._restart_at = now + delay
-
-    def _load_failed(self, now: float, message: str) -> None:
-        self.model_error = message
-        for job in list(self.jobs.values()):
-            self.store.fail(job.id, now, f"model unavailable: {message}", Failure.ENVIRONMENT)
-        self.jobs.clear()
-        self._end_worker("model failed to load")
-        delay = RESTART_BACKOFF[min(self._crashes, len(RESTART_BACKOFF) - 1)]
-        self._crashes += 1
-        self._restart_at = now + delay
-
-    def _maybe_unload(self, now: float) -> None:
-        if self.worker is None or self.jobs or self.idle_unload_seconds < 0:
-            self._idle_since = None if self.jobs else self._idle_since
-            return
-        if self._idle_since is None:
-            self._idle_since = now
-        if now - self._idle_since >= self.idle_unload_seconds:
-            self._end_worker(f"idle for {now - self._idle_since:.0f} s")
-
-    def idle_deadline(self) -> float | None:
-        """When the idle worker will be ended (for the scheduler), or None."""
-        if self.worker is None or self.jobs or self.idle_unload_seconds < 0 or self._idle_since is None:
-            return None
-        return self._idle_since + self.idle_unload_seconds
-
-    def _end_worker(self, why: str) -> None:
-        worker, self.worker = self.worker, None
-        self._idle_since = None
-        self.download = None  # a download ends with its worker (the next one resumes from the cache)
-        if worker is None:
-            return
-        pid = worker.pid
-        gone = worker.stop()
-        if pid is not None and pid_exists(pid) and gone:
-            gone = False
-        if gone:
-            log.info("model unloaded: worker pid %s exited (%s); its memory is returned", pid, why)
-        else:
-            log.error("model worker pid %s did not exit (%s)", pid, why)

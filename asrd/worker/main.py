@@ -15,6 +15,8 @@ import logging
 import os
 import threading
 import time
+from collections.abc import MutableMapping
+from dataclasses import replace
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -48,6 +50,7 @@ def worker_main(conn: Connection, spec: EngineSpec) -> None:
     from asrd.logs import setup_logging
 
     setup_logging(spec.log_level)
+    pin_devices(spec, os.environ)
     try:
         recognizer, engine = _build(spec, conn)
     except Exception as err:  # the daemon reports it and retries later with backoff
@@ -70,6 +73,13 @@ def worker_main(conn: Connection, spec: EngineSpec) -> None:
         except EOFError:  # the daemon is gone: nothing to do for anyone
             return
         runner.step()
+
+
+def pin_devices(spec: EngineSpec, environ: MutableMapping[str, str]) -> None:
+    """Narrow the GPUs this worker sees to its slot's, before torch (imported lazily in ``_build``)
+    initialises CUDA: afterwards the variable is ignored. Inside, the device is then plain ``cuda``."""
+    if spec.visible_devices is not None:
+        environ["CUDA_VISIBLE_DEVICES"] = spec.visible_devices
 
 
 def _build(spec: EngineSpec, conn: Sender) -> tuple[Recognizer, Engine]:
@@ -140,6 +150,7 @@ class _Runner:
         self._engine = engine
         self._spec = spec
         self._last_progress: dict[int, float] = {}
+        self._leases: dict[int, int] = {}  # job id -> the lease its answers echo
 
     def submit(self, task: Task) -> None:
         from asrd.worker.audio import probe
@@ -152,7 +163,9 @@ class _Runner:
             total = probe(path).duration  # header only; for progress
             self._engine.submit(FileRequest(task.job_id, path, task.options), total)
         except Exception as err:
-            self._conn.send(_failed(task.job_id, task.path, err))
+            self._conn.send(replace(_failed(task.job_id, task.path, err), lease=task.lease))
+            return
+        self._leases[task.job_id] = task.lease
 
     def step(self) -> None:
         from asrd.worker.engine import FileDone, FileFailed, FileProgress
@@ -163,20 +176,20 @@ class _Runner:
             log.error("the engine failed with %d file(s) in flight", self._engine.in_flight, exc_info=err)
             for key in self._engine.abandon():
                 self._last_progress.pop(key, None)
-                self._conn.send(_failed(key, "", err, logged=True))
+                self._conn.send(replace(_failed(key, "", err, logged=True), lease=self._leases.pop(key, 0)))
             return
         for event in events:
             if isinstance(event, FileProgress):
                 now = time.monotonic()
                 if now - self._last_progress.get(event.key, 0.0) >= _PROGRESS_EVERY:
                     self._last_progress[event.key] = now
-                    self._conn.send(Progress(event.key, event.done, event.total))
+                    self._conn.send(Progress(event.key, event.done, event.total, self._leases.get(event.key, 0)))
             elif isinstance(event, FileDone):
                 self._last_progress.pop(event.key, None)
-                self._conn.send(Done(event.key, event.transcript, event.seconds))
+                self._conn.send(Done(event.key, event.transcript, event.seconds, self._leases.pop(event.key, 0)))
             elif isinstance(event, FileFailed):
                 self._last_progress.pop(event.key, None)
-                self._conn.send(_failed(event.key, "", event.error))
+                self._conn.send(replace(_failed(event.key, "", event.error), lease=self._leases.pop(event.key, 0)))
 
 
 def _failed(job_id: int, path: str, err: BaseException, *, logged: bool = False) -> Failed:

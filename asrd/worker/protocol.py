@@ -25,6 +25,7 @@ class EngineSpec:
     fake_crash_on: str | None = None  # fake only: a file name part that makes the worker die (crash tests)
     fake_fault_on: str | None = None  # fake only: a file name part whose result is malformed (task-fault tests)
     stand_in_hub: str | None = None  # tests only: a folder asrd.testing.hub serves hub ids from, slowly
+    visible_devices: str | None = None  # CUDA_VISIBLE_DEVICES for the worker, set before torch loads; None: inherited
 
 
 class FailureKind(str, Enum):
@@ -43,6 +44,7 @@ class Task:
     job_id: int
     path: str
     options: RecognizeOptions
+    lease: int = 0  # the dispatcher's fencing token for this claim; answers echo it, stale ones are dropped
 
 
 @dataclass(frozen=True)
@@ -73,6 +75,7 @@ class Progress:
     job_id: int
     done: int  # samples
     total: int | None  # samples; None while the file's length is unknown (its header does not say)
+    lease: int = 0  # the task's
 
 
 @dataclass(frozen=True)
@@ -80,6 +83,7 @@ class Done:
     job_id: int
     transcript: Transcript
     seconds: float
+    lease: int = 0  # the task's
 
 
 @dataclass(frozen=True)
@@ -87,6 +91,7 @@ class Failed:
     job_id: int
     kind: FailureKind
     message: str
+    lease: int = 0  # the task's
 
 
 Message = Loaded | LoadFailed | Downloading | Progress | Done | Failed
