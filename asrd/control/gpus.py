@@ -60,7 +60,7 @@ def visible_gpus(
                 break  # CUDA ignores everything from the first invalid entry on
             entries.append(part)
         return tuple(entries)
-    path = shutil.which("nvidia-smi")
+    path = shutil.which("nvidia-smi", path=environ.get("PATH"))
     if path is not None and (text := smi(path)) is not None:
         return parse_smi_list(text)
     try:
