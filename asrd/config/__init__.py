@@ -19,9 +19,11 @@ from pydantic_settings.exceptions import SettingsError
 
 from asrd.config.sections import (
     LANGUAGES,
+    ApiSettings,
     DaemonSettings,
     InboxSettings,
     Language,
+    MediaServerSettings,
     ModelSettings,
     OutputSettings,
     SubtitleSettings,
@@ -35,10 +37,12 @@ __all__ = [
     "ENV_PREFIX",
     "EX_CONFIG",
     "LANGUAGES",
+    "ApiSettings",
     "ConfigError",
     "DaemonSettings",
     "InboxSettings",
     "Language",
+    "MediaServerSettings",
     "ModelSettings",
     "OutputSettings",
     "Settings",
@@ -80,7 +84,9 @@ class Settings(BaseSettings):
     subtitles: SubtitleSettings = SubtitleSettings()
     daemon: DaemonSettings = DaemonSettings()
     web: WebSettings = WebSettings()
+    api: ApiSettings = ApiSettings()
     inbox: tuple[InboxSettings, ...] = ()
+    mediaserver: tuple[MediaServerSettings, ...] = ()
 
     @classmethod
     def settings_customise_sources(

@@ -10,7 +10,7 @@ import string
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import NoDecode
 
 from asrd.media import SidecarFormat
@@ -296,6 +296,43 @@ class WebSettings(_Section):
                 "reverse proxy, or \"none\" to let anyone on the network in)"
             )
         return self
+
+
+class ApiSettings(_Section):
+    """Transcription endpoints other tools already speak, served by the dashboard's server (``[web]``)."""
+
+    asr: bool = False
+    """``POST /asr`` and ``/detect-language``, the API of whisper-asr-webservice (Bazarr's Whisper provider)."""
+    openai: bool = False
+    """``POST /v1/audio/transcriptions``, OpenAI's API (the ``openai`` SDK with ``base_url``)."""
+    wait_seconds: float = Field(3600, gt=0)
+    """How long a request waits for its job; after that it gets 202 and the job's URL (the job goes on)."""
+    max_upload_mb: int = Field(4096, ge=1)
+    """Largest upload accepted, in MiB (a refused one leaves nothing behind)."""
+    keep_hours: float = Field(24, ge=0)
+    """Uploads and their transcripts are deleted this long after they were sent; 0 = kept."""
+
+
+class MediaServerSettings(_Section):
+    """A Jellyfin, Emby or Plex server told to look at a folder once asrd has written subtitles into it."""
+
+    kind: Literal["jellyfin", "emby", "plex"]
+    """Which server this is."""
+    url: str = Field(min_length=1)
+    """Its base URL, e.g. "http://127.0.0.1:8096" (Jellyfin), "http://127.0.0.1:32400" (Plex)."""
+    token: SecretStr = Field(SecretStr(""), repr=False)
+    """Jellyfin/Emby: an API key (Dashboard > API Keys); Plex: an X-Plex-Token. Never logged."""
+    section: int = Field(0, ge=0)
+    """Plex only: the library section id to refresh; 0 = found from the folder (GET /library/sections)."""
+    path_map: dict[str, str] = {}
+    """Folder prefixes as asrd sees them -> as the server sees them, e.g. {"/srv/media" = "/data/media"}."""
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        if not re.match(r"^https?://[^/]+", value):
+            raise ValueError('must be an http:// or https:// URL, e.g. "http://127.0.0.1:8096"')
+        return value.rstrip("/")
 
 
 class InboxSettings(_Section):

@@ -16,6 +16,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Any, Protocol
 
+from asrd.control.apiinbox import enqueue
 from asrd.control.jobs import Failure, JobState, JobStore
 
 log = logging.getLogger("asrd.actions")
@@ -30,6 +31,7 @@ class ActionKind(str, Enum):
     WARM_UP = "warm_up"  # start the model worker before a file needs it
     PAUSE = "pause"  # start no new file (the ones in flight finish)
     RESUME = "resume"
+    ENQUEUE = "enqueue"  # an upload complete in the API inbox (path): a job now; the outcome is its id
 
 
 JOB_ACTIONS = frozenset({ActionKind.RETRY, ActionKind.CANCEL, ActionKind.FORGET})
@@ -40,8 +42,11 @@ class Action:
     kind: ActionKind
     job_id: int | None = None
     who: str = "dashboard"  # for the log line
+    path: Path | None = None  # ENQUEUE: the upload
 
     def __post_init__(self) -> None:
+        if (self.kind is ActionKind.ENQUEUE) != (self.path is not None):
+            raise ValueError(f"{self.kind.value}: a path is {'needed' if self.path is None else 'not taken'}")
         if (self.kind in JOB_ACTIONS) != (self.job_id is not None):
             raise ValueError(f"{self.kind.value}: a job id is {'needed' if self.kind in JOB_ACTIONS else 'not taken'}")
 
@@ -98,6 +103,12 @@ def apply(action: Action, controls: Controls, now: float, *, draining: bool = Fa
     """Do ``action`` (on the daemon loop's thread); the outcome in one line, or ActionRefused."""
     store, dispatcher = controls.store, controls.dispatcher
     kind = action.kind
+    if kind is ActionKind.ENQUEUE:
+        assert action.path is not None
+        try:
+            return str(enqueue(store, action.path, now))
+        except (OSError, ValueError) as err:
+            raise ActionRefused(f"{action.path.name}: {getattr(err, 'strerror', None) or err}") from None
     if kind is ActionKind.RETRY_ALL:
         return f"{store.retry(now)} file(s) queued again"
     if kind is ActionKind.UNLOAD:

@@ -23,6 +23,7 @@ from asrd.control.dispatch import Dispatcher, InboxView, engine_spec, inbox_view
 from asrd.control.ignore import IgnoreRules
 from asrd.control.intake import Intake
 from asrd.control.jobs import Job, JobState, JobStore
+from asrd.control.mediaservers import MediaRefresh
 from asrd.control.mountcache import cache_warning
 from asrd.control.service import ServiceState
 from asrd.control.settle import StabilityTracker
@@ -101,6 +102,7 @@ class Daemon:
         self._idle_deadline: float | None = None
         self._retry_due: float | None = None
         self.web: WebHook | None = None  # [web] the dashboard (asrd.web.hook), only when enabled
+        self.media: MediaRefresh | None = None  # [[mediaserver]] refresh after subtitles are written
 
     # ------------------------------------------------------------ life cycle
 
@@ -114,6 +116,7 @@ class Daemon:
         self._scan_all(now)  # what arrived while the daemon was down
         if self.settings.daemon.rescan_seconds > 0:
             self.timers.every("rescan", self.settings.daemon.rescan_seconds, now)
+        self._start_media()
         if self.settings.web.enabled:  # web hook: the dashboard thread (imported only when enabled)
             from asrd.web.hook import WebHook
 
@@ -160,6 +163,17 @@ class Daemon:
             inbox.stop()
         self.dispatcher.shutdown(now, "interrupted by shutdown")
         self.timers.shutdown()
+        if self.media is not None:
+            self.media.stop()
+
+    def _start_media(self) -> None:
+        if self.media is not None:
+            self.media.servers = self.settings.mediaserver  # a reload: the next refresh uses the new tables
+            return
+        if self.settings.mediaserver:
+            self.media = MediaRefresh(self.settings.daemon.state_dir.expanduser(), self.settings.mediaserver)
+            self.media.start()
+            self.dispatcher.on_done.append(self.media.job_done)
 
     def begin_drain(self) -> None:
         """First SIGTERM: no new work; the file in flight may finish."""
@@ -194,6 +208,7 @@ class Daemon:
         else:
             for key, view in views.items():
                 self.inboxes[key].view = view
+        self._start_media()
         self.timers.cancel("rescan")
         if new.daemon.rescan_seconds > 0:
             self.timers.every("rescan", new.daemon.rescan_seconds, now)

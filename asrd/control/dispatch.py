@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from asrd.config import InboxSettings, ModelSettings, OutputSettings, Settings, VadSettings
+from asrd.control import apiinbox
 from asrd.control.fingerprint import Fingerprint, fingerprint, with_full_hash
 from asrd.control.jobs import Failure, Job, JobState, JobStore
 from asrd.control.pool import RESTART_BACKOFF, Lost, WorkerPool, slot_specs
@@ -50,11 +51,18 @@ class InboxView:
     options: RecognizeOptions
     output: OutputSettings
     rules: CueRules = DEFAULT_RULES
+    # Options per file instead of per inbox (the API inbox: each upload says its language).
+    options_for: Callable[[RecognizeOptions, Path], RecognizeOptions] | None = None
+    private: bool = False  # an internal inbox (the API's): its sidecars are nobody's library
+
+    def file_options(self, path: Path) -> RecognizeOptions:
+        return self.options if self.options_for is None else self.options_for(self.options, path)
 
 
 def inbox_views(settings: Settings) -> dict[str, InboxView]:
     views = {}
-    for configured in settings.inbox:
+    internal = (apiinbox.api_inbox(settings),) if apiinbox.enabled(settings) else ()
+    for configured in (*settings.inbox, *internal):
         # Resolved once, so job paths and `asrd retry FILE` agree however the folder was named.
         inbox = configured.model_copy(update={"path": configured.path.resolve()})
         t, o = settings.transcribe, settings.output
@@ -71,7 +79,9 @@ def inbox_views(settings: Settings) -> dict[str, InboxView]:
             redo_missing=o.redo_missing,
         )
         key = str(inbox.path)
-        views[key] = InboxView(key, inbox, options, output, CueRules.from_settings(settings.subtitles))
+        private = configured in internal
+        views[key] = InboxView(key, inbox, options, output, CueRules.from_settings(settings.subtitles),
+                               apiinbox.options_for if private else None, private)
     return views
 
 
@@ -115,6 +125,8 @@ class Dispatcher:
         self.jobs: dict[int, Job] = {}  # in flight, on any worker
         self.progress: dict[int, CurrentFile] = {}
         self.accepting = True
+        # Called with each finished job and its view on the daemon loop (media-server refresh): must not block.
+        self.on_done: list[Callable[[Job, InboxView | None], None]] = []
 
     # ------------------------------------------------------------ the loop's entry points
 
@@ -215,7 +227,7 @@ class Dispatcher:
                 self.store.fail(job.id, now, "its inbox is no longer configured", Failure.ENVIRONMENT)
                 continue
             self.jobs[job.id] = job
-            self.pool.assign(now, slot, job.id, os.fsdecode(job.path), view.options)
+            self.pool.assign(now, slot, job.id, os.fsdecode(job.path), view.file_options(job.path))
             log.info("transcribing %s on worker %s", job.path, slot.name)
 
     def _collect(self, now: float) -> None:
@@ -280,7 +292,12 @@ class Dispatcher:
             log.warning("%s: %s", "paused" if err.environmental else "quarantined", err)
             self.store.fail(job.id, now, str(err), kind)
             return
-        self.store.complete(job.id, now, [s.path for s in written], _whole(current, job.path))
+        done = self.store.complete(job.id, now, [s.path for s in written], _whole(current, job.path))
+        for listener in self.on_done:
+            try:
+                listener(done, view)
+            except Exception:  # a listener's bug must not undo a finished file
+                log.exception("after %s", job.path)
         log.info("done %s (%.1f s of audio in %.1f s)", job.path, msg.transcript.duration / SAMPLE_RATE, msg.seconds)
 
     def _failed(self, now: float, job: Job, msg: Failed) -> None:
