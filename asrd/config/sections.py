@@ -22,6 +22,7 @@ LANGUAGES: tuple[Language, ...] = get_args(Language)
 
 
 _DEVICE_RE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
+_SLOT_RE = re.compile(r"^(cpu|\d+|(GPU|MIG)-[0-9A-Za-z/-]+)$")  # a worker slot: the CPU, a GPU index or UUID
 
 
 _NAMING_FIELDS = {"stem", "ext", "lang", "name"}
@@ -75,6 +76,10 @@ class ModelSettings(_Section):
         if float(value) < -1:
             raise ValueError('must be -1 (never), 0 or more seconds, or "auto"')
         return float(value)  # an int would not serialise as the declared float
+    devices: Annotated[tuple[str, ...], NoDecode] = ()
+    """One worker process per entry, each pinned to its device before CUDA starts: "auto" (every
+    visible GPU; none: one worker as with []), or a list of GPU indices, GPU/MIG UUIDs and "cpu"
+    entries (CPU workers split ``threads``). [] = one worker on ``device``."""
 
     @field_validator("device")
     @classmethod
@@ -82,6 +87,32 @@ class ModelSettings(_Section):
         if not _DEVICE_RE.match(value):
             raise ValueError("must be auto, cpu, cuda, cuda:N or mps")
         return value
+
+    @field_validator("devices", mode="before")
+    @classmethod
+    def _devices_in(cls, value: Any) -> Any:
+        return ("auto",) if value == "auto" else _split_list(value)
+
+    @field_validator("devices")
+    @classmethod
+    def _devices(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if "auto" in value:
+            if len(value) > 1:
+                raise ValueError('"auto" stands alone: every visible GPU')
+            return value
+        for entry in value:
+            if not _SLOT_RE.match(entry):
+                raise ValueError(f"{entry!r}: each entry is a GPU index, a GPU or MIG UUID, or \"cpu\"")
+        gpus = [e for e in value if e != "cpu"]
+        if len(set(gpus)) != len(gpus):
+            raise ValueError("a GPU is listed twice (one worker per GPU)")
+        return value
+
+    @model_validator(mode="after")
+    def _gpu_slots_need_cuda(self) -> ModelSettings:
+        if self.device in ("cpu", "mps") and any(entry != "cpu" for entry in self.devices):
+            raise ValueError(f'devices lists GPUs but device = "{self.device}": use "auto" or "cuda"')
+        return self
 
     def resolved_threads(self) -> int:
         return self.threads or available_cpus()

@@ -92,11 +92,12 @@ class ActionQueue:
 class Dispatching(Protocol):
     """The part of ``asrd.control.dispatch.Dispatcher`` that actions use."""
 
-    worker: Any
     jobs: dict[int, Any]
     progress: dict[int, Any]
     accepting: bool
 
+    @property
+    def worker(self) -> Any: ...  # a running worker (the first), or None
     def warm_up(self) -> bool: ...
     def unload(self, why: str) -> bool: ...
     def shutdown(self, now: float, reason: str) -> None: ...

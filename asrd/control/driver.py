@@ -78,8 +78,7 @@ class Driver:
         """Turns until a stop; between turns, sleeps until the timeout, a signal, a watcher's or a
         timer's wake-up, or a message from the model worker."""
         while (timeout := self.turn()) is not None:
-            fd = self.daemon.dispatcher.fileno()
-            self.flags.wait(timeout, [fd] if fd is not None else [])
+            self.flags.wait(timeout, self.daemon.dispatcher.filenos())
 
     def shutdown(self) -> None:
         """Watchers stopped, the worker ended (asked, then killed after a bounded wait), in-flight

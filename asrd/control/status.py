@@ -73,6 +73,18 @@ class InboxState:
 
 
 @dataclass(frozen=True)
+class SlotState:
+    """One model worker slot (``[model] devices``): its device, process and files in flight."""
+
+    name: str  # "worker" (the one slot), "gpu 0", "gpu GPU-...", "cpu1"
+    phase: str  # off, loading, downloading, idle, busy, error
+    pid: int | None
+    device: str | None  # as the loaded worker reports it
+    in_flight: int
+    crashes: int  # since its last finished file
+
+
+@dataclass(frozen=True)
 class LiveState:
     """Written by the daemon to ``state_dir/status.json`` whenever it changes."""
 
@@ -89,6 +101,7 @@ class LiveState:
     patches: tuple[tuple[str, str], ...] = ()  # FunASR patches, (name, state), as the worker reported
     current: tuple[CurrentFile, ...] = ()
     inboxes: tuple[InboxState, ...] = ()
+    slots: tuple[SlotState, ...] = ()
     updated: float = field(default_factory=time.time)
 
     def line(self, queued: int) -> str:
@@ -116,6 +129,7 @@ def read_live(state_dir: Path) -> LiveState | None:
         data = json.loads((state_dir / STATUS_NAME).read_text(encoding="utf-8"))
         data["current"] = tuple(CurrentFile(**c) for c in data.get("current", ()))
         data["inboxes"] = tuple(InboxState(**i) for i in data.get("inboxes", ()))
+        data["slots"] = tuple(SlotState(**w) for w in data.get("slots", ()))
         data["patches"] = tuple((str(name), str(state)) for name, state in data.get("patches", ()))
         if data.get("download") is not None:
             data["download"] = ModelDownload(**data["download"])
@@ -207,6 +221,13 @@ def render(doc: dict[str, Any]) -> str:
                 cold = live.get("last_load_seconds")
                 extra = f"; the last load took {cold:.1f} s" if cold else ""
                 lines.append(f"model: not loaded (starts with the next file{extra})")
+            slots = live.get("slots") or []
+            for slot in slots if len(slots) > 1 else ():
+                pid = f", pid {slot['pid']}" if slot["pid"] else ""
+                where = f" on {slot['device']}" if slot["device"] else ""
+                crashes = f", {slot['crashes']} crash(es)" if slot["crashes"] else ""
+                flight = f"{slot['in_flight']} in flight"
+                lines.append(f"worker {slot['name']}: {slot['phase']}{where}, {flight}{pid}{crashes}")
             if live.get("model_error"):
                 lines.append(f"model error: {live['model_error']}")
             if live.get("patches"):

@@ -123,11 +123,12 @@ class ScriptedWorker:
                 return
             if isinstance(reply, Finish):
                 samples = round(reply.seconds * SAMPLE_RATE)
-                self._outbox.append(Done(task.job_id, Transcript(Path(task.path), samples), reply.seconds))
+                transcript = Transcript(Path(task.path), samples)
+                self._outbox.append(Done(task.job_id, transcript, reply.seconds, lease=task.lease))
             elif isinstance(reply, Fail):
-                self._outbox.append(Failed(task.job_id, reply.kind, reply.message))
+                self._outbox.append(Failed(task.job_id, reply.kind, reply.message, task.lease))
             elif isinstance(reply, Report):
-                self._outbox.append(Progress(task.job_id, reply.done, reply.total))
+                self._outbox.append(Progress(task.job_id, reply.done, reply.total, task.lease))
 
     def poll(self, timeout: float = 0.0) -> list[Message]:
         if not self._outbox and not self.alive():

@@ -15,6 +15,8 @@ import logging
 import os
 import threading
 import time
+from collections.abc import MutableMapping
+from dataclasses import replace
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -53,6 +55,7 @@ def worker_main(conn: Connection, spec: EngineSpec) -> None:
     from asrd.worker.ledger import Ledger
 
     setup_logging(spec.log_level)
+    pin_devices(spec, os.environ)
     meter = _open_meter(spec)  # before the model loads: the cold start is measured too
     ledger = Ledger(_read(meter, ()), meter.method)
     try:
@@ -104,6 +107,13 @@ def _read(meter: Meter, last: Domains) -> Domains:
     except Exception as err:
         log.warning("energy meter read failed: %s", err)
         return last
+
+
+def pin_devices(spec: EngineSpec, environ: MutableMapping[str, str]) -> None:
+    """Narrow the GPUs this worker sees to its slot's, before torch (imported lazily in ``_build``)
+    initialises CUDA: afterwards the variable is ignored. Inside, the device is then plain ``cuda``."""
+    if spec.visible_devices is not None:
+        environ["CUDA_VISIBLE_DEVICES"] = spec.visible_devices
 
 
 def _build(spec: EngineSpec, conn: Sender) -> tuple[Recognizer, Engine]:
@@ -182,6 +192,7 @@ class _Runner:
         self._ledger = ledger if ledger is not None else Ledger(self._reading, self._meter.method)
         self._keys: set[int] = set()  # files in flight, for the ledger
         self._last_progress: dict[int, float] = {}
+        self._leases: dict[int, int] = {}  # job id -> the lease its answers echo
 
     def _tick(self) -> None:
         self._reading = _read(self._meter, self._reading)
@@ -204,9 +215,10 @@ class _Runner:
             total = probe(path).duration  # header only; for progress
             self._engine.submit(FileRequest(task.job_id, path, task.options), total)
         except Exception as err:
-            self._conn.send(_failed(task.job_id, task.path, err))
+            self._conn.send(replace(_failed(task.job_id, task.path, err), lease=task.lease))
             return
         self._keys.add(task.job_id)
+        self._leases[task.job_id] = task.lease
 
     def step(self) -> None:
         from asrd.worker.engine import FileDone, FileFailed, FileProgress
@@ -220,7 +232,7 @@ class _Runner:
                 self._last_progress.pop(key, None)
                 self._ledger.drop(key)
                 self._keys.discard(key)
-                self._conn.send(_failed(key, "", err, logged=True))
+                self._conn.send(replace(_failed(key, "", err, logged=True), lease=self._leases.pop(key, 0)))
             return
         self._ledger.work(self._engine.take_work())
         self._tick()  # before settling: the files done in this step were in flight in it
@@ -229,16 +241,17 @@ class _Runner:
                 now = time.monotonic()
                 if now - self._last_progress.get(event.key, 0.0) >= _PROGRESS_EVERY:
                     self._last_progress[event.key] = now
-                    self._conn.send(Progress(event.key, event.done, event.total))
+                    self._conn.send(Progress(event.key, event.done, event.total, self._leases.get(event.key, 0)))
             elif isinstance(event, FileDone):
                 self._last_progress.pop(event.key, None)
                 self._keys.discard(event.key)
-                self._conn.send(Done(event.key, event.transcript, event.seconds, self._ledger.settle(event.key)))
+                self._conn.send(Done(event.key, event.transcript, event.seconds, self._ledger.settle(event.key),
+                                     lease=self._leases.pop(event.key, 0)))
             elif isinstance(event, FileFailed):
                 self._last_progress.pop(event.key, None)
                 self._keys.discard(event.key)
                 self._ledger.drop(event.key)
-                self._conn.send(_failed(event.key, "", event.error))
+                self._conn.send(replace(_failed(event.key, "", event.error), lease=self._leases.pop(event.key, 0)))
 
 
 def _failed(job_id: int, path: str, err: BaseException, *, logged: bool = False) -> Failed:

@@ -27,6 +27,7 @@ class EngineSpec:
     fake_crash_on: str | None = None  # fake only: a file name part that makes the worker die (crash tests)
     fake_fault_on: str | None = None  # fake only: a file name part whose result is malformed (task-fault tests)
     stand_in_hub: str | None = None  # tests only: a folder asrd.testing.hub serves hub ids from, slowly
+    visible_devices: str | None = None  # CUDA_VISIBLE_DEVICES for the worker, set before torch loads; None: inherited
 
 
 class FailureKind(str, Enum):
@@ -45,6 +46,7 @@ class Task:
     job_id: int
     path: str
     options: RecognizeOptions
+    lease: int = 0  # the dispatcher's fencing token for this claim; answers echo it, stale ones are dropped
 
 
 @dataclass(frozen=True)
@@ -75,6 +77,7 @@ class Progress:
     job_id: int
     done: int  # samples
     total: int | None  # samples; None while the file's length is unknown (its header does not say)
+    lease: int = 0  # the task's
 
 
 @dataclass(frozen=True)
@@ -83,6 +86,7 @@ class Done:
     transcript: Transcript
     seconds: float
     energy: FileEnergy | None = None  # None: a worker that does not meter (the scripted twin)
+    lease: int = 0  # the task's
 
 
 @dataclass(frozen=True)
@@ -90,6 +94,7 @@ class Failed:
     job_id: int
     kind: FailureKind
     message: str
+    lease: int = 0  # the task's
 
 
 @dataclass(frozen=True)

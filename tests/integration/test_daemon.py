@@ -372,7 +372,7 @@ def test_after_a_crash_with_several_in_flight_files_go_alone_until_explained(tmp
 
     def settled() -> bool:
         d = h.daemon.dispatcher
-        if d._suspects:
+        if d.pool.suspects:
             alone_checks.append(len(d.jobs) <= 1)
         h.offset += 5  # let the backoffs pass on the fake clock
         return h.state("poison.flac") == JobState.QUARANTINED and h.done("a.flac", "b.flac", "c.flac")()

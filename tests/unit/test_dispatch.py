@@ -10,10 +10,11 @@ from pathlib import Path
 import pytest
 
 from asrd.config import load_settings
-from asrd.control.dispatch import RESTART_BACKOFF, Dispatcher, engine_spec, inbox_views
+from asrd.control.dispatch import Dispatcher, engine_spec, inbox_views
 from asrd.control.fingerprint import fingerprint
 from asrd.control.jobs import JobState
 from asrd.control.jobs_memory import MemoryJobStore
+from asrd.control.pool import RESTART_BACKOFF
 from asrd.records import Transcript
 from asrd.testing.scripted_worker import Crash, Fail, Hang, Report, WorkerScript
 from asrd.worker.protocol import Done, Failed, FailureKind, Progress
@@ -72,7 +73,8 @@ def test_a_source_failure_for_a_vanished_file_forgets_it(tmp_path: Path) -> None
     path.unlink()
     assert rig.script.workers[0].in_flight
     job_id = next(iter(rig.dispatcher.jobs))
-    rig.script.workers[0].push(Failed(job_id, FailureKind.SOURCE, "No such file or directory"))
+    lease = rig.script.workers[0].in_flight[job_id].lease  # the answer names the claim it answers
+    rig.script.workers[0].push(Failed(job_id, FailureKind.SOURCE, "No such file or directory", lease))
     rig.dispatcher.step(T0)
     assert rig.store.get(path) is None
 
@@ -90,7 +92,7 @@ def test_crash_restarts_back_off_exponentially_up_to_a_cap_and_reset_after_a_suc
         rig.dispatcher.step(now)  # then the end
         assert rig.dispatcher.worker is None and rig.state(path) is JobState.FAILED
         rig.store.retry(now, path)  # due again at once: only the restart delay holds it back
-        restart = rig.dispatcher._restart_at
+        restart = rig.dispatcher.pool.slots[0].restart_at
         delays.append(restart - now)
         rig.dispatcher.step(restart - 0.001)
         assert len(rig.script.workers) == spawned + 1, "restarted before its backoff was over"
@@ -106,7 +108,7 @@ def test_crash_restarts_back_off_exponentially_up_to_a_cap_and_reset_after_a_suc
     rig.add("other.wav")
     for _ in range(3):
         rig.dispatcher.step(now)
-    assert rig.dispatcher._restart_at - now == RESTART_BACKOFF[0]
+    assert rig.dispatcher.pool.slots[0].restart_at - now == RESTART_BACKOFF[0]
 
 
 def test_a_file_changed_while_transcribed_is_redone_not_written(tmp_path: Path) -> None:
@@ -183,7 +185,7 @@ def test_results_for_unknown_jobs_are_logged_and_dropped(tmp_path: Path, caplog:
     worker = rig.script.workers[0]
     for stray in (Progress(999, 1, 2), Done(999, _empty(path), 0.1), Failed(998, FailureKind.ERROR, "x")):
         worker.push(stray)
-    with caplog.at_level(logging.WARNING, "asrd.dispatch"):
+    with caplog.at_level(logging.WARNING):
         rig.dispatcher.step(T0)
     assert "job 999" in caplog.text and "job 998" in caplog.text
     assert rig.state(path) is JobState.RUNNING and len(rig.dispatcher.jobs) == 1

@@ -11,7 +11,7 @@ from asrd.control.fingerprint import Fingerprint
 from asrd.control.jobs import Failure
 from asrd.control.jobs_sqlite import SqliteJobStore
 from asrd.control.statedir import DB_NAME, StateLock
-from asrd.control.status import CurrentFile, InboxState, LiveState, render, report, write_live
+from asrd.control.status import CurrentFile, InboxState, LiveState, SlotState, read_live, render, report, write_live
 
 QUEUE = {"queued": 2, "running": 1, "done": 7, "failed": 0, "quarantined": 1}
 
@@ -118,3 +118,15 @@ def test_status_shows_the_dashboard_and_where_its_token_is_never_the_token(tmp_p
     assert "s3cret" not in text and "s3cret" not in str(doc)
     assert "dashboard" not in report(tmp_path, WebSettings())  # off: nothing to show
     assert "http://127.0.0.1:8765/ (no login (loopback))" in render(report(tmp_path, WebSettings(enabled=True)))
+
+
+def test_each_worker_slot_is_listed_when_there_are_several(tmp_path: Path) -> None:
+    slots = (SlotState("gpu 0", "busy", 43, "cuda", 5, 0), SlotState("gpu 1", "off", None, None, 0, 1))
+    text = render(doc(live(model_loaded=True, worker_pid=43, device="cuda", last_load_seconds=3.0, slots=slots)))
+    assert "worker gpu 0: busy on cuda, 5 in flight, pid 43" in text.splitlines()
+    assert "worker gpu 1: off, 0 in flight, 1 crash(es)" in text.splitlines()
+    one = render(doc(live(slots=slots[:1])))
+    assert "worker gpu 0" not in one  # one worker: the model line says it all
+    write_live(tmp_path, LiveState(pid=1, version="x", started=0.0, phase="running", model_loaded=True, slots=slots))
+    back = read_live(tmp_path)
+    assert back is not None and back.slots == slots

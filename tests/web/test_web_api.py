@@ -207,3 +207,14 @@ def test_model_page_with_automatic_idle_unload() -> None:
     client = TestClient(build_app(port, Hub(port.snapshot()), Policy("auto", frozenset())), base_url=ORIGIN)
     answer = client.get("/model")
     assert answer.status_code == 200 and 'idle_unload_seconds = "auto"' in answer.text
+
+
+def test_model_page_lists_each_worker_slot(client: TestClient, port: MemoryPort) -> None:
+    from asrd.control.status import SlotState
+
+    assert "<h2>Workers</h2>" not in client.get("/model").text  # one worker: the page as it was
+    port.set_live(slots=(SlotState("gpu 0", "busy", 4242, "cuda", 3, 0), SlotState("gpu 1", "off", None, None, 0, 2)))
+    page = client.get("/model").text
+    assert page.count('<tr class="slot">') == 2
+    assert "<td>gpu 0</td><td>busy</td><td>cuda</td><td>3</td><td>4242</td>" in page
+    assert "<td>gpu 1</td><td>off</td><td></td><td>0</td><td></td><td>2</td>" in page
