@@ -9,13 +9,15 @@ may use: the daemon writes sidecars, the worker assembles transcripts.
 Module map::
 
     cli.py            the ``asrd`` command line (entry point)
-    config/           the typed configuration tree (TOML + ASRD_* environment); sections.py: its parts
+    config/           the typed configuration tree (TOML + ASRD_* environment): sections, services
     transcribe.py     the in-process runner behind ``asrd transcribe`` and ``asrd bench``
     bench.py          ``asrd bench``: asrd against FunASR's own pipelines
     records.py        frozen records passed between stages (time as integer sample offsets)
     media.py          leaf constants: media extensions, the sidecar temp-file prefix
     logs.py           logging for every asrd process (journal-aware)
     control/          the daemon process: watch -> settle -> jobs -> dispatch -> sidecars
+    web/              the dashboard and its APIs: a thread in the daemon, only when [web] is on
+    energy/           energy records, grid intensity, reports and the window planner (daemon side)
     worker/           the model worker process: decode -> VAD -> batch -> recognize
     output/           transcripts into .txt .srt .vtt .json: assembly, text guards, cues, writers
     recognizer/       the recognizer interface, the FunASR engine and its fake twin
