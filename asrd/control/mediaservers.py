@@ -74,8 +74,10 @@ def _scrub(text: str, token: str) -> str:
 class Sender:
     """One HTTP request per refresh (urllib; no new dependency). ``opener`` is swappable for tests."""
 
-    def __init__(self, opener: Callable[..., Any] = urllib.request.urlopen) -> None:
-        self.open = opener
+    def __init__(self, opener: Callable[..., Any] | None = None) -> None:
+        # A fresh opener per request by default: urlopen()'s process-wide one keeps the proxy settings of
+        # its first call (a test's dead proxy, or an environment since changed).
+        self.open = opener or (lambda *args, **kwargs: urllib.request.build_opener().open(*args, **kwargs))
         self.plex_sections: dict[int, list[tuple[str, str]]] = {}  # server -> (section id, location)
 
     def send(self, index: int, server: MediaServerSettings, folder: str) -> None:

@@ -41,7 +41,8 @@ def post_webhook(url: str, secret: str, event: str, body: bytes) -> None:
     if secret:
         headers[SIGNATURE_HEADER] = sign(body, secret)
     request = urllib.request.Request(url, data=body, headers=headers, method="POST")
-    with urllib.request.urlopen(request, timeout=WEBHOOK_TIMEOUT) as answer:
+    # A fresh opener: urlopen()'s process-wide one keeps the proxy settings of its first call.
+    with urllib.request.build_opener().open(request, timeout=WEBHOOK_TIMEOUT) as answer:
         answer.read()
 
 

@@ -241,7 +241,9 @@ def check_reachable(model_id: str, hub: str, timeout: float = REACH_TIMEOUT) -> 
     """Ask the hub about the model with a short timeout; ModelError saying what to do if it does not answer."""
     url = _probe_url(model_id, hub)
     try:
-        with urllib.request.urlopen(url, timeout=timeout):
+        # A fresh opener reads the proxy settings of now; urlopen() would build the process-wide one
+        # from whatever the environment said at its first call, and keep it.
+        with urllib.request.build_opener().open(url, timeout=timeout):
             pass
     except urllib.error.HTTPError as err:
         if err.code in (401, 403, 404):
