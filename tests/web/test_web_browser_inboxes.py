@@ -4,11 +4,7 @@ test_web_browser.py ($ASRD_SCREENSHOTS, else the test's temporary folder)."""
 
 from __future__ import annotations
 
-import os
 import shutil
-import signal
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,10 +12,11 @@ from typing import Any
 
 import httpx
 import pytest
-from test_web_browser import BROWSER, DATA, SIZES, free_port, shots_dir
+from test_web_browser import BROWSER, DATA, SIZES, free_port
 
 from asrd.control.jobs_sqlite import SqliteJobStore
 from asrd.control.statedir import DB_NAME
+from asrd.testing.dashboard import running_dashboard, shots_dir
 
 pytestmark = pytest.mark.browser
 PAGES = {"now": "/", "unqueued": "/files/unqueued", "inboxes": "/inboxes", "system": "/system"}
@@ -50,27 +47,8 @@ def daemon(tmp_path: Path, tiny_sensevoice_dir: Path) -> Iterator[tuple[str, Pat
         "[[inbox]]", f'path = "{talks}"', "settle_seconds = 0.5", 'hotwords = ["asrd"]',
         "[[inbox]]", f'path = "{slow}"', "settle_seconds = 120", 'language = "zh"', 'formats = ["srt"]',
     ]) + "\n")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("ASRD_", "NOTIFY_", "WATCHDOG_"))}
-    proc = subprocess.Popen([sys.executable, "-m", "asrd", "run", "--config", str(config)], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        end = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(url + "/api/status", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if proc.poll() is not None or time.monotonic() > end:
-                raise AssertionError(f"the dashboard did not come up:\n{proc.communicate()[0]}")
-            time.sleep(0.1)
+    with running_dashboard(config, port) as url:
         yield url, talks, slow, state
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-        out = proc.communicate(timeout=60)[0]
-        assert proc.returncode == 0, out
 
 
 def wait(check: Any, what: str, timeout: float = 150.0) -> None:

@@ -7,12 +7,8 @@ Screenshots go to $ASRD_SCREENSHOTS (docs/screenshots is made this way), else th
 
 from __future__ import annotations
 
-import os
 import shutil
-import signal
 import socket
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,6 +16,8 @@ from typing import Any
 
 import httpx
 import pytest
+
+from asrd.testing.dashboard import running_dashboard, shots_dir
 
 pytestmark = pytest.mark.browser
 
@@ -62,33 +60,8 @@ def daemon(tmp_path: Path, tiny_sensevoice_dir: Path) -> Iterator[tuple[str, Pat
         "[web]", "enabled = true", f'listen = "127.0.0.1:{port}"', 'allowed_hosts = ["nas.lan"]',
         "[[inbox]]", f'path = "{inbox}"', "settle_seconds = 0.5",
     ]) + "\n")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("ASRD_", "NOTIFY_", "WATCHDOG_"))}
-    proc = subprocess.Popen([sys.executable, "-m", "asrd", "run", "--config", str(config)], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        end = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(url + "/api/status", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if proc.poll() is not None or time.monotonic() > end:
-                raise AssertionError(f"the dashboard did not come up:\n{proc.communicate()[0]}")
-            time.sleep(0.1)
+    with running_dashboard(config, port) as url:
         yield url, inbox, port
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-        out = proc.communicate(timeout=60)[0]
-        assert proc.returncode == 0, out
-
-
-def shots_dir(tmp_path: Path) -> Path:
-    folder = Path(os.environ.get("ASRD_SCREENSHOTS") or tmp_path / "screenshots")
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
 
 
 def test_upload_three_files_and_record_a_memo(chromium: Any, daemon: tuple[str, Path, int], tmp_path: Path) -> None:
