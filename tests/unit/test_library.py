@@ -24,6 +24,7 @@ from asrd.control.library import (
     excerpt,
     grams,
     plan,
+    terms,
 )
 from asrd.records import SAMPLE_RATE
 
@@ -106,7 +107,8 @@ def test_filters(filled: JobStore, scan_cues: int, monkeypatch: pytest.MonkeyPat
     assert found(filled, "天", emotion="HAPPY") == [(1, 0), (1, 2)]
     assert found(filled, "天", emotion="HAP") == []  # whole labels only
     assert found(filled, "天 不错", language="zh") == [(1, 2)]
-    assert found(filled, "a-", language="en") == [] and found(filled, "ox", language="en") == [(3, 2)]
+    assert found(filled, "ox", language="en") == [(3, 2)] and found(filled, "an-", language="en") == []
+    assert found(filled, "a-", language="en") == [(3, 2)]  # a short term is its letters: "a" starts a word
     assert [s.job_id for s in filled.library.browse(LibraryQuery(event="Laughter")).summaries] == [2]
     listed = filled.library.browse(LibraryQuery(limit=2))
     assert [s.job_id for s in listed.summaries] == [1, 2] and listed.total == 3  # newest first, paged
@@ -144,6 +146,24 @@ def test_quotes_and_fts_syntax_are_plain_text(filled: JobStore) -> None:
     for query in ['"', "AND", "a OR b", "NEAR(x y)", "*", "公园\"", "-", "%", "_"]:
         filled.library.search(LibraryQuery(text=query))  # never an FTS5 syntax error
     assert found(filled, '"公园"') == [(1, 0)]
+    for query in ["?", "。", "-", "!!"]:
+        assert found(filled, query) == []  # punctuation alone is no term (and no scan of every cue)
+    assert found(filled, "。天") == found(filled, "天") == [(1, 0), (1, 2)]
+
+
+@pytest.mark.parametrize("scan_cues", [10_000, -1], ids=["few-cues-read", "indexes-intersected"])
+def test_terms_for_both_indexes(store: JobStore, scan_cues: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("asrd.control.library_sqlite.SCAN_CUES", scan_cues)
+    for job_id, lang in ((1, "zh"), (2, "en"), (3, "zh")):
+        store.library.put(entry(job_id, ["会议 meeting 的", "会议 only", "meeting only", "the 的 end"],
+                                language=lang, done=float(job_id)))
+    assert found(store, "会议 meeting") == [(3, 0), (2, 0), (1, 0)]
+    assert found(store, "会议 meeting", language="en") == [(2, 0)]
+    assert found(store, "会议 meeting", limit=1, offset=1) == [(2, 0)]
+    assert found(store, "the 的", language="zh") == [(3, 3), (1, 3)]
+    assert found(store, "会议 the") == [] and found(store, "会议 the", language="zh") == []
+    page = store.library.search(LibraryQuery(text="的 meeting", limit=1))
+    assert page.total == 3 and len(page.hits) == 1
 
 
 def test_backfill_from_json_sidecars(store: JobStore, tmp_path: Path) -> None:
@@ -175,5 +195,6 @@ def test_malformed_json_is_refused() -> None:
 
 def test_grams_and_plan() -> None:
     assert grams("我在公园 ok") == "我 在 公 园 我在 在公 公园  ok"
-    p = plan(["公园", "ok", "语音识别", "a-"])
-    assert p.grams == ("公园", "ok") and p.trigram == ("语音识别",) and p.scan == ("a-",)
+    p = plan(terms("公园 ok 语音识别 a- 。"))
+    assert p.grams == ("公园", "ok", "a") and p.trigram == ("语音识别",)
+    assert terms("? -- 。的 k! ok! x\u0301") == ["的", "k", "ok!", "x"]  # short terms: letters and digits only
