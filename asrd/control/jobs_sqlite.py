@@ -30,8 +30,8 @@ from asrd.control.jobs import (
     ReasonCount,
 )
 from asrd.control.jobs_base import _BaseStore, _like
+from asrd.control.library_sqlite import ALERTED, SqliteLibrary
 from asrd.control.library_sqlite import SCHEMA as _V3
-from asrd.control.library_sqlite import SqliteLibrary
 from asrd.output.alerts import AlertMatch
 
 _V2 = (
@@ -89,6 +89,7 @@ _PROBLEM = "(+state IN ('failed', 'quarantined') OR (+state = 'queued' AND last_
 _INDEXES = (
     f"CREATE INDEX IF NOT EXISTS job_problem ON job (updated, id) WHERE {_PROBLEM}",
     f"CREATE INDEX IF NOT EXISTS job_problem_reason ON job (last_error, updated) WHERE {_PROBLEM}",
+    "CREATE INDEX IF NOT EXISTS outcome_path ON outcome (path, state, at)",  # the "files with alerts" filter
 )
 
 
@@ -301,6 +302,8 @@ class SqliteJobStore(_BaseStore):
         if query.reason:
             where.append("last_error LIKE ? ESCAPE '\\'")
             args.append(_like(query.reason))
+        if query.alerts:
+            where.append(ALERTED.format(job="job"))
         cond = " AND ".join(where)
         total = self._db.execute(f"SELECT COUNT(*) FROM job WHERE {cond}", args).fetchone()[0]
         order = "not_before, id" if query.due_order else "updated DESC, id DESC"

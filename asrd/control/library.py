@@ -86,6 +86,7 @@ class LibraryQuery:
     max_duration: int | None = None
     emotion: str = ""
     event: str = ""
+    alerts: bool = False  # only transcripts that matched a keyword alert (the file's latest done outcome)
     limit: int = 50
     offset: int = 0
 

@@ -47,6 +47,9 @@ SCHEMA = (
     "CREATE VIRTUAL TABLE IF NOT EXISTS cue_gram USING fts5(grams, tokenize = 'unicode61 remove_diacritics 0', "
     "prefix = '1 2')",
 )
+# A job (the table or alias named by {job}) whose path's latest done outcome has keyword alert matches.
+ALERTED = ("EXISTS (SELECT 1 FROM outcome o WHERE o.path = {job}.path AND o.state = 'done' AND o.alerts != '[]' "
+           "AND o.at = (SELECT MAX(o2.at) FROM outcome o2 WHERE o2.path = {job}.path AND o2.state = 'done'))")
 SCAN_CUES = 10_000  # filters leaving at most this many cues are matched by reading them, not by the index
 _SUMMARY = "t.job_id, t.inbox, t.name, t.language, t.duration, t.done, t.emotions, t.events, t.cues"
 
@@ -78,6 +81,8 @@ def _filters(q: LibraryQuery) -> tuple[list[str], list[Any]]:
         if label:  # stored as |A|B|: a whole label matches, never part of one
             where.append(f"instr(t.{column}, ?) > 0")
             args.append(f"|{label}|")
+    if q.alerts:
+        where.append(f"t.job_id IN (SELECT j.id FROM job j WHERE {ALERTED.format(job='j')})")
     return where, args
 
 

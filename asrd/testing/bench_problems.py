@@ -71,7 +71,7 @@ def main() -> None:
         started = time.perf_counter()
         fill(store, args.problems, args.done)
         print(f"filled {args.problems} problems and {args.done} done jobs in {time.perf_counter() - started:.1f} s")
-        port = MemoryPort(store=store)  # type: ignore[arg-type]  # the SQLite store behind the twin's port
+        port: Any = MemoryPort(store=store)  # type: ignore[arg-type]  # the SQLite store behind the twin's port
         hub = Hub(port.snapshot())
         port.listen(hub.publish)
         client = TestClient(build_app(port, hub, Policy("auto", frozenset())), base_url=ORIGIN)

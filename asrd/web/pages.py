@@ -129,7 +129,7 @@ async def files(request: Request) -> Response:
         return page(request, "files.html", 400, error=str(err), jobs=[], total=0, page_no=1, pages=1, form={})
     found = port.jobs.search(query)
     snap = port.snapshot()
-    form = {k: request.query_params.get(k, "") for k in ("q", "state", "reason")}
+    form = {k: request.query_params.get(k, "") for k in ("q", "state", "reason", "alerts")}
     pages = max(1, -(-found.total // per_page))
 
     def link(n: int) -> str:

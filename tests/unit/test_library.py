@@ -198,3 +198,29 @@ def test_grams_and_plan() -> None:
     p = plan(terms("公园 ok 语音识别 a- 。"))
     assert p.grams == ("公园", "ok", "a") and p.trigram == ("语音识别",)
     assert terms("? -- 。的 k! ok! x\u0301") == ["的", "k", "ok!", "x"]  # short terms: letters and digits only
+
+
+@pytest.mark.parametrize("scan_cues", [10_000, -1], ids=["few-cues-read", "indexes-walked"])
+def test_files_with_alerts(store: JobStore, scan_cues: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The library's and the job list's "files with alerts": the file's latest done outcome matched an alert."""
+    from asrd.control.jobs import JobQuery, JobState, Outcome
+    from asrd.output.alerts import AlertMatch
+
+    monkeypatch.setattr("asrd.control.library_sqlite.SCAN_CUES", scan_cues)
+    ids = []
+    for name in ("call1.m4a", "call2.m4a", "call3.m4a"):
+        job = store.offer(Path("/in/a") / name, "/in/a", Fingerprint(1, len(ids) + 1, 1, 1, name), 0.0)
+        assert job is not None
+        ids.append(job.id)
+        store.library.put(entry(job.id, ["我要投诉你们", "谢谢"]))
+    hit = (AlertMatch("投诉", 0, S, "我要投诉你们"),)
+    store.record_outcome(Outcome(Path("/in/a/call1.m4a"), "/in/a", JobState.DONE, 10.0, 5.0, alerts=hit))
+    store.record_outcome(Outcome(Path("/in/a/call2.m4a"), "/in/a", JobState.DONE, 11.0, 5.0, alerts=hit))
+    store.record_outcome(Outcome(Path("/in/a/call2.m4a"), "/in/a", JobState.DONE, 12.0, 5.0))  # redone: no alert
+    store.record_outcome(Outcome(Path("/in/a/call3.m4a"), "/in/a", JobState.DONE, 13.0, 5.0))
+    store.record_outcome(Outcome(Path("/in/a/call3.m4a"), "/in/a", JobState.FAILED, 14.0, reason="x"))
+    assert [s.job_id for s in store.library.browse(LibraryQuery(alerts=True)).summaries] == [ids[0]]
+    assert {j for j, _ in found(store, "谢谢", alerts=True)} == {ids[0]}
+    assert len(found(store, "谢谢")) == 3
+    assert [j.id for j in store.search(JobQuery(alerts=True)).jobs] == [ids[0]]
+    assert store.search(JobQuery(alerts=True, name="call2")).total == 0
