@@ -2,6 +2,15 @@
 // page or an SSE update) and never wakes up to count. Seconds left, not a wall-clock deadline, so a browser
 // whose clock is off still counts right. An element replaced by an update starts again from its new value.
 "use strict";
+
+// The page's strings for scripts: the server puts the reader's catalogue (web/i18n.py, JS_STRINGS) into
+// <script id="i18n">; t("Copied") is that text in the page's language, English where there is none.
+window.t = (() => {
+  const el = document.getElementById("i18n");
+  const table = el ? JSON.parse(el.textContent) : {};
+  return (text, values) => (table[text] || text).replace(/\{(\w+)\}/g, (m, k) => (values && k in values ? values[k] : m));
+})();
+
 (() => {
   const ends = new WeakMap();
   function tick() {
