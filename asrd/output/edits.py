@@ -24,11 +24,16 @@ MS = SAMPLE_RATE // 1000
 MAX_CUES = 20_000  # about 11 hours of 2 s cues; a longer list is refused, not truncated
 MAX_TEXT_CHARS = 2_000  # one cue's text
 MAX_BODY_BYTES = 8 * 1024 * 1024  # a save request larger than this is refused before it is parsed
+MAX_END_MS = 1_000 * 3_600_000  # 1,000 hours: a time past this is a typo, not a recording
 END_SLACK_MS = 1_000  # a cue may end this far past the end of the audio (a decoder's length is not exact)
 
 
 class EditError(ValueError):
-    """The edited cues cannot be saved; the message names the cue and the reason."""
+    """The edited cues cannot be saved; the message names the cue and the reason (``index``: 0-based, if one)."""
+
+    def __init__(self, message: str, index: int | None = None) -> None:
+        super().__init__(message)
+        self.index = index
 
 
 @dataclass(frozen=True)
@@ -88,31 +93,36 @@ def parse_cues(doc: Any, duration: int | None = None) -> tuple[Cue, ...]:
         raise EditError(f"{len(items)} cues: at most {MAX_CUES} are taken")
     cues: list[Cue] = []
     for n, item in enumerate(items, 1):
-        if not isinstance(item, dict):
-            raise EditError(f"cue {n}: expected an object with start_ms, end_ms and text")
-        unknown = set(item) - {"start_ms", "end_ms", "text"}
-        if unknown:
-            raise EditError(f"cue {n}: unknown field(s) {', '.join(sorted(unknown))}")
-        start = _int(item.get("start_ms"), f"cue {n}: start_ms")
-        end = _int(item.get("end_ms"), f"cue {n}: end_ms")
-        raw = item.get("text")
-        if not isinstance(raw, str):
-            raise EditError(f"cue {n}: text must be a string")
-        if len(raw) > MAX_TEXT_CHARS:
-            raise EditError(f"cue {n}: {len(raw)} characters of text; at most {MAX_TEXT_CHARS}")
-        text = _clean_text(raw)
-        if start < 0:
-            raise EditError(f"cue {n}: starts before 0 ({start} ms)")
-        if end <= start:
-            raise EditError(f"cue {n}: ends at {clock(end * MS)}, not after its start {clock(start * MS)}")
-        if not text:
-            raise EditError(f"cue {n}: no text (delete the cue instead)")
-        if cues and start * MS < cues[-1].end:
-            raise EditError(f"cue {n}: starts at {clock(start * MS)}, before cue {n - 1} ends "
-                            f"({clock(cues[-1].end)}): cues must be in order and must not overlap")
-        if duration is not None and duration > 0 and end > duration // MS + END_SLACK_MS:
-            raise EditError(f"cue {n}: ends at {clock(end * MS)}, after the end of the audio ({clock(duration)})")
-        cues.append(Cue(start * MS, end * MS, text))
+        try:
+            if not isinstance(item, dict):
+                raise EditError(f"cue {n}: expected an object with start_ms, end_ms and text")
+            unknown = set(item) - {"start_ms", "end_ms", "text"}
+            if unknown:
+                raise EditError(f"cue {n}: unknown field(s) {', '.join(sorted(unknown))}")
+            start = _int(item.get("start_ms"), f"cue {n}: start_ms")
+            end = _int(item.get("end_ms"), f"cue {n}: end_ms")
+            raw = item.get("text")
+            if not isinstance(raw, str):
+                raise EditError(f"cue {n}: text must be a string")
+            if len(raw) > MAX_TEXT_CHARS:
+                raise EditError(f"cue {n}: {len(raw)} characters of text; at most {MAX_TEXT_CHARS}")
+            text = _clean_text(raw)
+            if start < 0:
+                raise EditError(f"cue {n}: starts before 0 ({start} ms)")
+            if end <= start:
+                raise EditError(f"cue {n}: ends at {clock(end * MS)}, not after its start {clock(start * MS)}")
+            if end > MAX_END_MS:
+                raise EditError(f"cue {n}: ends at {end} ms, past any recording")
+            if not text:
+                raise EditError(f"cue {n}: no text (delete the cue instead)")
+            if cues and start * MS < cues[-1].end:
+                raise EditError(f"cue {n}: starts at {clock(start * MS)}, before cue {n - 1} ends "
+                                f"({clock(cues[-1].end)}): cues must be in order and must not overlap")
+            if duration is not None and duration > 0 and end > duration // MS + END_SLACK_MS:
+                raise EditError(f"cue {n}: ends at {clock(end * MS)}, after the end of the audio ({clock(duration)})")
+            cues.append(Cue(start * MS, end * MS, text))
+        except EditError as err:
+            raise EditError(str(err), n - 1) from None
     return tuple(cues)
 
 
