@@ -105,7 +105,7 @@ def test_a_save_that_fails_half_way_puts_everything_back(tmp_path: Path, monkeyp
         real(path, content, src, **kw)  # type: ignore[arg-type]
 
     monkeypatch.setattr(edits, "write_atomic", third_fails)
-    with pytest.raises(EditError, match="not saved: .*No space left"):
+    with pytest.raises(EditError, match=r"not saved: .*No space left"):
         edits.save(store, job, (Cue(8_000, 32_000, "Corrected."),), 2.0)
     monkeypatch.setattr(edits, "write_atomic", real)
     for path, content in before.items():
@@ -118,7 +118,8 @@ def test_cue_text_is_cleaned() -> None:
     cues = parse_cues({"cues": [{"start_ms": 0, "end_ms": 900, "text": " one\r\n\r\n  two  words \x07\n\n"}]})
     assert cues == (Cue(0, 900 * 16, "one\ntwo words"),)
     with pytest.raises(EditError) as err:
-        parse_cues({"cues": [{"start_ms": 0, "end_ms": 900, "text": "a"}, {"start_ms": True, "end_ms": 2, "text": "b"}]})
+        parse_cues({"cues": [{"start_ms": 0, "end_ms": 900, "text": "a"},
+                             {"start_ms": True, "end_ms": 2, "text": "b"}]})
     assert err.value.index == 1
 
 
