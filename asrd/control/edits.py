@@ -20,6 +20,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any, Protocol
 
 from asrd.control.jobs import Job, JobStore
 from asrd.output.edits import EditError, EditRecord, WrittenSidecar, machine_facts, render_edited
@@ -148,6 +149,21 @@ def discard(store: JobStore, job: Job, now: float, ownership: Ownership | None =
     which = "the newer machine result" if record.newer is not None else "the machine result"
     log.info("%s: edits discarded; sidecars rewritten from %s", job.path, which)
     return f"edits discarded: {len(record.machine)} sidecar(s) rewritten from {which}"
+
+
+class _Reader(Protocol):
+    def by_id(self, job_id: int) -> Job | None: ...
+    def edits_with_newer(self, limit: int = 20) -> list[int]: ...
+
+
+def newer_results(store: _Reader, limit: int = 20) -> list[dict[str, Any]]:
+    """For ``asrd status``: edited transcripts whose file has a newer machine result (kept, not written)."""
+    out = []
+    for job_id in store.edits_with_newer(limit):
+        job = store.by_id(job_id)
+        if job is not None:
+            out.append({"job_id": job_id, "path": os.fsdecode(job.path)})
+    return out
 
 
 def keep_edits(store: JobStore, job: Job, render: Callable[[Sequence[str]], dict[str, bytes]],

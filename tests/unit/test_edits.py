@@ -129,3 +129,21 @@ def test_diff_per_cue() -> None:
     rows = diff(machine, edited)
     assert [(r.op, len(r.machine), len(r.edited), r.retimed) for r in rows] == [
         ("changed", 1, 2, False), ("equal", 1, 1, False), ("equal", 1, 1, True)]
+
+
+def test_asrd_status_names_edits_with_a_newer_machine_result(tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    from asrd.control.statedir import DB_NAME
+    from asrd.control.status import render, report
+
+    source = tmp_path / "memo.wav"
+    source.write_bytes(b"\0" * 8)
+    with SqliteJobStore(tmp_path / DB_NAME) as store:
+        job = finished_owned(store, source, SPANS, language="en")
+        store.put_edit(record(job.id))
+        assert report(tmp_path)["edited_newer"] == []
+        store.put_edit(replace(record(job.id), newer=9.0))
+    doc = report(tmp_path)
+    assert doc["edited_newer"] == [{"job_id": job.id, "path": str(source)}]
+    assert f"edited by you, newer machine result kept: {source}" in render(doc)
