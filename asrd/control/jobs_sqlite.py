@@ -32,6 +32,8 @@ from asrd.control.jobs import (
 from asrd.control.jobs_base import _BaseStore, _like
 from asrd.control.library_sqlite import SCHEMA as _V3
 from asrd.control.library_sqlite import SqliteLibrary
+from asrd.control.runs_sqlite import SCHEMA as _V5
+from asrd.control.runs_sqlite import SqliteRuns
 from asrd.output.alerts import AlertMatch
 
 _V2 = (
@@ -65,12 +67,14 @@ _SCHEMA = (
     *_V2,
     *_V3,
     *_V4,
+    *_V5,
 )
 # Each step takes a database from version N to N + 1 (the key).
 _MIGRATIONS: dict[int, tuple[str, ...]] = {
     1: ("ALTER TABLE job ADD COLUMN full_hash TEXT NOT NULL DEFAULT ''", *_V2),
     2: _V3,
     3: _V4,
+    4: _V5,
 }
 _COLUMNS = (
     "path", "inbox", "state", "device", "inode", "size", "mtime_ns", "content_hash",
@@ -148,6 +152,7 @@ class SqliteJobStore(_BaseStore):
         self.path = Path(path)
         self.readonly = readonly
         self.library = SqliteLibrary(self)
+        self.runs = SqliteRuns(self)  # every result of each file, re-runs too (asrd.control.runs)
         if readonly and not self.path.is_file():
             raise FileNotFoundError(errno.ENOENT, "no job database", os.fspath(self.path))
         if not readonly:
@@ -231,6 +236,7 @@ class SqliteJobStore(_BaseStore):
 
     def _delete(self, job_id: int) -> None:
         self.library._drop(job_id)
+        self._db.execute("DELETE FROM run WHERE job_id = ?", (job_id,))
         self._db.execute("DELETE FROM job WHERE id = ?", (job_id,))
 
     def _due(self, now: float, limit: int, skip: Collection[str]) -> list[Job]:
