@@ -60,7 +60,9 @@ class RerunOptions(BaseModel):
 
     def label(self) -> str:
         """A short description for lists: only what differs from the file's own settings."""
-        parts = [f"{k} {v}" for k, v in (("language", self.language), ("model", self.model)) if v is not None]
+        parts = [f"language {self.language}"] if self.language is not None else []
+        if self.model is not None:
+            parts.append(f"model {Path(self.model).name}")  # a hub id's last part, a directory's name
         if self.itn is not None:
             parts.append("ITN on" if self.itn else "ITN off")
         if self.hotwords is not None:

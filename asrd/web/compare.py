@@ -13,6 +13,7 @@ import difflib
 import json
 import re
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
@@ -135,7 +136,8 @@ def runs_doc(port: DaemonPort, job: Job) -> dict[str, Any]:
         "models": [model.name, *model.rerun_models],
         "runs": [{
             "id": r.id, "origin": r.origin.value, "label": r.options.label(), "options": r.options.model_dump(),
-            "model": r.model or model.name, "state": r.state.value, "chosen": r.chosen, "created": r.created,
+            "model": r.model or model.name, "model_short": Path(r.model or model.name).name,
+            "state": r.state.value, "chosen": r.chosen, "created": r.created,
             "updated": r.updated, "attempts": r.attempts, "error": r.last_error, "stale": r.content != current,
             "language": r.transcript.language if r.transcript is not None else None,
             "compared": r.transcript is not None,

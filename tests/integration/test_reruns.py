@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from test_daemon import JFK, Harness
 
 from asrd.control.actions import ActionRefused
 from asrd.control.daemon import Daemon
@@ -17,7 +18,6 @@ from asrd.output.ownership import for_store
 from asrd.output.sidecars import is_ours
 from asrd.testing.inline_worker import InlineWorker
 from asrd.worker.handle import WorkerHandle
-from test_daemon import JFK, Harness
 
 
 def _done_job(h: Harness, name: str = "memo.flac") -> Job:
