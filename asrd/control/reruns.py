@@ -297,3 +297,18 @@ class Reruns:
         settings = base.model.model_copy(update={"name": model, "devices": ()})
         return replace(base, model=settings, model_dir=model if base.model_dir is not None else None)
 
+
+
+def rerun_files(store: JobStore, files: list[Path], options: RerunOptions, default_model: str,
+                offered: tuple[str, ...], now: float) -> tuple[int, list[str]]:
+    """``asrd rerun FILE ...``: a re-run of each (by its path); how many were queued and a line for each."""
+    queued, lines = 0, []
+    for path in files:
+        try:
+            run = new_run(store, store.get(path.resolve()), options, default_model, offered, now)
+        except ActionRefused as err:
+            lines.append(f"{path}: {err}")
+            continue
+        queued += 1
+        lines.append(f"{path}: re-run {run.id} queued ({run.options.label()})")
+    return queued, lines

@@ -171,3 +171,25 @@ def test_shutdown_mid_rerun_queues_it_again(inline: Harness) -> None:
     finally:
         h.daemon.stop(h.now())
         h.store.close()
+
+
+def test_cli_rerun_is_picked_up_by_the_daemon(inline: Harness, tmp_path: Path,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    from asrd.cli import main
+
+    h = inline
+    try:
+        job = _done_job(h)
+        config = tmp_path / "config.toml"
+        config.write_text(f'[daemon]\nstate_dir = "{tmp_path / "state"}"\n[[inbox]]\npath = "{h.inbox}"\n')
+        assert main(["rerun", str(job.path), "--language", "yue", "--hotwords", "a, b", "--itn", "off",
+                     "--config", str(config)]) == 0
+        assert "re-run 2 queued (language yue; ITN off; hotwords a, b)" in capsys.readouterr().out
+        assert main(["rerun", str(h.inbox / "nothing.flac"), "--config", str(config)]) == 1
+        assert main(["rerun", str(job.path), "--model", "other", "--config", str(config)]) == 1
+        h.run_until(lambda: _runs_done(h, job, 2))
+        run = h.store.runs.get(2)
+        assert run is not None and run.transcript is not None and run.transcript.language == "yue"
+    finally:
+        h.daemon.stop(h.now())
+        h.store.close()
