@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from asrd.control import edits_sqlite
+from asrd.control.edits_sqlite import SCHEMA as _EDIT_TABLES
 from asrd.control.fingerprint import Fingerprint
 from asrd.control.jobs import (
     SCHEMA_VERSION,
@@ -32,7 +34,10 @@ from asrd.control.jobs import (
 from asrd.control.jobs_base import _BaseStore, _like
 from asrd.control.library_sqlite import ALERTED, SqliteLibrary
 from asrd.control.library_sqlite import SCHEMA as _V3
+from asrd.control.runs_sqlite import SCHEMA as _RUN_TABLES
+from asrd.control.runs_sqlite import SqliteRuns
 from asrd.output.alerts import AlertMatch
+from asrd.output.edits import EditRecord
 
 _V2 = (
     "CREATE INDEX IF NOT EXISTS job_content ON job (size, content_hash)",
@@ -52,6 +57,7 @@ _V4 = (
         sidecars TEXT NOT NULL, reason TEXT)""",
     "CREATE INDEX IF NOT EXISTS outcome_at ON outcome (at)",
 )
+_V5 = (*_EDIT_TABLES, *_RUN_TABLES)  # 5: edits kept apart from machine results, and re-runs
 _SCHEMA = (
     # path and inbox hold UTF-8 text, or the raw bytes (a BLOB) when a name is not valid UTF-8.
     """CREATE TABLE IF NOT EXISTS job (
@@ -65,12 +71,14 @@ _SCHEMA = (
     *_V2,
     *_V3,
     *_V4,
+    *_V5,
 )
 # Each step takes a database from version N to N + 1 (the key).
 _MIGRATIONS: dict[int, tuple[str, ...]] = {
     1: ("ALTER TABLE job ADD COLUMN full_hash TEXT NOT NULL DEFAULT ''", *_V2),
     2: _V3,
     3: _V4,
+    4: _V5,
 }
 _COLUMNS = (
     "path", "inbox", "state", "device", "inode", "size", "mtime_ns", "content_hash",
@@ -158,6 +166,7 @@ class SqliteJobStore(_BaseStore):
         self.path = Path(path)
         self.readonly = readonly
         self.library = SqliteLibrary(self)
+        self.runs = SqliteRuns(self)  # every result of each file, re-runs too (asrd.control.runs)
         if readonly and not self.path.is_file():
             raise FileNotFoundError(errno.ENOENT, "no job database", os.fspath(self.path))
         if not readonly:
@@ -243,6 +252,8 @@ class SqliteJobStore(_BaseStore):
 
     def _delete(self, job_id: int) -> None:
         self.library._drop(job_id)
+        edits_sqlite.drop(self._db, job_id)
+        self._db.execute("DELETE FROM run WHERE job_id = ?", (job_id,))
         self._db.execute("DELETE FROM job WHERE id = ?", (job_id,))
 
     def _due(self, now: float, limit: int, skip: Collection[str]) -> list[Job]:
@@ -380,6 +391,18 @@ class SqliteJobStore(_BaseStore):
             )
             for path, inbox, state, at, duration, language, excerpt, alerts, sidecars, reason in rows
         ]
+
+    def _e_get(self, job_id: int) -> EditRecord | None:
+        return edits_sqlite.get(self._db, job_id)
+
+    def _e_put(self, record: EditRecord) -> None:
+        edits_sqlite.put(self._db, record)
+
+    def _e_drop(self, job_id: int) -> None:
+        edits_sqlite.drop(self._db, job_id)
+
+    def _e_newer(self, limit: int) -> list[int]:
+        return edits_sqlite.with_newer(self._db, limit)
 
     def close(self) -> None:
         with self._lock:
