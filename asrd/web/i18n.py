@@ -53,7 +53,7 @@ ZH: dict[str, str] = {
         "等待写完、被忽略或没有任务的文件",
     "part of the file name": "文件名的一部分", "file name": "文件名", "state": "状态", "any state": "任何状态",
     "problem": "问题", "reason contains": "原因包含", "reason": "原因", "files with alerts": "有关键词提醒的文件",
-    "Find": "查找", "File": "文件", "State": "状态", "Inbox": "收件夹", "Changed": "更改于", "Retry": "重试",
+    "Find": "查找", "File": "文件", "Inbox": "收件夹", "Changed": "更改于", "Retry": "重试",
     "Cancel": "取消", "Cancel {name}?": "取消 {name}？", "Forget": "忘记", "No file matches.": "没有匹配的文件。",
     "newer": "较新", "older": "较旧", "page {n} of {m} · {total} file(s)": "第 {n} / {m} 页 · 共 {total} 个文件",
     "page {n} of {m}": "第 {n} / {m} 页", "attempt {n}": "第 {n} 次尝试", "next try {when}": "下次尝试{when}",
@@ -81,7 +81,7 @@ ZH: dict[str, str] = {
     "Retry all": "全部重试", "show every reason": "显示所有原因",
     "No problems: nothing failed, quarantined or paused.": "没有问题：没有失败、隔离或暂停的文件。",
     # Model & power
-    "Worker": "工作进程", "Model": "模型", "Device": "设备", "Memory held": "占用内存", "worker": "工作进程",
+    "Worker": "工作进程", "Device": "设备", "Memory held": "占用内存", "worker": "工作进程",
     "none: no worker": "无：没有工作进程", "daemon": "守护进程", "Last cold start": "上次冷启动", "not yet": "尚未",
     "Idle unload": "空闲卸载",
     "when idle for as long as a cold start costs in energy": "空闲时间达到一次冷启动的能耗时",
@@ -93,11 +93,11 @@ ZH: dict[str, str] = {
         "卸载会结束模型的工作进程：它的全部内存（包括显存）都会释放。下一个文件或“预热”会重新启动它。",
     # Library and viewer
     "words in any transcript, any language": "任何转写中的词，任何语言", "search text": "搜索文字", "Search": "搜索",
-    "Filters": "筛选", "any": "任意", "From": "从", "To": "到", "Language": "语言", "Min minutes": "最短（分钟）",
+    "Filters": "筛选", "any": "任意", "From": "从", "To": "到", "Min minutes": "最短（分钟）",
     "Max minutes": "最长（分钟）", "Emotion": "情绪", "Event": "事件", "1 cue found": "找到 1 条字幕",
     "{n} cues found": "找到 {n} 条字幕", "{n}+ cues found": "找到 {n}+ 条字幕", "1 transcript": "1 份转写",
     "{n} transcripts": "{n} 份转写", "Download these as a zip": "打包下载（zip）", "Nothing matches.": "没有匹配。",
-    "Length": "时长", "Tags": "标签", "Done": "完成于", "No transcripts yet.": "还没有转写。", "details": "详情",
+    "Length": "时长", "Tags": "标签", "Done": "完成于", "No transcripts yet.": "还没有转写。",
     "speed": "速度", "Copy text": "复制文字", "Copied": "已复制", "original": "原文件",
     "space play · j/k cue · [ ] speed · click a line to go there": "空格 播放 · j/k 字幕 · [ ] 速度 · 点击一行跳转",
     "No transcript yet.": "还没有转写。", "1 subtitle rule warning (marked ⚠).": "1 条字幕规则警告（标记为 ⚠）。",
@@ -132,6 +132,37 @@ ZH: dict[str, str] = {
     "stored as {name}": "已存为 {name}", "stored as {name} (queued once it is seen)": "已存为 {name}（发现后排队）",
     "refused: HTTP {status}": "被拒绝：HTTP {status}", "the connection broke off; nothing was kept":
         "连接中断；没有保留任何内容", "no microphone: {why}": "没有麦克风：{why}",
+    # Correcting a transcript (_editor.html, editor.js)
+    "Corrected by you": "已由你校对", "{files} are yours now; asrd will not replace them.":
+        "{files} 现在归你所有；asrd 不会替换它们。", "A newer machine result exists": "有更新的机器结果",
+    "transcribed {when}": "转写于{when}", "it is kept, not written. Compare below, or discard your edits to use it.":
+        "它已保存但未写出。可在下面比较，或放弃你的编辑以采用它。", "Discard my edits": "放弃我的编辑",
+    "Machine result vs. your edit: 1 difference": "机器结果与你的编辑：1 处不同",
+    "Machine result vs. your edit: {n} differences": "机器结果与你的编辑：{n} 处不同",
+    "machine": "机器", "edited": "已编辑", "times changed": "时间已改", "Correct the transcript": "校对转写",
+    "Undo": "撤销", "Redo": "重做", "shift": "平移", "this cue": "这条字幕", "this and all after": "这条及之后全部",
+    "Save": "保存",
+    "Ctrl+Space play/pause · Ctrl+, / Ctrl+. back/forward 2 s · Ctrl+[ / Ctrl+] slower/faster · Alt+1 / Alt+2 "
+    "start/end at the playhead · Ctrl+Enter split at the cursor · Ctrl+M merge with next · Ctrl+Z / Ctrl+Y "
+    "undo/redo · Ctrl+S save": "Ctrl+空格 播放/暂停 · Ctrl+, / Ctrl+. 后退/前进 2 秒 · Ctrl+[ / Ctrl+] 减速/加速 · "
+    "Alt+1 / Alt+2 开始/结束设为播放位置 · Ctrl+Enter 在光标处拆分 · Ctrl+M 与下一条合并 · Ctrl+Z / Ctrl+Y "
+    "撤销/重做 · Ctrl+S 保存",
+    "start": "开始", "end": "结束", "play from here": "从这里播放", "split at the cursor (Ctrl+Enter)":
+        "在光标处拆分（Ctrl+Enter）", "split": "拆分", "merge with the next cue (Ctrl+M)": "与下一条合并（Ctrl+M）",
+    "merge": "合并", "delete this cue": "删除这条字幕", "text": "文字",
+    "put the cursor inside the text where the cue should be split": "把光标放在要拆分的文字处",
+    "the last cue has nothing after it to merge with": "最后一条字幕之后没有可合并的",
+    "a transcript needs one cue at least; discard your edits instead": "转写至少要有一条字幕；请改为放弃编辑",
+    "enter the milliseconds to shift by (negative: earlier)": "输入要平移的毫秒数（负数：提前）",
+    "that would move cue {n} before 0:00": "这会把第 {n} 条字幕移到 0:00 之前",
+    "shifted {n} cue(s) by {ms} ms": "已把 {n} 条字幕平移 {ms} 毫秒", "{n} rule warning(s)": "{n} 条规则警告",
+    "no rule warnings": "没有规则警告", "saving…": "正在保存…", "not saved: {why}": "未保存：{why}",
+    "Leave the editor without saving your changes?": "不保存修改就离开编辑器？",
+    "Discard your corrections? The sidecars are rewritten from the machine result.":
+        "放弃你的校对？字幕文件将按机器结果重写。",
+    "These sidecars were edited since asrd wrote them: {files}.\nReplace them with run {run} and discard your edits?":
+        "这些字幕文件在 asrd 写入后被编辑过：{files}。\n用第 {run} 次运行替换它们并放弃你的编辑？", "refused": "被拒绝",
+
     # Log in
     "Log in": "登录", "token": "令牌",
     "That is not the token (see the file web-token).": "令牌不对（见文件 web-token）。",
@@ -163,6 +194,18 @@ JS_STRINGS = (
     "waiting", "sending", "Cancel", "cancelled", "cancelled; nothing was kept", "larger than the limit of {n} MiB",
     "job {id}", "stored as {name}", "stored as {name} (queued once it is seen)", "refused: HTTP {status}",
     "the connection broke off; nothing was kept", "no microphone: {why}", "Copied", "Copy text",
+    # editor.js
+    "start", "end", "play from here", "split at the cursor (Ctrl+Enter)", "split", "merge with the next cue (Ctrl+M)",
+    "merge", "delete this cue", "text", "put the cursor inside the text where the cue should be split",
+    "the last cue has nothing after it to merge with",
+    "a transcript needs one cue at least; discard your edits instead",
+    "enter the milliseconds to shift by (negative: earlier)", "that would move cue {n} before 0:00",
+    "shifted {n} cue(s) by {ms} ms", "{n} rule warning(s)", "no rule warnings", "saving…", "not saved: {why}",
+    "Leave the editor without saving your changes?",
+    "Discard your corrections? The sidecars are rewritten from the machine result.",
+    # compare.js
+    "These sidecars were edited since asrd wrote them: {files}.\nReplace them with run {run} and discard your edits?",
+    "refused",
 )
 
 

@@ -26,7 +26,7 @@ DATA = Path(__file__).resolve().parents[1] / "data" / "audio"
 WEB = Path(__file__).resolve().parents[2] / "asrd" / "web"
 ZH = {"accept-language": "zh-CN,zh;q=0.9,en;q=0.5"}
 PAGES = ["/", "/files", "/files?alerts=1", "/files/1", "/files/3", "/files/unqueued", "/problems", "/model",
-         "/inboxes", "/system", "/library", "/library?q=公园", "/upload", "/viewer/1", "/files/999"]
+         "/inboxes", "/system", "/library", "/library?q=公园", "/upload", "/viewer/1", "/compare/1", "/files/999"]
 # Words that stay as they are in Chinese: names of things, units, protocols, what the user types in a config.
 KEEP = {
     "asrd", "pid", "json", "srt", "vtt", "txt", "mib", "kb", "mb", "gb", "itn", "gpu", "cpu", "cuda", "http", "https",
@@ -34,7 +34,7 @@ KEEP = {
     "idle_unload_seconds", "auto", "paraformer", "seaco", "fun", "asr", "nano", "name", "options", "token",
     "happy", "sad", "angry", "neutral", "fearful", "disgusted", "surprised", "speech", "bgm", "applause", "laughter",
     "cry", "sneeze", "breath", "cough", "status", "run", "inotify", "sensevoicesmall", "iic", "zip", "ogg", "m4a",
-    "zh", "en",
+    "zh", "en", "ctrl", "alt", "enter", "ms",  # keys on the keyboard, milliseconds
 }
 
 
@@ -104,7 +104,8 @@ def test_script_strings_have_translations() -> None:
     used = set()
     for script in (WEB / "static").glob("*.js"):
         if ".min." not in script.name:
-            used |= set(re.findall(r'\bt\("((?:[^"\\]|\\.)*)"', script.read_text(encoding="utf-8")))
+            found = re.findall(r'\bt\("((?:[^"\\]|\\.)*)"', script.read_text(encoding="utf-8"))
+            used |= {json.loads(f'"{literal}"') for literal in found}  # "\\n" in the script is a newline
     assert used and used <= set(i18n.JS_STRINGS), sorted(used - set(i18n.JS_STRINGS))
     assert set(i18n.JS_STRINGS) <= set(i18n.ZH)
 
