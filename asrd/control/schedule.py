@@ -24,7 +24,7 @@ from datetime import tzinfo
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from asrd.config.schedule import ScheduleSettings
+from asrd.config import ScheduleSettings
 from asrd.control.jobs import Job, JobQuery, JobState, JobStore
 from asrd.control.speed import Speed
 from asrd.control.timers import Timers

@@ -40,7 +40,8 @@ def _hhmm(when: float) -> str:
 
 def price_file(path: Path) -> Path:
     """Expensive now, cheap from T0+2h to T0+4h, expensive after."""
-    slots = [(T0 - HOUR, T0 + 2 * HOUR, 30.0), (T0 + 2 * HOUR, T0 + 4 * HOUR, 5.0), (T0 + 4 * HOUR, T0 + 30 * HOUR, 40.0)]
+    slots = [(T0 - HOUR, T0 + 2 * HOUR, 30.0), (T0 + 2 * HOUR, T0 + 4 * HOUR, 5.0),
+             (T0 + 4 * HOUR, T0 + 30 * HOUR, 40.0)]
     path.write_text(json.dumps([{"start": s, "end": e, "value": v} for s, e, v in slots]))
     return path
 
@@ -218,7 +219,8 @@ def test_a_new_series_moves_the_window(make_run: Callable[..., Run], tmp_path: P
     run.until(lambda: run.state_of(BIG.name) is not None)
     run.step(1.0)
     assert run.store.get(run.inbox / BIG.name).not_before == T0 + 2 * HOUR  # type: ignore[union-attr]
-    slots = [(T0 - HOUR, T0 + 5 * HOUR, 30.0), (T0 + 5 * HOUR, T0 + 6 * HOUR, 1.0), (T0 + 6 * HOUR, T0 + 30 * HOUR, 40.0)]
+    slots = [(T0 - HOUR, T0 + 5 * HOUR, 30.0), (T0 + 5 * HOUR, T0 + 6 * HOUR, 1.0),
+             (T0 + 6 * HOUR, T0 + 30 * HOUR, 40.0)]
     prices.write_text(json.dumps([{"start": s, "end": e, "value": v} for s, e, v in slots]))
     moved = T0 + 5 * HOUR
     run.until(lambda: run.store.get(run.inbox / BIG.name).not_before == moved)  # type: ignore[union-attr]

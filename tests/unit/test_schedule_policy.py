@@ -76,9 +76,8 @@ def test_quiet_hours_are_never_violated(now: float, quiet_start: int, quiet_len:
     in_quiet = inside(now, quiet)
     for item in waiting:
         hold = d.holds.get(item.job_id)
-        if item.backlog or (in_quiet and mode == "wait"):
-            if in_quiet:
-                assert hold is not None and hold.until >= in_quiet[1]
+        if in_quiet and (item.backlog or mode == "wait"):
+            assert hold is not None and hold.until >= in_quiet[1]
         if hold is not None:
             assert inside(hold.until, quiet) is None  # released only outside quiet hours
     if d.window is not None and not d.holds:
