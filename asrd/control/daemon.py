@@ -341,7 +341,7 @@ class Daemon:
             if path.is_dir() and not path.is_symlink():
                 # A folder moved or copied in at once may bring files without events of their own.
                 for found in scan(inbox.view.settings, inbox.rules, under=path):
-                    self._consider(inbox, found, now, bulk=True)
+                    self._consider(inbox, found, now)  # (a folder's own events come too: a burst is counted later)
             else:
                 self._consider(inbox, path, now)
 
