@@ -401,6 +401,19 @@ def read_schedule(state_dir: Path) -> dict[str, Any] | None:
     return doc if isinstance(doc, dict) else None
 
 
+def waiting_note(doc: dict[str, Any] | None) -> str | None:
+    """``2 file(s) waiting for window 01:00 (cheapest)`` for the dashboard's Now page; None when nothing waits."""
+    if not doc or not doc.get("held"):
+        return None
+    window = doc.get("window")
+    if doc.get("quiet_until") and (window is None or window["start"] <= doc["quiet_until"]):
+        return f"{doc['held']} file(s) waiting for the quiet hours to end at {_hhmm(doc['quiet_until'], None)}"
+    if window is None:
+        return None
+    best = "greenest" if doc.get("kind") == "carbon" else "cheapest"
+    return f"{doc['held']} file(s) waiting for window {_hhmm(window['start'], None)} ({best})"
+
+
 def request_run_now(state_dir: Path, paths: list[Path] | None) -> Path:
     """Leave a run-now request for the daemon (``asrd run-now``); it is read on the next loop turn."""
     folder = state_dir / RUN_NOW_DIR

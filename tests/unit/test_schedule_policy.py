@@ -95,3 +95,17 @@ def test_config_refuses_bad_spans_and_missing_sources() -> None:
         load_settings(None, {"schedule": {"signal": "url", "signal_url": "file:///etc/passwd"}})
     s = load_settings(None, {"schedule": {"quiet_hours": "22:30-07:00,12:00-13:00"}}).schedule
     assert s.quiet_hours == ("22:30-07:00", "12:00-13:00") and s.active
+
+
+def test_status_lines_name_the_waiting_files_and_the_window() -> None:
+    from asrd.control.status import schedule_lines
+
+    start = T0 + 2 * H
+    doc = {"active": True, "kind": "carbon", "held": 1, "quiet_until": None, "series_error": "x: HTTP 503",
+           "window": {"start": start, "end": start + 600, "cost": 1.0, "reason": "the cheapest window"},
+           "files": [{"path": "/in/big.flac", "until": start, "why": "the cheapest window"}]}
+    lines = schedule_lines(doc)
+    hhmm = datetime.fromtimestamp(start).strftime("%H:%M")
+    assert lines[0].startswith(f"schedule: 1 file(s) waiting for window {hhmm}-")
+    assert f"  waiting: /in/big.flac until {hhmm}" in lines and "schedule: signal problem: x: HTTP 503" in lines
+    assert schedule_lines({**doc, "active": False}) == []
