@@ -14,14 +14,13 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from asrd.testing.hub import offer
+from asrd.testing.hub import offer, silent_proxy
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "audio"
 HUB_ID = "iic/SenseVoiceSmall"
@@ -39,35 +38,14 @@ def wait_for(check: Callable[[], bool], timeout: float = 60.0, what: str = "") -
 @pytest.fixture
 def offline(tmp_path: Path) -> Iterator[dict[str, str]]:
     """Empty model caches and a proxy that accepts connections and never answers (the slow way to fail)."""
-    server = socket.socket()
-    server.bind(("127.0.0.1", 0))
-    server.listen(8)
-    held: list[socket.socket] = []
-    stop = threading.Event()
-
-    def accept() -> None:
-        server.settimeout(0.2)
-        while not stop.is_set():
-            try:
-                held.append(server.accept()[0])
-            except OSError:
-                continue
-
-    thread = threading.Thread(target=accept, daemon=True)
-    thread.start()
-    proxy = f"http://127.0.0.1:{server.getsockname()[1]}"
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("ASRD_", "NOTIFY_", "WATCHDOG_"))}
-    env.pop("no_proxy", None)
-    env.pop("NO_PROXY", None)
-    env.update({"https_proxy": proxy, "HTTPS_PROXY": proxy, "http_proxy": proxy, "HTTP_PROXY": proxy,
-                "MODELSCOPE_CACHE": str(tmp_path / "ms-cache"), "HF_HOME": str(tmp_path / "hf-home"),
-                "HF_HUB_CACHE": str(tmp_path / "hf-home" / "hub")})
-    yield env
-    stop.set()
-    thread.join()
-    for conn in held:
-        conn.close()
-    server.close()
+    with silent_proxy() as proxy:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("ASRD_", "NOTIFY_", "WATCHDOG_"))}
+        env.pop("no_proxy", None)
+        env.pop("NO_PROXY", None)
+        env.update({"https_proxy": proxy, "HTTPS_PROXY": proxy, "http_proxy": proxy, "HTTP_PROXY": proxy,
+                    "MODELSCOPE_CACHE": str(tmp_path / "ms-cache"), "HF_HOME": str(tmp_path / "hf-home"),
+                    "HF_HUB_CACHE": str(tmp_path / "hf-home" / "hub")})
+        yield env
 
 
 def asrd(*args: str, env: dict[str, str], stand_in: Path | None = None, timeout: float = 120,
