@@ -68,7 +68,7 @@ class ScheduleSettings(BaseModel):
             m = _SPAN_RE.match(span)
             if not m or int(m[1]) > 23 or int(m[3]) > 23 or int(m[2]) > 59 or int(m[4]) > 59:
                 raise ValueError(f'{span!r}: must be a local-time span HH:MM-HH:MM, e.g. "22:30-07:00"')
-            if m.group(1, 2) == m.group(3, 4):
+            if int(m[1]) * 60 + int(m[2]) == int(m[3]) * 60 + int(m[4]):
                 raise ValueError(f"{span!r}: starts and ends at the same time")
         return value
 
