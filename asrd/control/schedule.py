@@ -31,7 +31,7 @@ from asrd.control.timers import Timers
 from asrd.energy import feed
 from asrd.energy.hours import DAY, hours_series, intervals
 from asrd.energy.planner import Plan
-from asrd.energy.policy import Costs, Decision, Waiting, decide
+from asrd.energy.policy import Costs, Decision, Hold, Waiting, decide
 from asrd.energy.signals import Slot
 from asrd.worker.protocol import EngineSpec
 
@@ -140,17 +140,17 @@ class Scheduler:
                 self.decision = None
                 self._publish(now, [])
             return
-        changed = self._refresh(now)
-        changed |= self._take_run_now(now)
+        new_series = self._refresh(now)
+        changed = self._take_run_now(now) or new_series
         counts = self.store.counts()
         key = (counts.get(JobState.QUEUED, 0), counts.get(JobState.RUNNING, 0), len(self.forced))
         due = self._next_change is not None and now >= self._next_change
         if not changed and not due and key == self._key:
             return
         self._key = key
-        self._decide(now)
+        self._decide(now, new_series)
 
-    def _decide(self, now: float) -> None:
+    def _decide(self, now: float, new_series: bool = False) -> None:
         s = self.settings
         queued = [j for j in self.store.search(JobQuery(states=(JobState.QUEUED,), due_order=True,
                                                         limit=MAX_LISTED)).jobs
@@ -161,9 +161,14 @@ class Scheduler:
         horizon = s.max_delay_hours * 3600 + DAY
         quiet = intervals(s.quiet_hours, now, horizon, self.tz)
         waiting = [Waiting(j.id, j.path.name, j.fingerprint.size, j.created, self._is_backlog(j)) for j in queued]
-        previous = self.decision.window if self.decision is not None else None
+        # A running window is kept (its files are not stopped half-way) unless a new series came.
+        previous = self.decision.window if self.decision is not None and not new_series else None
         decision = decide(now, waiting, self._series(now, horizon), quiet, self._costs(), max_delay=s.max_delay_hours
                           * 3600, quiet_mode=s.quiet_mode, forced=self.forced, window=previous)
+        if self._first_read_pending(now):  # fail open only once the source has answered (or timed out)
+            first = {w.job_id: Hold(now + feed.TIMEOUT + 1, "reading the signal") for w in waiting
+                     if w.backlog and w.job_id not in self.forced and w.job_id not in decision.holds}
+            decision = replace(decision, holds={**decision.holds, **first})
         self._apply(now, queued, decision)
         self._set_spec(self._quiet_spec() if decision.quiet is not None else self.base_spec)
         if decision.quiet != (self.decision.quiet if self.decision else None):
@@ -240,6 +245,10 @@ class Scheduler:
         if s.prefer_hours:  # signal = "hours", or the fallback for a stale or missing series
             return hours_series(s.prefer_hours, now, horizon, self.tz)
         return None  # fail open
+
+    def _first_read_pending(self, now: float) -> bool:
+        return (self._thread is not None and self.series_error is None and not usable(self.series, now)
+                and self.settings.signal in ("file", "url"))
 
     def _refresh(self, now: float) -> bool:
         """Start a read when one is due; take a finished one. True when the series changed."""

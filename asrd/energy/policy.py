@@ -76,7 +76,8 @@ def decide(
     forced: Collection[int] = (),
     window: Plan | None = None,
 ) -> Decision:
-    """``window``: the backlog window chosen before; kept while it is running (``now`` inside it)."""
+    """``window``: the backlog window chosen before; kept while it is running (``now`` inside it), unless
+    it was chosen without a series (fail open: a series that arrives since decides)."""
     in_quiet = inside(now, quiet)
     holds: dict[int, Hold] = {}
     for item in waiting:
@@ -87,7 +88,7 @@ def decide(
     backlog = [w for w in waiting if w.backlog and w.job_id not in forced]
     if not backlog:
         return Decision(in_quiet, None, holds)
-    if window is None or not window.runs_at(now) or in_quiet is not None:
+    if window is None or window.cost is None or not window.runs_at(now) or in_quiet is not None:
         work = sum(costs.seconds_for(w.size) for w in backlog)
         deadline = min(w.arrived for w in backlog) + max_delay
         window = plan(now, Backlog(work, deadline, costs.cold_start_seconds + costs.tail_seconds), series, quiet)

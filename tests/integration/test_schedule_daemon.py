@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import shutil
 import socket
+import threading
 import time
 from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
@@ -225,3 +226,42 @@ def test_a_new_series_moves_the_window(make_run: Callable[..., Run], tmp_path: P
     moved = T0 + 5 * HOUR
     run.until(lambda: run.store.get(run.inbox / BIG.name).not_before == moved)  # type: ignore[union-attr]
     assert run.state_of(BIG.name) is JobState.QUEUED
+
+
+def test_startup_scan_and_a_burst_are_backlog(tmp_path: Path) -> None:
+    run = Run(tmp_path, {"signal": "file", "signal_file": str(price_file(tmp_path / "prices.json")), "bulk_files": 2})
+    shutil.copy(MEMO, run.inbox / "before.mp3")  # there before the start: found by the start-up scan
+    answer = threading.Event()
+    schedule = run.daemon.schedule
+    real_load = schedule._load
+
+    def slow_load(settings: Any, now: float) -> Any:
+        answer.wait(20)
+        return real_load(settings, now)
+
+    schedule._load = slow_load  # a slow source: the start-up backlog must not run before it answers
+    run.daemon.start(run.now)
+    try:
+        run.until(lambda: run.state_of("before.mp3") is not None)
+        for _ in range(5):
+            run.step(1.0)
+        assert run.state_of("before.mp3") is JobState.QUEUED and run.specs == []
+        answer.set()
+        run.until(lambda: schedule.series is not None)
+        stage = tmp_path / "stage"
+        stage.mkdir()
+        for n in range(3):  # more than bulk_files small files at once: a folder's worth
+            shutil.copy(MEMO, stage / f"burst{n}.mp3")
+        for n in range(3):
+            (stage / f"burst{n}.mp3").rename(run.inbox / f"burst{n}.mp3")
+        tracker = run.daemon.inboxes[str(run.inbox.resolve())].tracker
+        assert tracker is not None
+        run.until(lambda: tracker.pending == 3, advance=0.0)  # all three seen before any settles
+        run.until(lambda: all(run.state_of(f"burst{n}.mp3") is not None for n in range(3)), advance=1.0)
+        run.step(1.0)
+        names = ["before.mp3", "burst0.mp3", "burst1.mp3", "burst2.mp3"]
+        assert [run.store.get(run.inbox / n).not_before - T0 for n in names] == [2 * HOUR] * 4  # type: ignore[union-attr]
+        assert all(run.state_of(n) is JobState.QUEUED for n in names) and run.specs == []
+    finally:
+        run.daemon.stop(run.now)
+        run.store.close()
