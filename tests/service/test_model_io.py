@@ -11,7 +11,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -21,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from asrd.testing.hub import offer, silent_proxy
+from asrd.testing.sdnotify import NotifySocket as Notify
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "audio"
 HUB_ID = "iic/SenseVoiceSmall"
@@ -129,22 +129,6 @@ def daemon_config(tmp_path: Path, model: str) -> Path:
     return path
 
 
-class Notify:
-    def __init__(self, folder: Path) -> None:
-        self.path = folder / "notify.sock"
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        self.sock.bind(str(self.path))
-        self.sock.settimeout(0.05)
-        self.messages: list[str] = []
-
-    def seen(self, text: str) -> bool:
-        while True:
-            try:
-                self.messages.append(self.sock.recv(4096).decode())
-            except (TimeoutError, BlockingIOError):
-                return any(text in m for m in self.messages)
-
-
 def start_daemon(config: Path, env: dict[str, str], notify: Notify, imports: Path,
                  stand_in: Path | None = None) -> subprocess.Popen[str]:
     args = [sys.executable, "-m", "asrd.testing.hub", "--record-imports", str(imports)]
@@ -178,7 +162,7 @@ def test_daemon_is_ready_before_the_worker_downloads(tmp_path: Path, tiny_sensev
     offer(root, HUB_ID, tiny_sensevoice_dir, chunk_bytes=32 << 10, pause_seconds=0.06)
     config = daemon_config(tmp_path, HUB_ID)
     shutil.copy(DATA / "test_ko.wav", tmp_path / "inbox" / "memo.wav")  # work at once: the worker starts
-    notify = Notify(tmp_path)
+    notify = Notify(tmp_path, wait=0.05)
     imports = tmp_path / "daemon-imports.txt"
     proc = start_daemon(config, offline, notify, imports, stand_in=root)
     try:
@@ -221,7 +205,7 @@ def test_daemon_offline_with_a_hub_id_starts_and_never_imports_hub_libraries(
     tmp_path: Path, offline: dict[str, str]
 ) -> None:
     config = daemon_config(tmp_path, HUB_ID)
-    notify = Notify(tmp_path)
+    notify = Notify(tmp_path, wait=0.05)
     imports = tmp_path / "daemon-imports.txt"
     started = time.monotonic()
     proc = start_daemon(config, offline, notify, imports)
