@@ -14,7 +14,8 @@ from typing import Any
 
 from asrd.config import Settings
 from asrd.control.jobs import JobQuery, JobState
-from asrd.control.schedule import DEFAULT_COLD_START, DEFAULT_SPEED, SERIES_NAME, read_schedule, usable
+from asrd.control.schedule import DEFAULT_COLD_START, DEFAULT_SPEED, read_schedule
+from asrd.control.schedule_series import SERIES_NAME, usable
 from asrd.control.statedir import DB_NAME, running_pid
 from asrd.energy import feed
 from asrd.energy.hours import DAY, hours_series, inside, intervals

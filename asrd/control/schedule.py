@@ -7,9 +7,8 @@ waiting job's ``not_before`` is its window's start, so the wait survives a resta
 retry timer wakes the loop when it ends. During quiet hours the dispatcher gets a CPU-only engine
 spec with ``quiet_threads`` threads, so no GPU worker starts (a loaded one ends once its files are done).
 
-The series is read on a short-lived helper thread (an HTTP source may take its full timeout), at most
-every ``refresh_minutes``; the loop only picks up the result. The last good series is kept in the
-state directory. ``asrd run-now`` drops a request file into ``run-now.d/`` and wakes the daemon.
+The series comes from ``schedule_series.SeriesReader`` (a helper thread; the loop never waits for it).
+``asrd run-now`` drops a request file into ``run-now.d/`` and wakes the daemon.
 """
 
 from __future__ import annotations
@@ -26,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from asrd.config import ScheduleSettings
 from asrd.control.jobs import Job, JobQuery, JobState, JobStore
+from asrd.control.schedule_series import SeriesReader, usable, write_json
 from asrd.control.speed import Speed
 from asrd.control.timers import Timers
 from asrd.energy import feed
@@ -41,17 +41,12 @@ if TYPE_CHECKING:
 log = logging.getLogger("asrd.schedule")
 
 SCHEDULE_NAME = "schedule.json"  # the current decision, for asrd status, asrd plan and the dashboard
-SERIES_NAME = "schedule-series.json"  # the last good series from the file or URL
 RUN_NOW_DIR = "run-now.d"  # asrd run-now requests, one JSON file each
 # Until the worker has finished files here: ~16 kB of file per audio second (128 kbit/s), 5x real time.
 DEFAULT_SPEED = Speed(audio_per_second=5.0, audio_per_byte=1 / 16000)
 DEFAULT_COLD_START = 30.0
 MAX_LISTED = 100_000  # queued jobs looked at per decision
 BULK_MEMORY = DAY  # how long a path found in bulk is remembered before it becomes a job
-
-
-def usable(series: list[Slot] | None, now: float) -> bool:
-    return bool(series) and min(s.start for s in series or ()) <= now < max(s.end for s in series or ())
 
 
 class Scheduler:
@@ -74,19 +69,11 @@ class Scheduler:
         self.state_dir = state_dir
         self.wake = wake
         self.tz = tz  # None: the machine's zone (quiet and preferred hours are local times)
-        self._load = load
+        self.reader = SeriesReader(settings, state_dir, wake, load)
         self.base_spec: EngineSpec = dispatcher.spec
         self.started = 0.0
         self.bulk: dict[Path, float] = {}  # paths found by scans or in bursts -> when
         self.forced: set[int] = set()  # run-now job ids, until they leave the queue
-        self.series: list[Slot] | None = None  # from the file or URL
-        self.series_error: str | None = None
-        self.fetched: float | None = None
-        self._file_mtime: int | None = None
-        self._thread: threading.Thread | None = None
-        self._result: tuple[float, list[Slot] | None, str | None] | None = None
-        self._lock = threading.Lock()
-        self._next_fetch = 0.0
         self.decision: Decision | None = None
         self._key: object = None
         self._next_change: float | None = None
@@ -96,7 +83,7 @@ class Scheduler:
 
     def start(self, now: float) -> None:
         self.started = now
-        self._read_cache()
+        self.reader.read_cache()
         if self.settings.signal in ("file", "url"):
             self.timers.every("schedule_fetch", self.settings.refresh_minutes * 60.0, now)
 
@@ -106,16 +93,22 @@ class Scheduler:
         self.settings = settings
         self.base_spec = self.dispatcher.spec
         if changed:
-            self.series, self.series_error, self._file_mtime, self._next_fetch = None, None, None, now
+            self.reader.reset(settings, now)
             self.timers.cancel("schedule_fetch")
             if settings.signal in ("file", "url"):
                 self.timers.every("schedule_fetch", settings.refresh_minutes * 60.0, now)
         self._key = None
 
     def stop(self) -> None:
-        thread = self._thread
-        if thread is not None:
-            thread.join(timeout=feed.TIMEOUT + 1)
+        self.reader.stop()
+
+    @property
+    def series(self) -> list[Slot] | None:
+        return self.reader.series
+
+    @property
+    def series_error(self) -> str | None:
+        return self.reader.series_error
 
     # ------------------------------------------------------------ what the daemon tells it
 
@@ -140,7 +133,7 @@ class Scheduler:
                 self.decision = None
                 self._publish(now, [])
             return
-        new_series = self._refresh(now)
+        new_series = self.reader.refresh(now)
         changed = self._take_run_now(now) or new_series
         counts = self.store.counts()
         key = (counts.get(JobState.QUEUED, 0), counts.get(JobState.RUNNING, 0), len(self.forced))
@@ -165,7 +158,7 @@ class Scheduler:
         previous = self.decision.window if self.decision is not None and not new_series else None
         decision = decide(now, waiting, self._series(now, horizon), quiet, self._costs(), max_delay=s.max_delay_hours
                           * 3600, quiet_mode=s.quiet_mode, forced=self.forced, window=previous)
-        if self._first_read_pending(now):  # fail open only once the source has answered (or timed out)
+        if self.reader.pending(now):  # fail open only once the source has answered (or timed out)
             first = {w.job_id: Hold(now + feed.TIMEOUT + 1, "reading the signal") for w in waiting
                      if w.backlog and w.job_id not in self.forced and w.job_id not in decision.holds}
             decision = replace(decision, holds={**decision.holds, **first})
@@ -246,77 +239,6 @@ class Scheduler:
             return hours_series(s.prefer_hours, now, horizon, self.tz)
         return None  # fail open
 
-    def _first_read_pending(self, now: float) -> bool:
-        return (self._thread is not None and self.series_error is None and not usable(self.series, now)
-                and self.settings.signal in ("file", "url"))
-
-    def _refresh(self, now: float) -> bool:
-        """Start a read when one is due; take a finished one. True when the series changed."""
-        s = self.settings
-        if s.signal == "file" and s.signal_file is not None:
-            try:
-                mtime: int | None = s.signal_file.expanduser().stat().st_mtime_ns
-            except OSError:
-                mtime = None
-            if mtime != self._file_mtime:
-                self._file_mtime, self._next_fetch = mtime, now  # changed: read it again now
-        changed = False
-        with self._lock:
-            result, self._result = self._result, None
-        if result is not None:
-            self._thread = None
-            when, slots, error = result
-            if slots is not None:
-                changed = slots != self.series
-                self.series, self.series_error, self.fetched = slots, None, when
-                self._write_cache()
-                if changed:
-                    log.info("schedule: new %s series, %d slot(s); planning again", s.signal_kind, len(slots))
-            else:
-                if error != self.series_error:
-                    log.warning("schedule: cannot read the %s series (%s); %s", s.signal_kind, error,
-                                "using the last one" if usable(self.series, now) else
-                                "preferred hours instead" if s.prefer_hours else "files run at once")
-                changed = error != self.series_error
-                self.series_error = error
-        if s.signal in ("file", "url") and self._thread is None and now >= self._next_fetch:
-            self._next_fetch = now + s.refresh_minutes * 60.0
-            self._thread = threading.Thread(target=self._fetch, args=(s, now), name="asrd-signal", daemon=True)
-            self._thread.start()
-        return changed
-
-    def _fetch(self, settings: ScheduleSettings, now: float) -> None:
-        # On the helper thread: no daemon state is touched here.
-        slots: list[Slot] | None = None
-        error: str | None = None
-        try:
-            slots = self._load(settings, now)
-        except feed.FeedError as err:
-            error = str(err)
-        except Exception as err:  # a parser bug must not leave the thread's result unset
-            error = f"{type(err).__name__}: {err}"
-        with self._lock:
-            self._result = (now, slots, error)
-        self.wake()
-
-    def _read_cache(self) -> None:
-        if self.state_dir is None or self.settings.signal not in ("file", "url"):
-            return
-        try:
-            doc = json.loads((self.state_dir / SERIES_NAME).read_text(encoding="utf-8"))
-            if doc.get("source") == _source(self.settings):
-                self.series = [Slot(*map(float, s)) for s in doc["slots"]]
-                self.fetched = float(doc["fetched"])
-        except (OSError, ValueError, KeyError, TypeError):
-            return
-
-    def _write_cache(self) -> None:
-        if self.state_dir is None or self.series is None:
-            return
-        doc = {"source": _source(self.settings), "fetched": self.fetched,
-               "slots": [[s.start, s.end, s.value] for s in self.series]}
-        _write_json(self.state_dir / SERIES_NAME, doc)
-
     # ------------------------------------------------------------ run-now
 
     def _take_run_now(self, now: float) -> bool:
@@ -357,7 +279,7 @@ class Scheduler:
             return
         self._published = doc
         if self.state_dir is not None:
-            _write_json(self.state_dir / SCHEDULE_NAME, {**doc, "updated": now})
+            write_json(self.state_dir / SCHEDULE_NAME, {**doc, "updated": now})
 
     def snapshot(self, queued: list[Job]) -> dict[str, Any]:
         s, d = self.settings, self.decision
@@ -368,7 +290,7 @@ class Scheduler:
             "signal": s.signal,
             "kind": s.signal_kind,
             "series_error": self.series_error,
-            "fetched": self.fetched,
+            "fetched": self.reader.fetched,
             "quiet_until": d.quiet[1] if d is not None and d.quiet is not None else None,
             "quiet_mode": s.quiet_mode,
             "window": _plan_dict(d.window) if d is not None and d.window is not None else None,
@@ -382,23 +304,10 @@ def _plan_dict(plan: Plan) -> dict[str, Any]:
     return asdict(plan)
 
 
-def _source(settings: ScheduleSettings) -> str:
-    return str(settings.signal_file) if settings.signal == "file" else feed.shown(settings.signal_url)
-
-
 def _hhmm(when: float, tz: tzinfo | None) -> str:
     from datetime import datetime
 
     return datetime.fromtimestamp(when, tz).strftime("%H:%M")
-
-
-def _write_json(path: Path, doc: dict[str, Any]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        tmp.write_text(json.dumps(doc), encoding="utf-8")
-        os.replace(tmp, path)
-    except OSError as err:
-        log.warning("cannot write %s: %s", path, err.strerror)
 
 
 def read_schedule(state_dir: Path) -> dict[str, Any] | None:

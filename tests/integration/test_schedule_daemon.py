@@ -233,13 +233,13 @@ def test_startup_scan_and_a_burst_are_backlog(tmp_path: Path) -> None:
     shutil.copy(MEMO, run.inbox / "before.mp3")  # there before the start: found by the start-up scan
     answer = threading.Event()
     schedule = run.daemon.schedule
-    real_load = schedule._load
+    real_load = schedule.reader.load
 
     def slow_load(settings: Any, now: float) -> Any:
         answer.wait(20)
         return real_load(settings, now)
 
-    schedule._load = slow_load  # a slow source: the start-up backlog must not run before it answers
+    schedule.reader.load = slow_load  # a slow source: the start-up backlog must not run before it answers
     run.daemon.start(run.now)
     try:
         run.until(lambda: run.state_of("before.mp3") is not None)
