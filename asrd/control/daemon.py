@@ -30,6 +30,7 @@ from asrd.control.library import backfill
 from asrd.control.mediaservers import MediaRefresh
 from asrd.control.mountcache import cache_warning
 from asrd.control.notify import Notifier, Sender, run_helper
+from asrd.control.reruns import Reruns
 from asrd.control.schedule import Scheduler
 from asrd.control.service import ServiceState
 from asrd.control.settle import StabilityTracker
@@ -101,6 +102,11 @@ class Daemon:
             energy_log=energy_log, energy=settings.energy,
             report=self._ended,
         )
+        self.reruns = Reruns(  # re-runs with other options or models, compared and chosen in the dashboard
+            store, lambda: self.dispatcher.views, lambda: self.dispatcher.spec,
+            lambda: self.settings.model.rerun_models, lambda: self.dispatcher.idle_unload_seconds, spawn,
+        )
+        self.dispatcher.reruns = self.reruns
         self.notifier = Notifier(store, settings.notify, send=send, wake=wake)
         self.metrics: Metrics | None = None  # prometheus-client, imported only when metrics are wanted
         if settings.metrics.textfile_dir is not None or settings.web.enabled:
@@ -135,6 +141,7 @@ class Daemon:
         requeued = self.store.requeue_running(now)
         if requeued:
             log.info("%d job(s) interrupted by the last stop are queued again", requeued)
+        self.reruns.start(now)
         indexed = backfill(self.store)  # transcripts finished before the library existed, from their .json
         if indexed:
             log.info("library: indexed %d earlier transcript(s) from their .json sidecars", indexed)
@@ -179,7 +186,7 @@ class Daemon:
             self.timers.at("notify", max(wakeup, now))  # a notification retry or a daily summary
         if self.metrics is not None:
             self.metrics.update(self.store.counts(), self.dispatcher, self.notifier)
-        due = self.store.next_due()
+        due = min((d for d in (self.store.next_due(), self.store.runs.next_due()) if d is not None), default=None)
         if due is not None and due > now and due != self._retry_due:
             self._retry_due = due
             self.timers.at("retry", due)  # wakes the loop when a backed-off or paused file is due
