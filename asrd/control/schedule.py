@@ -194,6 +194,9 @@ class Scheduler:
                      _hhmm(decision.window.end, self.tz), decision.window.reason)
         self.decision = decision
         change = decision.next_change()
+        begins = min((start for start, _ in quiet if start > now), default=None)
+        if begins is not None and (change is None or begins < change):
+            change = begins  # decide again when quiet hours begin, queue or not: loaded workers must switch
         self._next_change = change
         if change is not None:
             self.timers.at("schedule", max(change, now))

@@ -295,8 +295,8 @@ def energy_line(today: dict[str, Any]) -> str:
         text += f" [estimated: {', '.join(today['methods'])}]"
     for saved in today.get("saved_by_scheduling") or ():
         if saved["files"]:
-            amount = (f"{saved['saved']:.2f} g CO2e" if saved["kind"] == "carbon"
-                      else f"{saved['saved']:.4f} (price series' unit)")
+            amount = (f"{saved['saved']:.4g} g CO2e" if saved["kind"] == "carbon"
+                      else f"{saved['saved']:.4g} (price series' unit)")
             text += f"; scheduling saved about {amount} on {saved['files']} held file(s) (estimate)"
     return text
 

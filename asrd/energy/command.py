@@ -44,12 +44,12 @@ def saved_line(s: Saved) -> str:
     if not s.files:
         return (f"saved by scheduling ({s.kind}): {s.no_value} held file(s), no signal values to compare "
                 "(an hours list, or no usable series when they waited)")
-    amount = f"{s.saved:.2f} g CO2e" if s.kind == "carbon" else f"{s.saved:.4f} in the price series' unit"
+    amount = f"{s.saved:.4g} g CO2e" if s.kind == "carbon" else f"{s.saved:.4g} in the price series' unit"
     note = "estimate: each file's energy at the signal when it became due, minus at the signal when it ran"
     if s.estimated:
         note += "; the energy itself is ESTIMATED"
     skipped = f" ({s.no_value} more without signal values)" if s.no_value else ""
-    return (f"saved by scheduling ({s.kind}): {s.files} held file(s){skipped}, {s.kwh * 1000:.3f} Wh, waited "
+    return (f"saved by scheduling ({s.kind}): {s.files} held file(s){skipped}, {s.kwh * 1000:.4g} Wh, waited "
             f"{s.waited_seconds / s.files / 3600:.1f} h on average: {amount} [{note}]")
 
 

@@ -50,6 +50,11 @@ def _round(value: float | None) -> float | None:
     return None if value is None else round(value, 4)
 
 
+def _sig(value: float) -> float:
+    """Four significant digits: a memo's energy, and what moving it saved, are tiny numbers."""
+    return float(f"{value:.4g}")
+
+
 def _plus(a: float | None, b: float | None) -> float | None:
     return b if a is None else a if b is None else a + b
 
@@ -118,8 +123,8 @@ class Saved:
     def as_dict(self) -> dict[str, object]:
         unit = "g_co2e" if self.kind == "carbon" else "price_unit"
         return {
-            "kind": self.kind, "files": self.files, "no_value": self.no_value, "kwh": round(self.kwh, 6),
-            "waited_hours": round(self.waited_seconds / 3600, 3), "saved": round(self.saved, 6), "unit": unit,
+            "kind": self.kind, "files": self.files, "no_value": self.no_value, "kwh": _sig(self.kwh),
+            "waited_hours": round(self.waited_seconds / 3600, 3), "saved": _sig(self.saved), "unit": unit,
             "methods": list(self.methods), "estimated": True, "energy_estimated": self.estimated,
         }
 
