@@ -2,7 +2,8 @@
 
 A table of its own in the job database (``jobs.sqlite``), on its own connection: created if missing
 whatever the job schema's version, so it merges with other migrations and an older database gains it
-on the daemon's next start. Readers opened read-only see an empty log until then.
+on the daemon's next start. Readers opened read-only see an empty log until then. The scheduler's wait log
+(``wait_log.py``) shares this connection.
 """
 
 from __future__ import annotations
