@@ -81,7 +81,7 @@ class Scheduler:
         self.bulk: dict[Path, float] = {}  # paths found by scans or in bursts -> when
         self.forced: set[int] = set()  # run-now job ids, until they leave the queue
         self.backlog: set[int] = set()  # queued job ids known to be backlog (also in the wait log)
-        self.held: set[int] = set()  # job ids held back and not yet let go (also in the wait log)
+        self.held: dict[int, bool] = {}  # job ids held back, not yet let go -> a signal value was recorded
         self.decision: Decision | None = None
         self._key: object = None
         self._next_change: float | None = None
@@ -94,7 +94,7 @@ class Scheduler:
         self.reader.read_cache()
         queued = {j.id for j in self.store.search(JobQuery(states=(JobState.QUEUED,), limit=MAX_LISTED)).jobs}
         self.backlog = self.waits.backlog_among(queued)  # the last daemon's classes (held files included)
-        self.held = self.waits.waiting() & queued
+        self.held = dict.fromkeys(self.waits.waiting() & queued, True)
         if self.settings.signal in ("file", "url"):
             self.timers.every("schedule_fetch", self.settings.refresh_minutes * 60.0, now)
 
@@ -221,13 +221,16 @@ class Scheduler:
         """The wait log: the signal's value when a job is first held back and when it is let go."""
         value = self._value(now)
         for job in queued:
-            if job.id in decision.holds and job.id not in self.held:
-                self.waits.held(job.id, now, self.settings.signal_kind, value)
-                self.held.add(job.id)
-            elif job.id not in decision.holds and job.id in self.held:
+            if job.id in decision.holds:
+                if job.id not in self.held or (not self.held[job.id] and value is not None):
+                    # (held while the series was still being read: its first value is the one when due)
+                    self.waits.held(job.id, now, self.settings.signal_kind, value)
+                    self.held[job.id] = value is not None
+            elif job.id in self.held:
                 self.waits.released(job.id, now, value)
-                self.held.discard(job.id)
-        self.held &= {j.id for j in queued}  # gone from the queue some other way (forgotten, moved)
+                del self.held[job.id]
+        ids = {j.id for j in queued}
+        self.held = {i: v for i, v in self.held.items() if i in ids}  # gone some other way (forgotten, moved)
 
     def _remember_backlog(self, ids: list[int]) -> None:
         new = [i for i in ids if i not in self.backlog]

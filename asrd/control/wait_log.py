@@ -33,7 +33,9 @@ class WaitLog(Protocol):
 
 def _held(old: Wait | None, job_id: int, at: float, kind: str, value: float | None) -> Wait:
     if old is not None and old.due_at is not None and old.ran_at is None:
-        return old  # still the same wait: the first hold is when it became due
+        # Still the same wait: the first hold is when it became due; its value may come later (the
+        # series was still being read then).
+        return old if old.due_value is not None or value is None else replace(old, kind=kind, due_value=value)
     # A first hold, or a new one after it ran (redone, or interrupted by a stop): it becomes due now.
     return Wait(job_id, True, kind, at, value)
 

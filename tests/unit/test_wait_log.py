@@ -35,6 +35,14 @@ def test_first_hold_is_when_it_became_due_and_a_hold_after_a_run_starts_again(wa
     assert (w.due_at, w.kind, w.due_value, w.ran_at, w.delta) == (900.0, "price", None, None, None)
 
 
+def test_a_value_that_comes_later_fills_the_same_wait(waits: WaitLog) -> None:
+    waits.held(2, 100.0, "price", None)  # held while the series was still being read
+    waits.held(2, 105.0, "price", 0.30)
+    waits.held(2, 110.0, "price", 0.50)  # the first value stays
+    w = waits.of([2])[2]
+    assert (w.due_at, w.due_value) == (100.0, 0.30)
+
+
 def test_backlog_marks_and_releases_of_jobs_never_held(waits: WaitLog) -> None:
     waits.mark_backlog([3, 4])
     waits.released(5, 10.0, 1.0)  # never held: nothing recorded
