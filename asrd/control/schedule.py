@@ -33,7 +33,7 @@ from asrd.control.jobs import Job, JobQuery, JobState, JobStore
 from asrd.control.schedule_series import SeriesReader, usable, write_json
 from asrd.control.speed import Speed
 from asrd.control.timers import Timers
-from asrd.control.wait_log import WaitLog
+from asrd.control.wait_log import WaitTracker
 from asrd.energy import feed
 from asrd.energy.hours import DAY, hours_series, intervals
 from asrd.energy.planner import Plan
@@ -80,8 +80,7 @@ class Scheduler:
         self.started = 0.0
         self.bulk: dict[Path, float] = {}  # paths found by scans or in bursts -> when
         self.forced: set[int] = set()  # run-now job ids, until they leave the queue
-        self.backlog: set[int] = set()  # queued job ids known to be backlog (also in the wait log)
-        self.held: dict[int, bool] = {}  # job ids held back, not yet let go -> a signal value was recorded
+        self.waits = WaitTracker(dispatcher.energy_log.waits)  # classes and holds, kept across restarts
         self.decision: Decision | None = None
         self._key: object = None
         self._next_change: float | None = None
@@ -93,8 +92,7 @@ class Scheduler:
         self.started = now
         self.reader.read_cache()
         queued = {j.id for j in self.store.search(JobQuery(states=(JobState.QUEUED,), limit=MAX_LISTED)).jobs}
-        self.backlog = self.waits.backlog_among(queued)  # the last daemon's classes (held files included)
-        self.held = dict.fromkeys(self.waits.waiting() & queued, True)
+        self.waits.load(queued)  # the last daemon's classes and holds
         if self.settings.signal in ("file", "url"):
             self.timers.every("schedule_fetch", self.settings.refresh_minutes * 60.0, now)
 
@@ -112,10 +110,6 @@ class Scheduler:
 
     def stop(self) -> None:
         self.reader.stop()
-
-    @property
-    def waits(self) -> WaitLog:
-        return self.dispatcher.energy_log.waits
 
     @property
     def series(self) -> list[Slot] | None:
@@ -170,7 +164,7 @@ class Scheduler:
         horizon = s.max_delay_hours * 3600 + DAY
         quiet = intervals(s.quiet_hours, now, horizon, self.tz)
         waiting = [Waiting(j.id, j.path.name, j.fingerprint.size, j.created, self._is_backlog(j)) for j in queued]
-        self._remember_backlog([w.job_id for w in waiting if w.backlog])
+        self.waits.mark_backlog([w.job_id for w in waiting if w.backlog])
         # A running window is kept (its files are not stopped half-way) unless a new series came.
         previous = self.decision.window if self.decision is not None and not new_series else None
         decision = decide(now, waiting, self._series(now, horizon), quiet, self._costs(), max_delay=s.max_delay_hours
@@ -215,28 +209,7 @@ class Scheduler:
             self.store.defer(ids, until)
         if go:
             self.store.defer(go, now)
-        self._note_waits(now, queued, decision)
-
-    def _note_waits(self, now: float, queued: list[Job], decision: Decision) -> None:
-        """The wait log: the signal's value when a job is first held back and when it is let go."""
-        value = self._value(now)
-        for job in queued:
-            if job.id in decision.holds:
-                if job.id not in self.held or (not self.held[job.id] and value is not None):
-                    # (held while the series was still being read: its first value is the one when due)
-                    self.waits.held(job.id, now, self.settings.signal_kind, value)
-                    self.held[job.id] = value is not None
-            elif job.id in self.held:
-                self.waits.released(job.id, now, value)
-                del self.held[job.id]
-        ids = {j.id for j in queued}
-        self.held = {i: v for i, v in self.held.items() if i in ids}  # gone some other way (forgotten, moved)
-
-    def _remember_backlog(self, ids: list[int]) -> None:
-        new = [i for i in ids if i not in self.backlog]
-        if new:
-            self.waits.mark_backlog(new)
-            self.backlog.update(new)
+        self.waits.note(now, [j.id for j in queued], decision.holds, self.settings.signal_kind, self._value(now))
 
     def _hold_reruns(self, hold: bool) -> None:
         """Quiet hours with quiet_mode = "wait": re-runs wait too (on "cpu" they run on the quiet spec)."""
@@ -248,6 +221,7 @@ class Scheduler:
         held = [j.id for j in queued if j.last_error is None and j.not_before > now]
         if held:
             self.store.defer(held, now)
+        self.waits.release_all(now, self._value(now))  # let go by a reload that turned scheduling off
 
     def _set_spec(self, spec: EngineSpec) -> None:
         d = self.dispatcher
@@ -267,7 +241,7 @@ class Scheduler:
         # The job's own size and arrival decide, not whether it predates this start: a bulk arrival's class
         # is in the wait log, so an interrupted memo is still a memo and a held scan find still backlog.
         return (job.fingerprint.size > self.settings.now_max_mb * 1e6 or job.path in self.bulk
-                or job.id in self.backlog)
+                or self.waits.is_backlog(job.id))
 
     def _forget_bulk(self, now: float, queued: set[Path]) -> None:
         for path, when in list(self.bulk.items()):

@@ -10,7 +10,7 @@ interrupted by a stop is still a memo afterwards, a held backlog file still back
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field, replace
 from typing import Protocol
 
@@ -117,3 +117,45 @@ class SqliteWaitLog:
             for job_id, backlog, kind, due_at, due_value, ran_at, ran_value in rows:
                 found[job_id] = Wait(job_id, bool(backlog), kind, due_at, due_value, ran_at, ran_value)
         return found
+
+
+class WaitTracker:
+    """The scheduler's side: the queued jobs' classes and holds in memory, each change written through to
+    the log (so the loop reads the database only at start)."""
+
+    def __init__(self, log: WaitLog) -> None:
+        self.log = log
+        self.backlog: set[int] = set()  # queued job ids known to be backlog
+        self.held: dict[int, bool] = {}  # held back, not yet let go -> a signal value was recorded
+
+    def load(self, queued: set[int]) -> None:
+        self.backlog = self.log.backlog_among(queued)
+        self.held = dict.fromkeys(self.log.waiting() & queued, True)
+
+    def is_backlog(self, job_id: int) -> bool:
+        return job_id in self.backlog
+
+    def mark_backlog(self, job_ids: Iterable[int]) -> None:
+        new = [i for i in job_ids if i not in self.backlog]
+        if new:
+            self.log.mark_backlog(new)
+            self.backlog.update(new)
+
+    def note(self, now: float, queued: list[int], holds: Collection[int], kind: str, value: float | None) -> None:
+        """After a decision: the signal's value when a job is first held back and when it is let go."""
+        for job_id in queued:
+            if job_id in holds:
+                if job_id not in self.held or (not self.held[job_id] and value is not None):
+                    # (held while the series was still being read: its first value is the one when due)
+                    self.log.held(job_id, now, kind, value)
+                    self.held[job_id] = value is not None
+            elif job_id in self.held:
+                self.log.released(job_id, now, value)
+                del self.held[job_id]
+        ids = set(queued)
+        self.held = {i: v for i, v in self.held.items() if i in ids}  # gone some other way (forgotten, moved)
+
+    def release_all(self, now: float, value: float | None) -> None:
+        for job_id in self.held:
+            self.log.released(job_id, now, value)
+        self.held = {}
