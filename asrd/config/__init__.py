@@ -17,6 +17,7 @@ from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 from pydantic_settings.exceptions import SettingsError
 
+from asrd.config.cluster import ClusterSettings
 from asrd.config.sections import (
     LANGUAGES,
     DaemonSettings,
@@ -47,6 +48,7 @@ __all__ = [
     "LANGUAGES",
     "NOTIFY_EVENTS",
     "ApiSettings",
+    "ClusterSettings",
     "ConfigError",
     "DaemonSettings",
     "EnergySettings",
@@ -100,6 +102,7 @@ class Settings(BaseSettings):
     energy: EnergySettings = EnergySettings()
     api: ApiSettings = ApiSettings()
     metrics: MetricsSettings = MetricsSettings()
+    cluster: ClusterSettings = ClusterSettings()
     inbox: tuple[InboxSettings, ...] = ()
     mediaserver: tuple[MediaServerSettings, ...] = ()
     notify: tuple[NotifySettings, ...] = ()
