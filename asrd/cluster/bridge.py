@@ -187,7 +187,7 @@ class Bridge:
             scheduling_strategy=NodeAffinitySchedulingStrategy(node["NodeID"], soft=False),
         ).remote()
         ip = node.get("NodeManagerAddress", "?")
-        actor = ActorSlot(f"{ip} #{len(self.actors)}", node["NodeID"], ip, handle, now)
+        actor = ActorSlot(f"{ip} {node['NodeID'][:6]}", node["NodeID"], ip, handle, now)
         actor.ref = handle.hello.remote()
         self.actors.append(actor)
         log.info("starting a model actor on node %s (%s)", ip, node["NodeID"][:8])
@@ -235,7 +235,7 @@ class Bridge:
             return
         actor.hello = hello
         where = f"gpu {','.join(hello.gpus)}" if hello.gpus else "cpu"
-        actor.name = f"{actor.node_ip} {where} (pid {hello.pid})"
+        actor.name = f"{actor.node_ip} {actor.node_id[:6]} {where} (pid {hello.pid})"
         actor.handle.load.remote(self.spec)
         actor.ref = actor.handle.poll.remote(_POLL_WAIT)
 
