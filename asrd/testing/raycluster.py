@@ -66,6 +66,7 @@ class RayNode:
         return now
 
     def raylet(self) -> int:
+        """Its raylet's pid (StopIteration when it is gone)."""
         return next(p for p in self.pids() if _name(p) == "raylet")
 
     def signal_all(self, sig: signal.Signals) -> None:
@@ -91,8 +92,8 @@ class LocalRayCluster:
         cmd = [sys.executable, "-m", "ray.scripts.scripts", "start", "--block", "--node-ip-address=127.0.0.1",
                "--num-cpus=1", "--object-store-memory=80000000", "--disable-usage-stats",
                *[f"{p}={free_port()}" for p in ports], *args]
-        log = (self.root / f"{name}.log").open("ab")
-        process = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        with (self.root / f"{name}.log").open("ab") as log:
+            process = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         node = RayNode(name, process)
         self.nodes.append(node)
         return node
@@ -141,25 +142,36 @@ class LocalRayCluster:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 node.process.wait(max(0.1, end - time.monotonic()))
         for node in self.nodes:
-            for pid in [node.process.pid, *node.seen, *node.pids()]:
+            for pid in [node.process.pid, *node.seen, *node.pids(), *self._holding_files()]:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
             with contextlib.suppress(subprocess.TimeoutExpired):
                 node.process.wait(5)
         self.nodes.clear()
 
+    def _holding_files(self) -> list[int]:
+        """Processes with a file open under this cluster's own directory (its session logs): Ray processes
+        it started that were orphaned when a raylet was killed, before their pid was seen."""
+        root, found = str(self.root.resolve()), []
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit() or int(entry.name) == os.getpid():
+                continue
+            with contextlib.suppress(OSError):
+                if any(os.readlink(fd).startswith(root) for fd in (entry / "fd").iterdir()):
+                    found.append(int(entry.name))
+        return found
+
     def alive_pids(self) -> list[int]:
-        return [p for n in self.nodes for p in [n.process.pid, *n.seen] if _exists(p)]
+        return [p for n in self.nodes for p in [n.process.pid, *n.seen] if _exists(p)] + self._holding_files()
 
 
 def _exists(pid: int) -> bool:
+    """Alive and not a zombie (a dead child not yet reaped by its parent)."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
         return False
-    except PermissionError:
-        return True
-    return _name(pid) != "" and "Z" not in Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[:1]
+    return stat.rpartition(")")[2].split()[0] != "Z"
 
 
 def main(argv: list[str]) -> int:

@@ -44,11 +44,22 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalRayCluste
 
 
 def _restart_dead_nodes(cluster: LocalRayCluster) -> None:
-    """A test that killed a node leaves it down; the next gets two nodes again."""
+    """A test that killed a node's raylet leaves it down; the next gets two nodes again."""
     for node in list(cluster.nodes):
-        if node.name != "head" and node.process.poll() is not None:
-            cluster.nodes.remove(node)
-            cluster._up(node.name, [f"--address={cluster.address}", "--num-gpus=1"], 120.0)
+        if node.name == "head" or not (node.process.poll() is not None or not _has_raylet(node)):
+            continue
+        node.signal_all(signal.SIGKILL)  # what is left of it (its ray start, agents, actors)
+        node.process.wait(10)
+        cluster.nodes.remove(node)
+        cluster._up(node.name, [f"--address={cluster.address}", "--num-gpus=1"], 120.0)
+
+
+def _has_raylet(node: RayNode) -> bool:
+    try:
+        node.raylet()
+    except StopIteration:
+        return False
+    return True
 
 
 class ClusterDaemon:
