@@ -16,8 +16,11 @@ from enum import Enum
 from pathlib import Path
 from typing import Any, Protocol
 
+from asrd.control import edits
 from asrd.control.apiinbox import enqueue
 from asrd.control.jobs import Failure, JobState, JobStore
+from asrd.output.edits import EditError
+from asrd.records import Cue
 
 log = logging.getLogger("asrd.actions")
 
@@ -36,9 +39,12 @@ class ActionKind(str, Enum):
     RECONCILE = "reconcile"  # look for files in the inboxes that have no job (a daemon-side scan)
     QUEUE_FOUND = "queue_found"  # queue entry ``entry`` of the last reconciliation report
     ENQUEUE = "enqueue"  # an upload complete in an inbox's top folder (path): a job now; the outcome is its id
+    SAVE_EDITS = "save_edits"  # a person's corrected cues (cues) into every sidecar of the job (control.edits)
+    DISCARD_EDITS = "discard_edits"  # the job's sidecars back to the latest machine result
 
 
-JOB_ACTIONS = frozenset({ActionKind.RETRY, ActionKind.CANCEL, ActionKind.FORGET})
+JOB_ACTIONS = frozenset({ActionKind.RETRY, ActionKind.CANCEL, ActionKind.FORGET, ActionKind.SAVE_EDITS,
+                         ActionKind.DISCARD_EDITS})
 INBOX_ACTIONS = frozenset({ActionKind.PAUSE_INBOX, ActionKind.RESUME_INBOX})
 
 
@@ -50,8 +56,11 @@ class Action:
     inbox: str | None = None  # an inbox's name (PAUSE_INBOX, RESUME_INBOX)
     entry: int | None = None  # an entry of the reconciliation report (QUEUE_FOUND)
     path: Path | None = None  # ENQUEUE: the upload
+    cues: tuple[Cue, ...] | None = None  # SAVE_EDITS: checked by asrd.output.edits.parse_cues
 
     def __post_init__(self) -> None:
+        if (self.kind is ActionKind.SAVE_EDITS) != (self.cues is not None):
+            raise ValueError(f"{self.kind.value}: cues are {'needed' if self.cues is None else 'not taken'}")
         if (self.kind is ActionKind.ENQUEUE) != (self.path is not None):
             raise ValueError(f"{self.kind.value}: a path is {'needed' if self.path is None else 'not taken'}")
         if (self.kind in JOB_ACTIONS) != (self.job_id is not None):
@@ -169,6 +178,13 @@ def apply(action: Action, controls: Controls, now: float, *, draining: bool = Fa
     job = store.by_id(action.job_id)
     if job is None:
         raise ActionRefused(f"no job {action.job_id}")
+    if kind in (ActionKind.SAVE_EDITS, ActionKind.DISCARD_EDITS):
+        try:
+            if action.cues is not None:
+                return edits.save(store, job, action.cues, now)
+            return edits.discard(store, job, now)
+        except EditError as err:
+            raise ActionRefused(str(err)) from None
     if kind is ActionKind.RETRY:
         if store.retry(now, job.path) == 0:
             raise ActionRefused(

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from asrd.config import EnergySettings, InboxSettings, ModelSettings, OutputSettings, Settings, VadSettings
 from asrd.control import apiinbox
+from asrd.control.edits import keep_edits
 from asrd.control.energy_book import EnergyBook
 from asrd.control.energy_log import EnergyLog
 from asrd.control.fingerprint import Fingerprint, fingerprint, with_full_hash
@@ -27,6 +28,7 @@ from asrd.control.status import CurrentFile, ModelDownload
 from asrd.energy.unload import AutoUnload
 from asrd.output.alerts import excerpt, find_alerts
 from asrd.output.cuerules import DEFAULT_RULES, CueRules
+from asrd.output.formats import render
 from asrd.output.ownership import for_store
 from asrd.output.sidecars import SidecarError, write_outputs
 from asrd.recognizer import RecognizeOptions
@@ -365,11 +367,15 @@ class Dispatcher:
             output = run.output(output)
         rules = view.rules if view is not None else DEFAULT_RULES
         alerts = find_alerts(msg.transcript, view.alerts, rules) if view is not None else ()
-        try:
-            written = write_outputs(
-                msg.transcript, output, rules=rules, ownership=for_store(self.store), alerts=alerts,
-                processing=self.book.processing(msg, device, self.spec.model.precision),
-            )
+        processing = self.book.processing(msg, device, self.spec.model.precision)
+        try:  # a person's edited sidecars stay; the machine result goes into their edit record (control.edits)
+            written = keep_edits(self.store, job, lambda fmts: render(msg.transcript, fmts, rules, alerts, processing),
+                                 now)
+            if written is None:
+                written = write_outputs(
+                    msg.transcript, output, rules=rules, ownership=for_store(self.store), alerts=alerts,
+                    processing=processing,
+                )
         except SidecarError as err:
             kind = Failure.ENVIRONMENT if err.environmental else Failure.PERMANENT
             log.warning("%s: %s", "paused" if err.environmental else "quarantined", err)

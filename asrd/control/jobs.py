@@ -18,9 +18,10 @@ from typing import Protocol
 from asrd.control.fingerprint import Fingerprint
 from asrd.control.library import Library
 from asrd.output.alerts import AlertMatch
+from asrd.output.edits import EditRecord
 
-SCHEMA_VERSION = 4  # 2: job.full_hash, the sidecar table; 3: the transcript library (library_sqlite);
-# 4: the notification and outcome tables
+SCHEMA_VERSION = 5  # 2: job.full_hash, the sidecar table; 3: the transcript library (library_sqlite);
+# 4: the notification and outcome tables; 5: the edit table (edits_sqlite)
 BACKOFF_BASE = 30.0  # seconds before the first retry
 BACKOFF_CAP = 3600.0
 MAX_ERROR_CHARS = 4000  # a runaway traceback must not bloat the database
@@ -109,6 +110,14 @@ class JobStore(Protocol):
         self, outcome: Outcome, notify: Sequence[tuple[str, str, str]] = (), now: float = 0.0
     ) -> None: ...
     def outcomes(self, since: float) -> list[Outcome]: ...
+    def edited(self, job_id: int) -> EditRecord | None:
+        """A person's saved corrections of the job's transcript (its sidecars are then theirs), or None."""
+        ...
+    def put_edit(self, record: EditRecord) -> None: ...
+    def drop_edit(self, job_id: int) -> None: ...
+    def edits_with_newer(self, limit: int = 20) -> list[int]:
+        """Jobs whose edited transcript has a newer machine result waiting (most recent first)."""
+        ...
     def close(self) -> None: ...
 
 

@@ -25,6 +25,7 @@ from asrd.control.jobs import (
     Outcome,
     ReasonCount,
 )
+from asrd.output.edits import EditRecord
 
 
 def backoff_seconds(attempts: int, rng: random.Random) -> float:
@@ -113,6 +114,10 @@ class _BaseStore:
     def _n_earliest(self) -> float | None: raise NotImplementedError
     def _o_insert(self, outcome: Outcome) -> None: raise NotImplementedError
     def _o_since(self, since: float) -> list[Outcome]: raise NotImplementedError  # oldest first
+    def _e_get(self, job_id: int) -> EditRecord | None: raise NotImplementedError
+    def _e_put(self, record: EditRecord) -> None: raise NotImplementedError
+    def _e_drop(self, job_id: int) -> None: raise NotImplementedError
+    def _e_newer(self, limit: int) -> list[int]: raise NotImplementedError
     def close(self) -> None: raise NotImplementedError
 
     def __enter__(self: _S) -> _S:
@@ -295,6 +300,24 @@ class _BaseStore:
     def by_id(self, job_id: int) -> Job | None:
         with self._lock:
             return self._find_id(job_id)
+
+    # ---- a person's corrections (asrd.control.edits)
+    def edited(self, job_id: int) -> EditRecord | None:
+        with self._lock:
+            return self._e_get(job_id)
+
+    def put_edit(self, record: EditRecord) -> None:
+        with self._write():
+            self._need(record.job_id)
+            self._e_put(record)
+
+    def drop_edit(self, job_id: int) -> None:
+        with self._write():
+            self._e_drop(job_id)
+
+    def edits_with_newer(self, limit: int = 20) -> list[int]:
+        with self._lock:
+            return self._e_newer(limit)
 
     def search(self, query: JobQuery) -> JobPage:
         """Jobs matching ``query``, most recently changed first, one page of them."""

@@ -14,6 +14,7 @@ from asrd.control.jobs import CLAIMABLE, Job, JobPage, JobQuery, JobState, Notif
 from asrd.control.jobs_base import _BaseStore, _is_problem, _matches
 from asrd.control.library import json_sidecar
 from asrd.control.library_memory import MemoryLibrary
+from asrd.output.edits import EditRecord
 
 
 def _key(path: Path | str) -> str:
@@ -32,6 +33,7 @@ class MemoryJobStore(_BaseStore):
         self._notes: dict[int, Notification] = {}
         self._next_note = 1
         self._outcomes: list[Outcome] = []
+        self._edits: dict[int, EditRecord] = {}
         self.library = MemoryLibrary(lambda: sorted(
             j.id for j in self._jobs.values() if j.state is JobState.DONE and json_sidecar(j.sidecars)
         ))
@@ -77,6 +79,7 @@ class MemoryJobStore(_BaseStore):
     def _delete(self, job_id: int) -> None:
         job = self._jobs.pop(job_id, None)
         self.library.drop(job_id)
+        self._edits.pop(job_id, None)
         if job is not None:
             del self._ids[_key(job.path)]
 
@@ -145,6 +148,19 @@ class MemoryJobStore(_BaseStore):
 
     def _o_since(self, since: float) -> list[Outcome]:
         return sorted((o for o in self._outcomes if o.at >= since), key=lambda o: o.at)
+
+    def _e_get(self, job_id: int) -> EditRecord | None:
+        return self._edits.get(job_id)
+
+    def _e_put(self, record: EditRecord) -> None:
+        self._edits[record.job_id] = record
+
+    def _e_drop(self, job_id: int) -> None:
+        self._edits.pop(job_id, None)
+
+    def _e_newer(self, limit: int) -> list[int]:
+        newer = [r for r in self._edits.values() if r.newer is not None]
+        return [r.job_id for r in sorted(newer, key=lambda r: -(r.newer or 0.0))][:limit]
 
     def close(self) -> None:
         pass

@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from asrd.control import edits_sqlite
+from asrd.control.edits_sqlite import SCHEMA as _V5
 from asrd.control.fingerprint import Fingerprint
 from asrd.control.jobs import (
     SCHEMA_VERSION,
@@ -33,6 +35,7 @@ from asrd.control.jobs_base import _BaseStore, _like
 from asrd.control.library_sqlite import SCHEMA as _V3
 from asrd.control.library_sqlite import SqliteLibrary
 from asrd.output.alerts import AlertMatch
+from asrd.output.edits import EditRecord
 
 _V2 = (
     "CREATE INDEX IF NOT EXISTS job_content ON job (size, content_hash)",
@@ -65,12 +68,14 @@ _SCHEMA = (
     *_V2,
     *_V3,
     *_V4,
+    *_V5,
 )
 # Each step takes a database from version N to N + 1 (the key).
 _MIGRATIONS: dict[int, tuple[str, ...]] = {
     1: ("ALTER TABLE job ADD COLUMN full_hash TEXT NOT NULL DEFAULT ''", *_V2),
     2: _V3,
     3: _V4,
+    4: _V5,
 }
 _COLUMNS = (
     "path", "inbox", "state", "device", "inode", "size", "mtime_ns", "content_hash",
@@ -231,6 +236,7 @@ class SqliteJobStore(_BaseStore):
 
     def _delete(self, job_id: int) -> None:
         self.library._drop(job_id)
+        edits_sqlite.drop(self._db, job_id)
         self._db.execute("DELETE FROM job WHERE id = ?", (job_id,))
 
     def _due(self, now: float, limit: int, skip: Collection[str]) -> list[Job]:
@@ -360,6 +366,18 @@ class SqliteJobStore(_BaseStore):
             )
             for path, inbox, state, at, duration, language, excerpt, alerts, sidecars, reason in rows
         ]
+
+    def _e_get(self, job_id: int) -> EditRecord | None:
+        return edits_sqlite.get(self._db, job_id)
+
+    def _e_put(self, record: EditRecord) -> None:
+        edits_sqlite.put(self._db, record)
+
+    def _e_drop(self, job_id: int) -> None:
+        edits_sqlite.drop(self._db, job_id)
+
+    def _e_newer(self, limit: int) -> list[int]:
+        return edits_sqlite.with_newer(self._db, limit)
 
     def close(self) -> None:
         with self._lock:

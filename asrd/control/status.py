@@ -153,6 +153,7 @@ def dashboard(web: WebSettings, state_dir: Path | None) -> dict[str, Any] | None
 def report(state_dir: Path, web: WebSettings | None = None) -> dict[str, Any]:
     """Everything ``asrd status`` knows, as plain data (``--json`` prints exactly this). With ``web``
     (the configuration's [web] section) and the dashboard enabled, where it is as well."""
+    from asrd.control.edits import newer_results
     from asrd.control.jobs import JobState
     from asrd.control.jobs_sqlite import SqliteJobStore
 
@@ -183,6 +184,7 @@ def report(state_dir: Path, web: WebSettings | None = None) -> dict[str, Any]:
             }
             for job in store.problems(20)
         ]
+        doc["edited_newer"] = newer_results(store)  # a person's corrections with a newer machine result
     finally:
         store.close()
     doc["energy_today"] = energy_today(state_dir / DB_NAME, time.time())
@@ -256,6 +258,9 @@ def render(doc: dict[str, Any]) -> str:
     today = doc.get("energy_today")
     if today is not None and (today["files"] or today["wh"]):
         lines.append("energy: " + energy_line(today))
+    for item in doc.get("edited_newer") or []:
+        lines.append(f"edited by you, newer machine result kept: {item['path']} (job {item['job_id']}; compare or "
+                     "discard your edits in the viewer)")
     problems = doc.get("problems") or []
     if problems:
         lines.append("problems (most recent first):")

@@ -161,3 +161,13 @@ class Worker(Protocol):
         ...
 
     def kill(self) -> None: ...
+
+
+def observe(worker: Worker, msg: Message) -> None:
+    """Keep a worker's view in step with a message it hands back: its ``Loaded``, the tasks still unanswered.
+
+    Every ``Worker`` does this on ``poll``; written once so the handle and its twins cannot drift apart."""
+    if isinstance(msg, Loaded):
+        worker.loaded = msg
+    elif isinstance(msg, Done | Failed):
+        worker.in_flight.pop(msg.job_id, None)

@@ -67,7 +67,7 @@ def test_a_version_3_database_gains_the_tables(tmp_path: Path) -> None:
         assert s.sidecar_mark(Path("/in/a.txt")) == ("/in/a.wav", "h")  # kept
         s.notify_add([("t", "done", "{}")], NOW)
         assert s.notify_pending() == {"t": 1}
-    assert sqlite3.connect(db).execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 4
+    assert sqlite3.connect(db).execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 5
 
 
 class Recorder:
