@@ -131,7 +131,8 @@ def read_live(state_dir: Path) -> LiveState | None:
         data = json.loads((state_dir / STATUS_NAME).read_text(encoding="utf-8"))
         data["current"] = tuple(CurrentFile(**c) for c in data.get("current", ()))
         data["inboxes"] = tuple(InboxState(**i) for i in data.get("inboxes", ()))
-        data["slots"] = tuple(SlotState(**w) for w in data.get("slots", ()))
+        data["slots"] = tuple(SlotState(**{**w, "actors": tuple(w.get("actors", ())), "lost": tuple(w.get("lost", ()))})
+                              for w in data.get("slots", ()))
         data["patches"] = tuple((str(name), str(state)) for name, state in data.get("patches", ()))
         if data.get("download") is not None:
             data["download"] = ModelDownload(**data["download"])
