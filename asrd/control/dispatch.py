@@ -45,7 +45,7 @@ FAILURE_POLICY = {
     FailureKind.SOURCE: Failure.ENVIRONMENT,
     FailureKind.MODEL: Failure.ENVIRONMENT,
     FailureKind.ERROR: Failure.RETRY,
-    FailureKind.LOST: Failure.CHANGED,  # its cluster node died or hung: queued again at once, no attempt
+    FailureKind.LOST: Failure.LOST,  # its cluster node died or hung: queued again first, no attempt
 }
 
 

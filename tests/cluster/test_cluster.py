@@ -11,20 +11,24 @@ import shutil
 import signal
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 pytest.importorskip("ray", reason="cluster mode needs Ray: pip install 'asrd[cluster]'")
 
+from asrd.cluster.handle import ClusterHandle
 from asrd.config import load_settings
 from asrd.control.daemon import Daemon
 from asrd.control.jobs import JobState
 from asrd.control.jobs_sqlite import SqliteJobStore
+from asrd.control.pool import spawn_worker
 from asrd.control.service import MemoryNotifier, ServiceState
 from asrd.control.timers import ManualTimers
 from asrd.testing.raycluster import LocalRayCluster, RayNode
 from asrd.worker.handle import pid_exists
+from asrd.worker.protocol import EngineSpec, Worker
 
 pytestmark = pytest.mark.slow
 
@@ -63,7 +67,8 @@ def _has_raylet(node: RayNode) -> bool:
 
 
 class ClusterDaemon:
-    def __init__(self, tmp_path: Path, address: str, model: Path) -> None:
+    def __init__(self, tmp_path: Path, address: str, model: Path | None,
+                 spawn: Callable[[EngineSpec], Worker] = spawn_worker) -> None:
         self.inbox = tmp_path / "inbox"
         self.inbox.mkdir()
         settings = load_settings(None, {
@@ -75,12 +80,13 @@ class ClusterDaemon:
         })
         self.store = SqliteJobStore(tmp_path / "state" / "jobs.sqlite3", max_attempts=3)
         self.daemon = Daemon(settings, self.store, ServiceState(MemoryNotifier()), ManualTimers(),
-                             model_dir=str(model), state_dir=tmp_path / "state")
+                             model_dir=None if model is None else str(model), state_dir=tmp_path / "state", spawn=spawn)
+        self.offset = 0.0  # the daemon's clock runs ahead by this (past retry backoffs)
         self.daemon.start(time.time())
         self.bridge_pids: set[int] = set()
 
     def step(self) -> None:
-        self.daemon.step(time.time())
+        self.daemon.step(time.time() + self.offset)
         self.bridge_pids.update(w.pid for w in self.daemon.dispatcher.pool.workers if w.pid)
         time.sleep(0.05)
 
@@ -111,7 +117,7 @@ class ClusterDaemon:
         return None
 
     def close(self) -> None:
-        self.daemon.stop(time.time())
+        self.daemon.stop(time.time() + self.offset)
         self.store.close()
         assert not [pid for pid in self.bridge_pids if pid_exists(pid)]  # the bridge is gone (and its actors)
 
@@ -179,3 +185,32 @@ def test_a_stopped_node_is_caught_by_the_progress_timeout_and_its_late_answer_dr
     jobs = [harness.store.get(p) for p in paths]
     assert all(j is not None and j.attempts == 0 for j in jobs)
     assert len(_done_lines(caplog)) == 8 == len(set(_done_lines(caplog)))
+
+
+def test_an_actor_crash_costs_its_files_an_attempt_and_the_killer_ends_alone_in_quarantine(
+    tmp_path: Path, cluster: LocalRayCluster, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The fake recognizer (no model to load) in the actors; a file named "crash" kills its actor every time,
+    as a segfault in the model would."""
+    caplog.set_level(logging.INFO)
+    _restart_dead_nodes(cluster)
+    h = ClusterDaemon(tmp_path, cluster.address, None,
+                      spawn=lambda spec: ClusterHandle(replace(spec, fake_crash_on="crash")))
+    try:
+        good = h.add(6)
+        killer = h.inbox / "crash.flac"
+        shutil.copy(JFK, killer)
+
+        def settled() -> bool:
+            job = h.store.get(killer)
+            if job is not None and job.state is JobState.FAILED:
+                h.offset += 3600  # past its retry backoff
+            return job is not None and job.state is JobState.QUARANTINED and h.all_done(good)()
+
+        h.run_until(settled, 240, "the killer quarantined and the rest done")
+        killed = h.store.get(killer)
+        assert killed is not None and killed.attempts == 3  # each crash an attempt: it is the file's fault
+        assert all((j := h.store.get(p)) is not None and j.attempts <= 1 for p in good)  # batch mates: one at most
+        assert any("died while transcribing" in r.getMessage() for r in caplog.records)
+    finally:
+        h.close()

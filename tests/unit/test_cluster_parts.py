@@ -71,15 +71,19 @@ class Rig:
         return path
 
 
-def test_a_lost_node_answer_requeues_at_once_without_an_attempt(tmp_path: Path) -> None:
+def test_a_lost_node_answer_requeues_first_without_an_attempt(tmp_path: Path) -> None:
     script = WorkerScript(capacity=1).on("memo", Fail(FailureKind.LOST, "cluster node 10.0.0.7 lost"), Hang())
     rig = Rig(tmp_path, script, [])
     path = rig.add("memo.wav")
     rig.dispatcher.step(T0)
-    rig.dispatcher.step(T0)  # the answer: queued again at once, claimed again in the same step
+    later = rig.inbox / "later.wav"
+    later.write_bytes(b"audio bytes")
+    rig.store.offer(later, rig.key, fingerprint(later), T0 + 10)
+    rig.dispatcher.step(T0 + 20)  # the answer: queued again in its old place, so claimed again before "later"
     job = rig.store.get(path)
     assert job is not None and job.attempts == 0 and job.state is JobState.RUNNING
-    assert len(script.workers[0].in_flight) == 1  # sent again
+    assert [t.path for t in script.workers[0].in_flight.values()] == [str(path)]  # sent again, ahead of later
+    assert (j := rig.store.get(later)) is not None and j.state is JobState.QUEUED
 
 
 def test_cancel_ends_only_the_worker_holding_the_file(tmp_path: Path) -> None:
