@@ -190,15 +190,15 @@ def test_a_stopped_node_is_caught_by_the_progress_timeout_and_its_late_answer_dr
 def test_an_actor_crash_costs_its_files_an_attempt_and_the_killer_ends_alone_in_quarantine(
     tmp_path: Path, cluster: LocalRayCluster, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """The fake recognizer (no model to load) in the actors; a file named "crash" kills its actor every time,
-    as a segfault in the model would."""
+    """The fake recognizer (no model to load) in the actors; a file named "poison" kills its actor every time,
+    as a segfault in the model would (the marker is matched against the whole path: not in the test's name)."""
     caplog.set_level(logging.INFO)
     _restart_dead_nodes(cluster)
     h = ClusterDaemon(tmp_path, cluster.address, None,
-                      spawn=lambda spec: ClusterHandle(replace(spec, fake_crash_on="crash")))
+                      spawn=lambda spec: ClusterHandle(replace(spec, fake_crash_on="poison")))
     try:
         good = h.add(6)
-        killer = h.inbox / "crash.flac"
+        killer = h.inbox / "poison.flac"
         shutil.copy(JFK, killer)
 
         def settled() -> bool:
