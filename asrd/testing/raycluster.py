@@ -67,7 +67,7 @@ class RayNode:
 
     def raylet(self) -> int:
         """Its raylet's pid (StopIteration when it is gone)."""
-        return next(p for p in self.pids() if _name(p) == "raylet")
+        return next(p for p in self.pids() if _name(p) == "raylet" and _exists(p))
 
     def signal_all(self, sig: signal.Signals) -> None:
         """``sig`` to this node's processes (the ``ray start`` itself, its raylet, its workers and actors)."""
@@ -111,11 +111,16 @@ class LocalRayCluster:
         return self.address
 
     def _up(self, name: str, args: list[str], timeout: float, tries: int = 3) -> None:
+        log = self.root / f"{name}.log"
         for attempt in range(tries):
+            offset = log.stat().st_size if log.exists() else 0  # a restart appends to the same log
             node = self._start(name, args)
             end = time.monotonic() + timeout
             while time.monotonic() < end:
-                if "Ray runtime started" in (self.root / f"{name}.log").read_text(errors="replace"):
+                with log.open("rb") as f:
+                    f.seek(offset)
+                    started = b"Ray runtime started" in f.read()
+                if started:
                     node.pids()
                     return
                 if node.process.poll() is not None:
