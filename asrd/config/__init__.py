@@ -18,6 +18,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 from pydantic_settings.exceptions import SettingsError
 
 from asrd.config.cluster import ClusterSettings
+from asrd.config.schedule import ScheduleSettings
 from asrd.config.sections import (
     LANGUAGES,
     DaemonSettings,
@@ -60,6 +61,7 @@ __all__ = [
     "NotifyEvent",
     "NotifySettings",
     "OutputSettings",
+    "ScheduleSettings",
     "Settings",
     "SubtitleSettings",
     "TranscribeSettings",
@@ -103,6 +105,7 @@ class Settings(BaseSettings):
     api: ApiSettings = ApiSettings()
     metrics: MetricsSettings = MetricsSettings()
     cluster: ClusterSettings = ClusterSettings()
+    schedule: ScheduleSettings = ScheduleSettings()
     inbox: tuple[InboxSettings, ...] = ()
     mediaserver: tuple[MediaServerSettings, ...] = ()
     notify: tuple[NotifySettings, ...] = ()

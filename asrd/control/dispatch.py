@@ -12,6 +12,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from asrd.config import EnergySettings, InboxSettings, ModelSettings, OutputSettings, Settings, VadSettings
 from asrd.control import apiinbox
@@ -34,6 +35,9 @@ from asrd.output.sidecars import SidecarError, write_outputs
 from asrd.recognizer import RecognizeOptions
 from asrd.records import SAMPLE_RATE
 from asrd.worker.protocol import Done, EngineSpec, Failed, FailureKind, Progress, Worker
+
+if TYPE_CHECKING:
+    from asrd.control.reruns import Reruns
 
 log = logging.getLogger("asrd.dispatch")
 
@@ -153,6 +157,7 @@ class Dispatcher:
         self.paused_inboxes: frozenset[str] = frozenset()  # inbox keys whose files are not started
         # Called with each finished job and its view on the daemon loop (media-server refresh): must not block.
         self.on_done: list[Callable[[Job, InboxView | None], None]] = []
+        self.reruns: Reruns | None = None  # re-runs with other options or models (asrd.control.reruns)
 
     # ------------------------------------------------------------ the loop's entry points
 
@@ -161,6 +166,8 @@ class Dispatcher:
         self.meter.tick(now, bool(self.jobs) and self.model_loaded)
         self._collect(now)
         self._dispatch(now)
+        if self.reruns is not None:
+            self.reruns.step(now, self.accepting)
         self.meter.tick(now, bool(self.jobs) and self.model_loaded)  # work counts from its dispatch
         self.pool.idle_unload_seconds = self.idle_unload_seconds  # "auto" learns as sessions end
         self.pool.unload_idle(now)
@@ -207,7 +214,7 @@ class Dispatcher:
 
     @property
     def busy(self) -> bool:
-        return bool(self.jobs)
+        return bool(self.jobs) or (self.reruns is not None and self.reruns.busy)
 
     @property
     def worker(self) -> Worker | None:
@@ -237,12 +244,14 @@ class Dispatcher:
 
     def filenos(self) -> list[int]:
         """Descriptors that become readable when a worker has something to say."""
-        return self.pool.filenos()
+        return self.pool.filenos() + (self.reruns.filenos() if self.reruns is not None else [])
 
     def shutdown(self, now: float, reason: str) -> None:
         """End the workers; whatever was in flight goes back to the queue without costing an attempt."""
         self._now = now
         self.pool.stop(reason)
+        if self.reruns is not None:
+            self.reruns.shutdown(now, reason)
         for job in list(self.jobs.values()):
             self.store.fail(job.id, now, reason, Failure.CHANGED)
             log.info("requeued %s (%s)", job.path, reason)
@@ -269,14 +278,17 @@ class Dispatcher:
 
     def unload(self, why: str) -> bool:
         """End the idle workers now (all their memory back); False when files are in flight or none runs."""
-        if not self.pool.workers or self.jobs:
+        if not self.pool.workers or self.busy:
             return False
         self.pool.stop(why)
+        if self.reruns is not None:
+            self.reruns.shutdown(self._now, why)
         return True
 
     def idle_deadline(self) -> float | None:
         """When the next idle worker will be ended (for the scheduler), or None."""
-        return self.pool.idle_deadline()
+        deadlines = (self.pool.idle_deadline(), self.reruns.idle_deadline() if self.reruns is not None else None)
+        return min((d for d in deadlines if d is not None), default=None)
 
     # ------------------------------------------------------------ internals
 
@@ -295,6 +307,8 @@ class Dispatcher:
             return
         self._prune_suspects()
         while (slot := self.pool.place(now)) is not None:
+            if self.reruns is not None and self.reruns.place_default(now, self.pool, slot):
+                continue  # asked for by a person: before the queue
             claimed = self.store.claim(now, 1, skip_inboxes=self.paused_inboxes)
             if not claimed:
                 return
@@ -310,7 +324,10 @@ class Dispatcher:
             log.info("transcribing %s on worker %s", job.path, slot.name)
 
     def _collect(self, now: float) -> None:
-        for event in self.pool.collect(now):
+        for each in self.pool.collect(now):
+            event = self.reruns.take(now, each) if self.reruns is not None else each
+            if event is None:
+                continue
             if isinstance(event, Lost):
                 self._lost(now, event)
                 continue
@@ -386,6 +403,8 @@ class Dispatcher:
         if msg.energy is not None:
             self.book.file_done(now, job, msg, msg.energy)
         index_transcript(self.store, job.id, job.inbox, job.path, now, msg.transcript, rules)
+        if self.reruns is not None:
+            self.reruns.machine_result(done, msg.transcript, view, now)
         for listener in self.on_done:
             try:
                 listener(done, view)

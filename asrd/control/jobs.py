@@ -17,11 +17,12 @@ from typing import Protocol
 
 from asrd.control.fingerprint import Fingerprint
 from asrd.control.library import Library
+from asrd.control.runs import RunBook
 from asrd.output.alerts import AlertMatch
 from asrd.output.edits import EditRecord
 
 SCHEMA_VERSION = 5  # 2: job.full_hash, the sidecar table; 3: the transcript library (library_sqlite);
-# 4: the notification and outcome tables; 5: the edit table (edits_sqlite)
+# 4: the notification and outcome tables; 5: the edit table (edits_sqlite) and the run table (runs_sqlite)
 BACKOFF_BASE = 30.0  # seconds before the first retry
 BACKOFF_CAP = 3600.0
 MAX_ERROR_CHARS = 4000  # a runaway traceback must not bloat the database
@@ -70,6 +71,8 @@ class JobStore(Protocol):
 
     @property
     def library(self) -> Library: ...  # every finished transcript, searchable (asrd.control.library)
+    @property
+    def runs(self) -> RunBook: ...  # every result of each file, re-runs included (asrd.control.runs)
 
 
     def offer(self, path: Path, inbox: str, fp: Fingerprint, now: float) -> Job | None: ...
@@ -81,6 +84,9 @@ class JobStore(Protocol):
     ) -> Job: ...
     def fail(self, job_id: int, now: float, reason: str, kind: Failure) -> Job: ...
     def forget(self, job_id: int) -> None: ...
+    def defer(self, job_ids: Sequence[int], until: float) -> int:
+        """Queued jobs wait until ``until`` (the scheduler); the number changed."""
+        ...
     def requeue_running(self, now: float) -> int: ...
     def running(self) -> list[Job]: ...
     def retry(self, now: float, path: Path | None = None) -> int: ...

@@ -14,6 +14,7 @@ from asrd.control.jobs import CLAIMABLE, Job, JobPage, JobQuery, JobState, Notif
 from asrd.control.jobs_base import _BaseStore, _is_problem, _matches
 from asrd.control.library import json_sidecar
 from asrd.control.library_memory import MemoryLibrary
+from asrd.control.runs_memory import MemoryRuns
 from asrd.output.edits import EditRecord
 
 
@@ -37,6 +38,12 @@ class MemoryJobStore(_BaseStore):
         self.library = MemoryLibrary(lambda: sorted(
             j.id for j in self._jobs.values() if j.state is JobState.DONE and json_sidecar(j.sidecars)
         ))
+        self.runs = MemoryRuns(self._lock, self._set_sidecars)
+
+    def _set_sidecars(self, job_id: int, sidecars: Sequence[Path]) -> None:
+        job = self._jobs.get(job_id)
+        if job is not None:
+            self._jobs[job_id] = replace(job, sidecars=tuple(sidecars))
 
     def _txn(self) -> AbstractContextManager[object]:
         return nullcontext()  # the logic computes every change before saving any: nothing to roll back
@@ -80,6 +87,7 @@ class MemoryJobStore(_BaseStore):
         job = self._jobs.pop(job_id, None)
         self.library.drop(job_id)
         self._edits.pop(job_id, None)
+        self.runs._delete([r.id for r in self.runs._of_job(job_id)])
         if job is not None:
             del self._ids[_key(job.path)]
 

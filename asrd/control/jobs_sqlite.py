@@ -18,7 +18,7 @@ from typing import Any
 from urllib.parse import quote
 
 from asrd.control import edits_sqlite
-from asrd.control.edits_sqlite import SCHEMA as _V5
+from asrd.control.edits_sqlite import SCHEMA as _EDIT_TABLES
 from asrd.control.fingerprint import Fingerprint
 from asrd.control.jobs import (
     SCHEMA_VERSION,
@@ -34,6 +34,8 @@ from asrd.control.jobs import (
 from asrd.control.jobs_base import _BaseStore, _like
 from asrd.control.library_sqlite import SCHEMA as _V3
 from asrd.control.library_sqlite import SqliteLibrary
+from asrd.control.runs_sqlite import SCHEMA as _RUN_TABLES
+from asrd.control.runs_sqlite import SqliteRuns
 from asrd.output.alerts import AlertMatch
 from asrd.output.edits import EditRecord
 
@@ -55,6 +57,7 @@ _V4 = (
         sidecars TEXT NOT NULL, reason TEXT)""",
     "CREATE INDEX IF NOT EXISTS outcome_at ON outcome (at)",
 )
+_V5 = (*_EDIT_TABLES, *_RUN_TABLES)  # 5: edits kept apart from machine results, and re-runs
 _SCHEMA = (
     # path and inbox hold UTF-8 text, or the raw bytes (a BLOB) when a name is not valid UTF-8.
     """CREATE TABLE IF NOT EXISTS job (
@@ -153,6 +156,7 @@ class SqliteJobStore(_BaseStore):
         self.path = Path(path)
         self.readonly = readonly
         self.library = SqliteLibrary(self)
+        self.runs = SqliteRuns(self)  # every result of each file, re-runs too (asrd.control.runs)
         if readonly and not self.path.is_file():
             raise FileNotFoundError(errno.ENOENT, "no job database", os.fspath(self.path))
         if not readonly:
@@ -237,6 +241,7 @@ class SqliteJobStore(_BaseStore):
     def _delete(self, job_id: int) -> None:
         self.library._drop(job_id)
         edits_sqlite.drop(self._db, job_id)
+        self._db.execute("DELETE FROM run WHERE job_id = ?", (job_id,))
         self._db.execute("DELETE FROM job WHERE id = ?", (job_id,))
 
     def _due(self, now: float, limit: int, skip: Collection[str]) -> list[Job]:

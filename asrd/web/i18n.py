@@ -11,6 +11,20 @@ ZH: dict[str, str] = {
     # navigation
     "Now": "当前", "Where is my file": "我的文件在哪", "Problems": "问题", "Model & power": "模型与电源",
     "Inboxes": "收件夹", "System": "系统", "Not queued": "未入队", "Library": "转写库", "Upload": "上传",
+    # Re-run and compare (compare.html)
+    "Compare": "对比", "Re-run with other settings": "用其他设置重新转写", "Re-run": "重新转写",
+    "as before": "同前", "Language": "语言", "Model": "模型", "Hotwords": "热词", "Run": "运行",
+    "Settings": "设置", "State": "状态", "first": "首次", "re-run": "重新转写", "older content": "内容已变",
+    "in the sidecars": "当前字幕文件", "(edited since)": "（之后被编辑过）", "Use this one": "采用这个",
+    "comma-separated; empty: as before": "逗号分隔；留空：同前", "time": "时间", "transcript": "转写",
+    "details": "详情", "a file is re-run once it is done": "文件完成后才能重新转写",
+    "A re-run never changes the sidecars: choose the result you want below.":
+        "重新转写不会改动字幕文件：请在下面选择要采用的结果。",
+    "Edited since asrd wrote them": "asrd 写入后被编辑过",
+    "Choosing a run replaces them only if you confirm that your edits are discarded.":
+        "只有在你确认放弃编辑后，选择某次运行才会替换它们。",
+    "of": "/", "lines differ; changes are marked against the run in the sidecars.":
+        "行不同；差异以当前字幕文件所用的运行为准标出。",
     # Now
     "transcribing": "转写中", "queued": "排队中", "settling": "等待写完", "done": "已完成", "problems": "问题",
     "model": "模型", "Transcribing": "正在转写", "Queued": "队列", "Settling": "等待写完",

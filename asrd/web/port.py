@@ -17,6 +17,7 @@ from asrd.control.actions import Action
 from asrd.control.jobs import Job, JobPage, JobQuery, JobState, ReasonCount
 from asrd.control.library import Library
 from asrd.control.reconcile import Ignored, Report
+from asrd.control.runs import RunBook
 from asrd.control.settle import Settling
 from asrd.control.speed import Speed
 from asrd.control.status import LiveState
@@ -67,6 +68,11 @@ class JobReader(Protocol):
     def edits_with_newer(self, limit: int = 20) -> list[int]: ...
     @property
     def library(self) -> Library: ...
+    @property
+    def runs(self) -> RunBook: ...
+    def sidecar_mark(self, path: Path) -> tuple[str, str] | None: ...
+    def record_sidecar(self, path: Path, source: str, sha256: str) -> None: ...
+    def forget_sidecar(self, path: Path) -> None: ...
 
 
 class DaemonPort(Protocol):
