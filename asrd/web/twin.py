@@ -37,6 +37,7 @@ class FakeDispatcher:
         self.progress: dict[int, object] = {}
         self.accepting = True
         self.shutdowns: list[str] = []
+        self.cancelled: list[int] = []  # jobs whose worker was ended by a cancel
         self.paused_inboxes: frozenset[str] = frozenset()
 
     def warm_up(self) -> bool:
@@ -50,6 +51,11 @@ class FakeDispatcher:
             return False
         self.worker = None
         return True
+
+    def cancel(self, now: float, job_id: int) -> None:
+        self.cancelled.append(job_id)
+        self.jobs.pop(job_id, None)
+        self.progress.pop(job_id, None)
 
     def shutdown(self, now: float, reason: str) -> None:
         self.shutdowns.append(reason)
