@@ -57,6 +57,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--failed", action="store_true", help="every failed and quarantined file")
     p.add_argument("--config", type=Path)
 
+    p = sub.add_parser("plan", help="[schedule]: the price or carbon series, quiet hours and the backlog's window")
+    p.add_argument("--json", action="store_true", help="machine-readable")
+    p.add_argument("--config", type=Path)
+
+    p = sub.add_parser("run-now", help="[schedule]: start waiting files now instead of in their window")
+    p.add_argument("files", nargs="*", type=Path, metavar="FILE")
+    p.add_argument("--all", action="store_true", help="every waiting file")
+    p.add_argument("--config", type=Path)
+
+    p = sub.add_parser("rerun", help="transcribe finished files again with other settings; compare and choose "
+                       "the result on the dashboard's compare page")
+    p.add_argument("files", nargs="+", type=Path, metavar="FILE")
+    p.add_argument("--language", choices=("auto", "zh", "en", "yue", "ja", "ko"))
+    p.add_argument("--hotwords", help="comma-separated ('' for none)")
+    p.add_argument("--itn", choices=("on", "off"))
+    p.add_argument("--model", help="[model] name or one of [model] rerun_models")
+    p.add_argument("--config", type=Path)
+
     p = sub.add_parser("report", help="per-day summary: files, hours, keyword alerts with excerpts")
     p.add_argument("--since", default="1d", help="how far back: 1d, 12h, 2w ... (default 1d)")
     p.add_argument("--format", choices=("text", "json", "csv"), default="text")
@@ -95,10 +113,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _status(args)
         if args.command == "retry":
             return _retry(args)
+        if args.command == "rerun":
+            return _rerun(args)
         if args.command == "energy":
             return _energy(args)
         if args.command == "report":
             return _report(args)
+        if args.command == "plan":
+            return _plan(args)
+        if args.command == "run-now":
+            return _run_now(args)
         if args.command == "notify":
             return _notify(args)
         if args.command == "check-config":
@@ -223,6 +247,61 @@ def _retry(args: argparse.Namespace) -> int:
     if count:
         _wake_daemon(settings.daemon.state_dir)
     return 0 if count or args.failed else 1
+
+
+def _plan(args: argparse.Namespace) -> int:
+    import time
+
+    from asrd.control.planview import as_json, plan_report, render
+
+    doc = plan_report(_settings(args.config, {}), time.time())
+    print(as_json(doc) if args.json else render(doc))
+    return 0
+
+
+def _run_now(args: argparse.Namespace) -> int:
+    from asrd.control.schedule import request_run_now
+
+    if not args.files and not args.all:
+        print("asrd run-now: name files, or --all for every waiting file", file=sys.stderr)
+        return 2
+    settings = _settings(args.config, {})
+    missing = [p for p in args.files if not p.exists()]
+    if missing:
+        print(f"asrd run-now: no such file: {', '.join(map(str, missing))}", file=sys.stderr)
+        return 1
+    request_run_now(settings.daemon.state_dir, None if args.all else [p.resolve() for p in args.files])
+    print("asked the daemon to start " + ("every waiting file" if args.all else f"{len(args.files)} file(s)") + " now")
+    _wake_daemon(settings.daemon.state_dir)
+    return 0
+
+
+def _rerun(args: argparse.Namespace) -> int:
+    import time
+
+    from asrd.control.jobs_sqlite import SqliteJobStore
+    from asrd.control.reruns import rerun_files
+    from asrd.control.runs import RerunOptions
+    from asrd.control.statedir import DB_NAME
+
+    settings = _settings(args.config, {})
+    words = None if args.hotwords is None else tuple(w.strip() for w in args.hotwords.split(",") if w.strip())
+    options = RerunOptions(language=args.language, hotwords=words, model=args.model,
+                           itn=None if args.itn is None else args.itn == "on")
+    db = settings.daemon.state_dir / DB_NAME
+    if not db.exists():
+        print(f"asrd rerun: no job database at {db}", file=sys.stderr)
+        return 1
+    store = SqliteJobStore(db, max_attempts=settings.daemon.max_attempts)
+    try:
+        queued, lines = rerun_files(store, args.files, options, settings.model.name, settings.model.rerun_models,
+                                    time.time())
+    finally:
+        store.close()
+    print("\n".join(lines))
+    if queued:
+        _wake_daemon(settings.daemon.state_dir)
+    return 0 if queued == len(args.files) else 1
 
 
 def _wake_daemon(state_dir: Path) -> None:

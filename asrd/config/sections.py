@@ -81,6 +81,15 @@ class ModelSettings(_Section):
     visible GPU; none: one worker as with []), or a list of GPU indices, GPU/MIG UUIDs and "cpu"
     entries (CPU workers split ``threads``). [] = one worker on ``device``."""
 
+    rerun_models: Annotated[tuple[str, ...], NoDecode] = ()
+    """Other models a file may be re-run with from the dashboard or ``asrd rerun`` (hub ids or local
+    directories, as ``name``); each gets its own worker on demand, ended after idle_unload_seconds."""
+
+    @field_validator("rerun_models", mode="before")
+    @classmethod
+    def _rerun_models_in(cls, value: Any) -> Any:
+        return _split_list(value)
+
     @field_validator("device")
     @classmethod
     def _device(cls, value: str) -> str:

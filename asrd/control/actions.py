@@ -16,8 +16,11 @@ from enum import Enum
 from pathlib import Path
 from typing import Any, Protocol
 
+from asrd.control import edits
 from asrd.control.apiinbox import enqueue
 from asrd.control.jobs import Failure, JobState, JobStore
+from asrd.output.edits import EditError
+from asrd.records import Cue
 
 log = logging.getLogger("asrd.actions")
 
@@ -36,9 +39,15 @@ class ActionKind(str, Enum):
     RECONCILE = "reconcile"  # look for files in the inboxes that have no job (a daemon-side scan)
     QUEUE_FOUND = "queue_found"  # queue entry ``entry`` of the last reconciliation report
     ENQUEUE = "enqueue"  # an upload complete in an inbox's top folder (path): a job now; the outcome is its id
+    SAVE_EDITS = "save_edits"  # a person's corrected cues (cues) into every sidecar of the job (control.edits)
+    DISCARD_EDITS = "discard_edits"  # the job's sidecars back to the latest machine result
+    RERUN = "rerun"  # a done job (job_id) transcribed again with ``run.options``; the outcome is the run's id
+    CHOOSE = "choose"  # write a job's sidecars from its run ``run.run_id`` (``run.discard``: over edits)
 
 
-JOB_ACTIONS = frozenset({ActionKind.RETRY, ActionKind.CANCEL, ActionKind.FORGET})
+JOB_ACTIONS = frozenset({ActionKind.RETRY, ActionKind.CANCEL, ActionKind.FORGET, ActionKind.SAVE_EDITS,
+                         ActionKind.DISCARD_EDITS, ActionKind.RERUN, ActionKind.CHOOSE})
+RUN_ACTIONS = frozenset({ActionKind.RERUN, ActionKind.CHOOSE})
 INBOX_ACTIONS = frozenset({ActionKind.PAUSE_INBOX, ActionKind.RESUME_INBOX})
 
 
@@ -50,8 +59,12 @@ class Action:
     inbox: str | None = None  # an inbox's name (PAUSE_INBOX, RESUME_INBOX)
     entry: int | None = None  # an entry of the reconciliation report (QUEUE_FOUND)
     path: Path | None = None  # ENQUEUE: the upload
+    cues: tuple[Cue, ...] | None = None  # SAVE_EDITS: checked by asrd.output.edits.parse_cues
+    run: Any = None  # RERUN, CHOOSE: an asrd.control.reruns.RunRequest (typed loosely: reruns imports this module)
 
     def __post_init__(self) -> None:
+        if (self.kind is ActionKind.SAVE_EDITS) != (self.cues is not None):
+            raise ValueError(f"{self.kind.value}: cues are {'needed' if self.cues is None else 'not taken'}")
         if (self.kind is ActionKind.ENQUEUE) != (self.path is not None):
             raise ValueError(f"{self.kind.value}: a path is {'needed' if self.path is None else 'not taken'}")
         if (self.kind in JOB_ACTIONS) != (self.job_id is not None):
@@ -59,6 +72,9 @@ class Action:
         if (self.kind in INBOX_ACTIONS) != (self.inbox is not None):
             raise ValueError(f"{self.kind.value}: an inbox is "
                              f"{'needed' if self.kind in INBOX_ACTIONS else 'not taken'}")
+        if (self.kind in RUN_ACTIONS) != (self.run is not None):
+            raise ValueError(f"{self.kind.value}: a run request is "
+                             f"{'needed' if self.kind in RUN_ACTIONS else 'not taken'}")
         if (self.kind is ActionKind.QUEUE_FOUND) != (self.entry is not None):
             raise ValueError(f"{self.kind.value}: an entry number is "
                              f"{'needed' if self.kind is ActionKind.QUEUE_FOUND else 'not taken'}")
@@ -111,6 +127,13 @@ class InboxActions(Protocol):
     def queue_found(self, index: int, now: float) -> str: ...
 
 
+class RunActions(Protocol):
+    """The part of ``asrd.control.reruns.Reruns`` that actions use."""
+
+    def request(self, job_id: int, options: Any, now: float) -> str: ...
+    def choose(self, job_id: int, run_id: int, discard: bool, now: float) -> str: ...
+
+
 @dataclass
 class Controls:
     """What actions change in the daemon: its store, its dispatcher, the pause flag, its inboxes."""
@@ -119,6 +142,7 @@ class Controls:
     dispatcher: Dispatching
     paused: bool = False
     inboxes: InboxActions | None = None
+    reruns: RunActions | None = None
 
 
 def apply(action: Action, controls: Controls, now: float, *, draining: bool = False) -> str:
@@ -165,9 +189,24 @@ def apply(action: Action, controls: Controls, now: float, *, draining: bool = Fa
         assert action.inbox is not None
         return controls.inboxes.pause(action.inbox, kind is ActionKind.PAUSE_INBOX)
     assert action.job_id is not None
+    if kind in RUN_ACTIONS:
+        if controls.reruns is None:
+            raise ActionRefused("re-runs are not available here")
+        if draining:
+            raise ActionRefused("the daemon is stopping")
+        if kind is ActionKind.RERUN:
+            return controls.reruns.request(action.job_id, action.run.options, now)
+        return controls.reruns.choose(action.job_id, action.run.run_id, action.run.discard, now)
     job = store.by_id(action.job_id)
     if job is None:
         raise ActionRefused(f"no job {action.job_id}")
+    if kind in (ActionKind.SAVE_EDITS, ActionKind.DISCARD_EDITS):
+        try:
+            if action.cues is not None:
+                return edits.save(store, job, action.cues, now)
+            return edits.discard(store, job, now)
+        except EditError as err:
+            raise ActionRefused(str(err)) from None
     if kind is ActionKind.RETRY:
         if store.retry(now, job.path) == 0:
             raise ActionRefused(

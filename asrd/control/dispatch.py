@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from asrd.config import EnergySettings, InboxSettings, ModelSettings, OutputSettings, Settings, VadSettings
 from asrd.control import apiinbox
+from asrd.control.edits import keep_edits
 from asrd.control.energy_book import EnergyBook
 from asrd.control.energy_log import EnergyLog
 from asrd.control.fingerprint import Fingerprint, fingerprint, with_full_hash
@@ -27,12 +29,16 @@ from asrd.control.status import CurrentFile, ModelDownload
 from asrd.energy.unload import AutoUnload
 from asrd.output.alerts import excerpt, find_alerts
 from asrd.output.cuerules import DEFAULT_RULES, CueRules
+from asrd.output.formats import render
 from asrd.output.ownership import for_store
 from asrd.output.sidecars import SidecarError, write_outputs
 from asrd.recognizer import RecognizeOptions
 from asrd.records import SAMPLE_RATE
 from asrd.worker.handle import WorkerHandle
 from asrd.worker.protocol import Done, EngineSpec, Failed, FailureKind, Progress, Worker
+
+if TYPE_CHECKING:
+    from asrd.control.reruns import Reruns
 
 log = logging.getLogger("asrd.dispatch")
 
@@ -149,6 +155,7 @@ class Dispatcher:
         self.paused_inboxes: frozenset[str] = frozenset()  # inbox keys whose files are not started
         # Called with each finished job and its view on the daemon loop (media-server refresh): must not block.
         self.on_done: list[Callable[[Job, InboxView | None], None]] = []
+        self.reruns: Reruns | None = None  # re-runs with other options or models (asrd.control.reruns)
 
     # ------------------------------------------------------------ the loop's entry points
 
@@ -157,6 +164,8 @@ class Dispatcher:
         self.meter.tick(now, bool(self.jobs) and self.model_loaded)
         self._collect(now)
         self._dispatch(now)
+        if self.reruns is not None:
+            self.reruns.step(now, self.accepting)
         self.meter.tick(now, bool(self.jobs) and self.model_loaded)  # work counts from its dispatch
         self.pool.idle_unload_seconds = self.idle_unload_seconds  # "auto" learns as sessions end
         self.pool.unload_idle(now)
@@ -202,8 +211,13 @@ class Dispatcher:
         return self.pool.cold_starts
 
     @property
+    def batch_sizes(self) -> Mapping[int, int]:
+        """Batches the workers recognised, by size (spans in the batch): how many (metrics)."""
+        return self.pool.batch_sizes
+
+    @property
     def busy(self) -> bool:
-        return bool(self.jobs)
+        return bool(self.jobs) or (self.reruns is not None and self.reruns.busy)
 
     @property
     def worker(self) -> Worker | None:
@@ -233,12 +247,14 @@ class Dispatcher:
 
     def filenos(self) -> list[int]:
         """Descriptors that become readable when a worker has something to say."""
-        return self.pool.filenos()
+        return self.pool.filenos() + (self.reruns.filenos() if self.reruns is not None else [])
 
     def shutdown(self, now: float, reason: str) -> None:
         """End the workers; whatever was in flight goes back to the queue without costing an attempt."""
         self._now = now
         self.pool.stop(reason)
+        if self.reruns is not None:
+            self.reruns.shutdown(now, reason)
         for job in list(self.jobs.values()):
             self.store.fail(job.id, now, reason, Failure.CHANGED)
             log.info("requeued %s (%s)", job.path, reason)
@@ -252,14 +268,17 @@ class Dispatcher:
 
     def unload(self, why: str) -> bool:
         """End the idle workers now (all their memory back); False when files are in flight or none runs."""
-        if not self.pool.workers or self.jobs:
+        if not self.pool.workers or self.busy:
             return False
         self.pool.stop(why)
+        if self.reruns is not None:
+            self.reruns.shutdown(self._now, why)
         return True
 
     def idle_deadline(self) -> float | None:
         """When the next idle worker will be ended (for the scheduler), or None."""
-        return self.pool.idle_deadline()
+        deadlines = (self.pool.idle_deadline(), self.reruns.idle_deadline() if self.reruns is not None else None)
+        return min((d for d in deadlines if d is not None), default=None)
 
     # ------------------------------------------------------------ internals
 
@@ -278,6 +297,8 @@ class Dispatcher:
             return
         self._prune_suspects()
         while (slot := self.pool.place(now)) is not None:
+            if self.reruns is not None and self.reruns.place_default(now, self.pool, slot):
+                continue  # asked for by a person: before the queue
             claimed = self.store.claim(now, 1, skip_inboxes=self.paused_inboxes)
             if not claimed:
                 return
@@ -293,7 +314,10 @@ class Dispatcher:
             log.info("transcribing %s on worker %s", job.path, slot.name)
 
     def _collect(self, now: float) -> None:
-        for event in self.pool.collect(now):
+        for each in self.pool.collect(now):
+            event = self.reruns.take(now, each) if self.reruns is not None else each
+            if event is None:
+                continue
             if isinstance(event, Lost):
                 self._lost(now, event)
                 continue
@@ -350,11 +374,15 @@ class Dispatcher:
             output = run.output(output)
         rules = view.rules if view is not None else DEFAULT_RULES
         alerts = find_alerts(msg.transcript, view.alerts, rules) if view is not None else ()
-        try:
-            written = write_outputs(
-                msg.transcript, output, rules=rules, ownership=for_store(self.store), alerts=alerts,
-                processing=self.book.processing(msg, device, self.spec.model.precision),
-            )
+        processing = self.book.processing(msg, device, self.spec.model.precision)
+        try:  # a person's edited sidecars stay; the machine result goes into their edit record (control.edits)
+            written = keep_edits(self.store, job, lambda fmts: render(msg.transcript, fmts, rules, alerts, processing),
+                                 now)
+            if written is None:
+                written = write_outputs(
+                    msg.transcript, output, rules=rules, ownership=for_store(self.store), alerts=alerts,
+                    processing=processing,
+                )
         except SidecarError as err:
             kind = Failure.ENVIRONMENT if err.environmental else Failure.PERMANENT
             log.warning("%s: %s", "paused" if err.environmental else "quarantined", err)
@@ -365,6 +393,8 @@ class Dispatcher:
         if msg.energy is not None:
             self.book.file_done(now, job, msg, msg.energy)
         index_transcript(self.store, job.id, job.inbox, job.path, now, msg.transcript, rules)
+        if self.reruns is not None:
+            self.reruns.machine_result(done, msg.transcript, view, now)
         for listener in self.on_done:
             try:
                 listener(done, view)

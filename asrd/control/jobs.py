@@ -17,10 +17,12 @@ from typing import Protocol
 
 from asrd.control.fingerprint import Fingerprint
 from asrd.control.library import Library
+from asrd.control.runs import RunBook
 from asrd.output.alerts import AlertMatch
+from asrd.output.edits import EditRecord
 
-SCHEMA_VERSION = 4  # 2: job.full_hash, the sidecar table; 3: the transcript library (library_sqlite);
-# 4: the notification and outcome tables
+SCHEMA_VERSION = 5  # 2: job.full_hash, the sidecar table; 3: the transcript library (library_sqlite);
+# 4: the notification and outcome tables; 5: the edit table (edits_sqlite) and the run table (runs_sqlite)
 BACKOFF_BASE = 30.0  # seconds before the first retry
 BACKOFF_CAP = 3600.0
 MAX_ERROR_CHARS = 4000  # a runaway traceback must not bloat the database
@@ -68,6 +70,8 @@ class JobStore(Protocol):
 
     @property
     def library(self) -> Library: ...  # every finished transcript, searchable (asrd.control.library)
+    @property
+    def runs(self) -> RunBook: ...  # every result of each file, re-runs included (asrd.control.runs)
 
 
     def offer(self, path: Path, inbox: str, fp: Fingerprint, now: float) -> Job | None: ...
@@ -79,6 +83,9 @@ class JobStore(Protocol):
     ) -> Job: ...
     def fail(self, job_id: int, now: float, reason: str, kind: Failure) -> Job: ...
     def forget(self, job_id: int) -> None: ...
+    def defer(self, job_ids: Sequence[int], until: float) -> int:
+        """Queued jobs wait until ``until`` (the scheduler); the number changed."""
+        ...
     def requeue_running(self, now: float) -> int: ...
     def running(self) -> list[Job]: ...
     def retry(self, now: float, path: Path | None = None) -> int: ...
@@ -109,6 +116,14 @@ class JobStore(Protocol):
         self, outcome: Outcome, notify: Sequence[tuple[str, str, str]] = (), now: float = 0.0
     ) -> None: ...
     def outcomes(self, since: float) -> list[Outcome]: ...
+    def edited(self, job_id: int) -> EditRecord | None:
+        """A person's saved corrections of the job's transcript (its sidecars are then theirs), or None."""
+        ...
+    def put_edit(self, record: EditRecord) -> None: ...
+    def drop_edit(self, job_id: int) -> None: ...
+    def edits_with_newer(self, limit: int = 20) -> list[int]:
+        """Jobs whose edited transcript has a newer machine result waiting (most recent first)."""
+        ...
     def close(self) -> None: ...
 
 
@@ -150,6 +165,7 @@ class JobQuery:
     name: str = ""  # case-insensitive (ASCII) substring of the path
     reason: str = ""  # substring of the last error
     problems: bool = False  # only failed, quarantined and paused jobs
+    alerts: bool = False  # only files whose latest transcript matched a keyword alert (``alerted``)
     due_order: bool = False  # in the order the queue takes them (else most recently changed first)
     limit: int = 50
     offset: int = 0

@@ -25,6 +25,7 @@ from asrd.control.jobs import (
     Outcome,
     ReasonCount,
 )
+from asrd.output.edits import EditRecord
 
 
 def backoff_seconds(attempts: int, rng: random.Random) -> float:
@@ -95,6 +96,13 @@ class _BaseStore:
         raise NotImplementedError  # by not_before, id; none from the inboxes in skip
     def _running(self) -> list[Job]: raise NotImplementedError
     def _problem_jobs(self, limit: int | None) -> list[Job]: raise NotImplementedError  # newest first
+
+    def _requeue_problems(self, now: float) -> int:
+        """Every problem job queued again (``retry``'s "all"); a store may do it in one statement."""
+        jobs = [replace(j, state=JobState.QUEUED, attempts=0, not_before=now, last_error=None, updated=now)
+                for j in self._problem_jobs(None)]
+        self._save(jobs)
+        return len(jobs)
     def _state_counts(self) -> dict[JobState, int]: raise NotImplementedError
     def _earliest_due(self) -> float | None: raise NotImplementedError
     def _by_content(self, size: int, content_hash: str) -> list[Job]: raise NotImplementedError  # done ones
@@ -113,6 +121,10 @@ class _BaseStore:
     def _n_earliest(self) -> float | None: raise NotImplementedError
     def _o_insert(self, outcome: Outcome) -> None: raise NotImplementedError
     def _o_since(self, since: float) -> list[Outcome]: raise NotImplementedError  # oldest first
+    def _e_get(self, job_id: int) -> EditRecord | None: raise NotImplementedError
+    def _e_put(self, record: EditRecord) -> None: raise NotImplementedError
+    def _e_drop(self, job_id: int) -> None: raise NotImplementedError
+    def _e_newer(self, limit: int) -> list[int]: raise NotImplementedError
     def close(self) -> None: raise NotImplementedError
 
     def __enter__(self: _S) -> _S:
@@ -196,6 +208,15 @@ class _BaseStore:
         with self._write():
             self._delete(job_id)
 
+    def defer(self, job_ids: Sequence[int], until: float) -> int:
+        """Queued jobs wait until ``until`` (the scheduler's window; an earlier time lets them go):
+        only ``not_before`` changes, so the wait survives a restart and wakes the loop like a retry."""
+        with self._write():
+            jobs = [replace(j, not_before=float(until)) for i in job_ids
+                    if (j := self._find_id(i)) is not None and j.state is JobState.QUEUED]
+            self._save(jobs)
+            return len(jobs)
+
     def requeue_running(self, now: float) -> int:
         """At start: jobs left RUNNING by a crash go back to the queue, no attempt counted.
 
@@ -218,7 +239,7 @@ class _BaseStore:
         now = float(now)
         with self._write():
             if path is None:
-                found = self._problem_jobs(None)
+                return self._requeue_problems(now)
             else:
                 job = self._find(path)
                 found = [job] if job is not None and (_is_problem(job) or job.state is JobState.DONE) else []
@@ -295,6 +316,24 @@ class _BaseStore:
     def by_id(self, job_id: int) -> Job | None:
         with self._lock:
             return self._find_id(job_id)
+
+    # ---- a person's corrections (asrd.control.edits)
+    def edited(self, job_id: int) -> EditRecord | None:
+        with self._lock:
+            return self._e_get(job_id)
+
+    def put_edit(self, record: EditRecord) -> None:
+        with self._write():
+            self._need(record.job_id)
+            self._e_put(record)
+
+    def drop_edit(self, job_id: int) -> None:
+        with self._write():
+            self._e_drop(job_id)
+
+    def edits_with_newer(self, limit: int = 20) -> list[int]:
+        with self._lock:
+            return self._e_newer(limit)
 
     def search(self, query: JobQuery) -> JobPage:
         """Jobs matching ``query``, most recently changed first, one page of them."""

@@ -14,6 +14,8 @@ from asrd.control.jobs import CLAIMABLE, Job, JobPage, JobQuery, JobState, Notif
 from asrd.control.jobs_base import _BaseStore, _is_problem, _matches
 from asrd.control.library import json_sidecar
 from asrd.control.library_memory import MemoryLibrary
+from asrd.control.runs_memory import MemoryRuns
+from asrd.output.edits import EditRecord
 
 
 def _key(path: Path | str) -> str:
@@ -32,9 +34,16 @@ class MemoryJobStore(_BaseStore):
         self._notes: dict[int, Notification] = {}
         self._next_note = 1
         self._outcomes: list[Outcome] = []
+        self._edits: dict[int, EditRecord] = {}
         self.library = MemoryLibrary(lambda: sorted(
             j.id for j in self._jobs.values() if j.state is JobState.DONE and json_sidecar(j.sidecars)
-        ))
+        ), alerted=self._alerted)
+        self.runs = MemoryRuns(self._lock, self._set_sidecars)
+
+    def _set_sidecars(self, job_id: int, sidecars: Sequence[Path]) -> None:
+        job = self._jobs.get(job_id)
+        if job is not None:
+            self._jobs[job_id] = replace(job, sidecars=tuple(sidecars))
 
     def _txn(self) -> AbstractContextManager[object]:
         return nullcontext()  # the logic computes every change before saving any: nothing to roll back
@@ -77,6 +86,8 @@ class MemoryJobStore(_BaseStore):
     def _delete(self, job_id: int) -> None:
         job = self._jobs.pop(job_id, None)
         self.library.drop(job_id)
+        self._edits.pop(job_id, None)
+        self.runs._delete([r.id for r in self.runs._of_job(job_id)])
         if job is not None:
             del self._ids[_key(job.path)]
 
@@ -97,7 +108,8 @@ class MemoryJobStore(_BaseStore):
         return min((j.not_before for j in self._jobs.values() if j.state in CLAIMABLE), default=None)
 
     def _search(self, query: JobQuery) -> JobPage:
-        found = [j for j in self._jobs.values() if _matches(j, query)]
+        alerted = self._alerted() if query.alerts else set()
+        found = [j for j in self._jobs.values() if _matches(j, query) and (not query.alerts or j.id in alerted)]
         found.sort(key=(lambda j: (j.not_before, j.id)) if query.due_order else (lambda j: (-j.updated, -j.id)))
         return JobPage(tuple(found[query.offset:query.offset + query.limit]), len(found))
 
@@ -143,8 +155,29 @@ class MemoryJobStore(_BaseStore):
     def _o_insert(self, outcome: Outcome) -> None:
         self._outcomes.append(outcome)
 
+    def _alerted(self) -> set[int]:
+        """Jobs whose path's latest done outcome has keyword alert matches (the SQLite store's ALERTED)."""
+        latest: dict[Path, Outcome] = {}
+        for o in self._outcomes:
+            if o.state is JobState.DONE and (o.path not in latest or o.at >= latest[o.path].at):
+                latest[o.path] = o
+        return {j.id for j in self._jobs.values() if j.path in latest and latest[j.path].alerts}
+
     def _o_since(self, since: float) -> list[Outcome]:
         return sorted((o for o in self._outcomes if o.at >= since), key=lambda o: o.at)
+
+    def _e_get(self, job_id: int) -> EditRecord | None:
+        return self._edits.get(job_id)
+
+    def _e_put(self, record: EditRecord) -> None:
+        self._edits[record.job_id] = record
+
+    def _e_drop(self, job_id: int) -> None:
+        self._edits.pop(job_id, None)
+
+    def _e_newer(self, limit: int) -> list[int]:
+        newer = [r for r in self._edits.values() if r.newer is not None]
+        return [r.job_id for r in sorted(newer, key=lambda r: -(r.newer or 0.0))][:limit]
 
     def close(self) -> None:
         pass

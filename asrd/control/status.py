@@ -151,6 +151,7 @@ def dashboard(web: WebSettings, state_dir: Path | None) -> dict[str, Any] | None
 def report(state_dir: Path, web: WebSettings | None = None) -> dict[str, Any]:
     """Everything ``asrd status`` knows, as plain data (``--json`` prints exactly this). With ``web``
     (the configuration's [web] section) and the dashboard enabled, where it is as well."""
+    from asrd.control.edits import newer_results
     from asrd.control.jobs import JobState
     from asrd.control.jobs_sqlite import SqliteJobStore
 
@@ -159,6 +160,10 @@ def report(state_dir: Path, web: WebSettings | None = None) -> dict[str, Any]:
     doc: dict[str, Any] = {"running": pid is not None, "pid": pid, "state_dir": str(state_dir)}
     if live is not None:
         doc["daemon"] = asdict(live)
+    if pid:
+        from asrd.control.schedule import read_schedule
+
+        doc["schedule"] = read_schedule(state_dir)  # [schedule]: what waits, until when, why
     board = dashboard(web, state_dir) if web is not None else None
     if board is not None:
         doc["dashboard"] = board
@@ -181,6 +186,7 @@ def report(state_dir: Path, web: WebSettings | None = None) -> dict[str, Any]:
             }
             for job in store.problems(20)
         ]
+        doc["edited_newer"] = newer_results(store)  # a person's corrections with a newer machine result
     finally:
         store.close()
     doc["energy_today"] = energy_today(state_dir / DB_NAME, time.time())
@@ -198,15 +204,19 @@ def exit_code(doc: dict[str, Any]) -> int:
 
 
 def energy_today(db: Path, now: float) -> dict[str, Any]:
-    """Today's totals from the energy log (``asrd.energy.report.Summary.as_dict``)."""
+    """Today's totals from the energy log (``asrd.energy.report.Summary.as_dict``), with what scheduling
+    saved today (``saved_by_scheduling``, one entry per signal kind: ``Saved.as_dict``)."""
     from asrd.control.energy_log import SqliteEnergyLog
-    from asrd.energy.report import start_of_today, summarize
+    from asrd.energy.report import savings, start_of_today, summarize
 
     if not db.is_file():
-        return summarize(()).as_dict()
+        return {**summarize(()).as_dict(), "saved_by_scheduling": []}
     log = SqliteEnergyLog(db, readonly=True)
     try:
-        return summarize(log.since(start_of_today(now))).as_dict()
+        rows = log.since(start_of_today(now))
+        waits = log.waits.of(r.job_id for r in rows if r.kind == "file" and r.job_id is not None)
+        saved = [s.as_dict() for s in savings(rows, waits).values()]
+        return {**summarize(rows).as_dict(), "saved_by_scheduling": saved}
     finally:
         log.close()
 
@@ -259,9 +269,13 @@ def render(doc: dict[str, Any]) -> str:
         lines.append("queue: no job database yet")
     else:
         lines.append("queue: " + ", ".join(f"{n} {state}" for state, n in queue.items()))
+    lines.extend(schedule_lines(doc.get("schedule")))
     today = doc.get("energy_today")
     if today is not None and (today["files"] or today["wh"]):
         lines.append("energy: " + energy_line(today))
+    for item in doc.get("edited_newer") or []:
+        lines.append(f"edited by you, newer machine result kept: {item['path']} (job {item['job_id']}; compare or "
+                     "discard your edits in the viewer)")
     problems = doc.get("problems") or []
     if problems:
         lines.append("problems (most recent first):")
@@ -289,4 +303,34 @@ def energy_line(today: dict[str, Any]) -> str:
         text += f", {today['co2e_g']:.2f} g CO2e"
     if today["estimated"]:
         text += f" [estimated: {', '.join(today['methods'])}]"
+    for saved in today.get("saved_by_scheduling") or ():
+        if saved["files"]:
+            amount = (f"{saved['saved']:.4g} g CO2e" if saved["kind"] == "carbon"
+                      else f"{saved['saved']:.4g} (price series' unit)")
+            text += f"; scheduling saved about {amount} on {saved['files']} held file(s) (estimate)"
     return text
+
+
+def schedule_lines(sched: dict[str, Any] | None) -> list[str]:
+    """``schedule: 2 file(s) waiting for window 01:00 (the cheapest ...)``, and quiet hours."""
+    if not sched or not sched.get("active"):
+        return []
+    from datetime import datetime
+
+    def hhmm(when: float) -> str:
+        return datetime.fromtimestamp(when).strftime("%H:%M")
+
+    lines = []
+    if sched.get("quiet_until"):
+        lines.append(f"schedule: quiet hours until {hhmm(sched['quiet_until'])} (no GPU worker)")
+    window = sched.get("window")
+    if sched.get("held") and window:
+        lines.append(f"schedule: {sched['held']} file(s) waiting for window {hhmm(window['start'])}-"
+                     f"{hhmm(window['end'])} ({window['reason']}); asrd plan shows why, asrd run-now overrides")
+        for item in sched.get("files", [])[:5]:
+            lines.append(f"  waiting: {item['path']} until {hhmm(item['until'])}")
+    elif sched.get("held"):
+        lines.append(f"schedule: {sched['held']} file(s) waiting for the quiet hours to end")
+    if sched.get("series_error"):
+        lines.append(f"schedule: signal problem: {sched['series_error']}")
+    return lines

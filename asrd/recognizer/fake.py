@@ -14,6 +14,21 @@ _WORDS = ("alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hote
 _WORDS_PER_SECOND = 2.5
 
 
+def said(span: SpeechSpan, tokens: tuple[Token, ...], text: str, language: str | None) -> Recognized:
+    """A stand-in recognizer's result for one span: these words, said neutrally; nothing heard, no language."""
+    return Recognized(
+        source=span.source,
+        index=span.index,
+        start=span.start,
+        end=span.end,
+        text=text,
+        language=language if tokens else None,
+        emotion="NEUTRAL",
+        events=("Speech",) if tokens else (),
+        tokens=tokens,
+    )
+
+
 class OutOfMemoryError(RuntimeError):
     """Stands in for ``torch.cuda.OutOfMemoryError`` (recognised by name, as the real one is)."""
 
@@ -64,19 +79,8 @@ class FakeRecognizer:
             )
             language = self._language if options.language == "auto" else options.language
             malformed = self._malformed_on is not None and self._malformed_on in span.source
-            results.append(
-                Recognized(
-                    source=span.source,
-                    index=span.index,
-                    start=span.start,
-                    end=span.end,
-                    text=cast(str, None) if malformed else " ".join(t.text for t in tokens) + ".",
-                    language=language,
-                    emotion="NEUTRAL",
-                    events=("Speech",),
-                    tokens=tokens,
-                )
-            )
+            text = cast(str, None) if malformed else " ".join(t.text for t in tokens) + "."
+            results.append(said(span, tokens, text, language))
         return results
 
     def close(self) -> None:

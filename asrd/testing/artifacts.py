@@ -167,6 +167,18 @@ def build_once(dest: Path, stamp: dict[str, Any], files: list[str], build: Calla
 # The WavFrontend and SpecAugment settings both published models (SenseVoiceSmall, Paraformer-large) use:
 # 80 mel bins, LFR stacking 7 frames with stride 6.
 LFR_M, LFR_N, N_MELS = 7, 6, 80
+# The SAN-M encoder settings both published models (SenseVoiceSmall, Paraformer-zh) ship with, sizes apart.
+SANM_ENCODER: dict[str, object] = {
+    "dropout_rate": 0.1,
+    "positional_dropout_rate": 0.1,
+    "attention_dropout_rate": 0.1,
+    "input_layer": "pe",
+    "pos_enc_class": "SinusoidalPositionEncoder",
+    "normalize_before": True,
+    "kernel_size": 11,
+    "sanm_shfit": 0,
+    "selfattention_layer_type": "sanm",
+}
 
 
 def wav_frontend_conf(**extra: Any) -> dict[str, Any]:

@@ -17,9 +17,12 @@ import argparse
 import importlib.abc
 import json
 import shutil
+import socket
 import sys
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 from types import ModuleType
@@ -29,6 +32,36 @@ from asrd.recognizer import ModelError
 from asrd.recognizer.modeldir import DownloadMeter
 
 HUB_LIBRARIES = ("modelscope", "modelscope_hub", "huggingface_hub")
+
+
+@contextmanager
+def silent_proxy() -> Iterator[str]:
+    """A proxy URL on 127.0.0.1 that accepts connections and never answers: the slow way for a hub to be down
+    (FunASR's download hung for minutes on it). Everything it accepted is closed on exit."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(8)
+    held: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        server.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                held.append(server.accept()[0])
+            except OSError:
+                continue
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.getsockname()[1]}"
+    finally:
+        stop.set()
+        thread.join()
+        for conn in held:
+            conn.close()
+        server.close()
 
 
 class StandInHub:

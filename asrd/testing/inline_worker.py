@@ -8,7 +8,7 @@ from dataclasses import replace
 from asrd.worker.ledger import Ledger
 from asrd.worker.main import _build, _open_meter, _Runner
 from asrd.worker.meters import Meter
-from asrd.worker.protocol import Done, EngineSpec, Failed, Loaded, Message, Task
+from asrd.worker.protocol import EngineSpec, Loaded, Message, Task, observe
 
 
 class InlineWorker:
@@ -54,10 +54,7 @@ class InlineWorker:
         messages = list(self._outbox)
         self._outbox.clear()  # in place: the runner's outbox holds this list
         for msg in messages:
-            if isinstance(msg, Loaded):
-                self.loaded = msg
-            elif isinstance(msg, Done | Failed):
-                self.in_flight.pop(msg.job_id, None)
+            observe(self, msg)
         return messages
 
     def fileno(self) -> int | None:

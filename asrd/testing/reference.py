@@ -18,6 +18,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from asrd.recognizer import RecognizeOptions
+from asrd.recognizer.fake import said
 from asrd.records import Recognized, SpeechSpan, Token
 from asrd.testing.reference_files import Utterance
 
@@ -75,19 +76,7 @@ class ReferenceRecognizer:
                 for w in self._words[recording]
                 if span.start <= (w.start + w.end) // 2 < span.end
             )
-            results.append(
-                Recognized(
-                    source=span.source,
-                    index=span.index,
-                    start=span.start,
-                    end=span.end,
-                    text=" ".join(t.text for t in tokens),
-                    language=language if tokens else None,
-                    emotion="NEUTRAL",
-                    events=("Speech",) if tokens else (),
-                    tokens=tokens,
-                )
-            )
+            results.append(said(span, tokens, " ".join(t.text for t in tokens), language))
         return results
 
     def close(self) -> None:

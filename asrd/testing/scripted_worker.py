@@ -14,7 +14,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from asrd.records import SAMPLE_RATE, Transcript
-from asrd.worker.protocol import Done, EngineSpec, Failed, FailureKind, Loaded, LoadFailed, Message, Progress, Task
+from asrd.worker.protocol import (
+    Done,
+    EngineSpec,
+    Failed,
+    FailureKind,
+    Loaded,
+    LoadFailed,
+    Message,
+    Progress,
+    Task,
+    observe,
+)
 
 
 @dataclass(frozen=True)
@@ -135,10 +146,7 @@ class ScriptedWorker:
             raise EOFError(f"worker exited with code {self.exitcode}")
         messages, self._outbox = self._outbox, []
         for msg in messages:
-            if isinstance(msg, Loaded):
-                self.loaded = msg
-            elif isinstance(msg, Done | Failed):
-                self.in_flight.pop(msg.job_id, None)
+            observe(self, msg)
         return messages
 
     def fileno(self) -> int | None:

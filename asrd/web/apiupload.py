@@ -1,5 +1,6 @@
-"""A multipart/form-data request streamed into the API inbox: the file part straight to disk, chunk by
-chunk (memory flat with file size), the other fields kept as short strings.
+"""A multipart/form-data request streamed into the API inbox (through ``multipart.MultipartReader``, the
+same reader as the dashboard's uploads): the file part straight to disk, chunk by chunk (memory flat with
+file size), the other fields kept as short strings.
 
 The file goes under a temp name (``.asrd-tmp-*.tmp``, which every scan ignores) and is renamed into the
 inbox only when the request is complete, so a half-sent upload never becomes a job.
@@ -17,11 +18,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
-from python_multipart.multipart import MultipartParser, parse_options_header
-
 from asrd.media import MEDIA_EXTENSIONS, TEMP_PREFIX
+from asrd.web.multipart import MultipartReader
 
-MAX_FIELD_BYTES = 64 * 1024  # a text field (language, prompt...) longer than this is refused
 PCM_RATE = 16000
 
 
@@ -65,128 +64,85 @@ class Upload:
     fields: dict[str, str] = field(default_factory=dict)
 
 
-class _Receiver:
-    """MultipartParser callbacks: the part named ``file_field`` to a temp file, others to ``fields``."""
+class _File:
+    """The part named ``file_field``, to a temp file (a ``multipart.FilePart``); the first one only."""
 
-    def __init__(self, folder: Path, file_field: str, raw_pcm: bool, max_bytes: int, keep_bytes: int | None) -> None:
-        self.folder, self.file_field, self.raw_pcm = folder, file_field, raw_pcm
-        self.max_bytes, self.keep_bytes = max_bytes, keep_bytes
-        self.header_name = b""
-        self.header_value = b""
-        self.headers: dict[bytes, bytes] = {}
-        self.name = ""
-        self.filename = ""
-        self.text = bytearray()
-        self.sink: BinaryIO | None = None
-        self.tmp: Path | None = None
+    def __init__(self, folder: Path, filename: str, raw_pcm: bool, max_bytes: int, keep_bytes: int | None) -> None:
+        self.filename, self.raw_pcm, self.max_bytes, self.keep_bytes = filename, raw_pcm, max_bytes, keep_bytes
+        self.tmp = folder / f"{TEMP_PREFIX}{secrets.token_hex(8)}.tmp"
+        self.sink: BinaryIO | None = open(self.tmp, "xb")  # noqa: SIM115 - closed in finish()/discard()
+        if raw_pcm:
+            self.sink.write(wav_header(0))
         self.head = b""  # the first bytes, to name the container
         self.written = 0
         self.received = 0
-        self.upload = Upload()
-        self.error: UploadError | None = None
 
-    # -- callbacks
-    def on_part_begin(self) -> None:
-        self.headers, self.name, self.filename, self.text = {}, "", "", bytearray()
+    def write(self, data: memoryview) -> None:
+        assert self.sink is not None
+        self.received += len(data)
+        if self.received > self.max_bytes:
+            raise UploadError(f"the upload is larger than {self.max_bytes >> 20} MiB ([api] max_upload_mb)", 413)
+        if self.keep_bytes is not None:
+            data = data[: max(0, self.keep_bytes - self.written)]
+        if len(self.head) < 16:
+            self.head += bytes(data[: 16 - len(self.head)])
+        self.sink.write(data)
+        self.written += len(data)
 
-    def on_header_field(self, data: bytes, start: int, end: int) -> None:
-        self.header_name += data[start:end]
+    def end(self) -> None:
+        pass  # published by publish() once the whole body is in (a refused request keeps nothing)
 
-    def on_header_value(self, data: bytes, start: int, end: int) -> None:
-        self.header_value += data[start:end]
+    def discard(self) -> None:
+        if self.sink is not None:
+            self.sink.close()
+            self.sink = None
+        self.tmp.unlink(missing_ok=True)
 
-    def on_header_end(self) -> None:
-        self.headers[self.header_name.lower()] = self.header_value
-        self.header_name, self.header_value = b"", b""
-
-    def on_headers_finished(self) -> None:
-        _, options = parse_options_header(self.headers.get(b"content-disposition", b""))
-        self.name = options.get(b"name", b"").decode("utf-8", "replace")
-        self.filename = options.get(b"filename", b"").decode("utf-8", "replace")
-        if self.name == self.file_field and self.sink is None:
-            self.tmp = self.folder / f"{TEMP_PREFIX}{secrets.token_hex(8)}.tmp"
-            self.sink = open(self.tmp, "xb")  # noqa: SIM115 - closed in finish()/discard()
-            if self.raw_pcm:
-                self.sink.write(wav_header(0))
-
-    def on_part_data(self, data: bytes, start: int, end: int) -> None:
-        if self.error is not None:
-            return
-        chunk = data[start:end]
-        if self.name == self.file_field and self.sink is not None:
-            self.received += len(chunk)
-            if self.received > self.max_bytes:
-                self.error = UploadError(f"the upload is larger than {self.max_bytes >> 20} MiB ([api] max_upload_mb)",
-                                         413)
-                return
-            if self.keep_bytes is not None:
-                chunk = chunk[: max(0, self.keep_bytes - self.written)]
-            if len(self.head) < 16:
-                self.head += chunk[: 16 - len(self.head)]
-            self.sink.write(chunk)
-            self.written += len(chunk)
-        else:
-            self.text += chunk
-            if len(self.text) > MAX_FIELD_BYTES:
-                self.error = UploadError(f"the form field {self.name!r} is longer than {MAX_FIELD_BYTES} bytes")
-
-    def on_part_end(self) -> None:
-        if self.name != self.file_field:
-            self.upload.fields[self.name] = self.text.decode("utf-8", "replace")
-
-    # -- after the body
-    def finish(self) -> Upload:
-        if self.sink is None or self.tmp is None:
-            return self.upload
+    def publish(self, folder: Path, file_field: str) -> Upload:
+        assert self.sink is not None
         if self.raw_pcm:
             self.sink.seek(0)
             self.sink.write(wav_header(self.written))
         self.sink.flush()
         os.fsync(self.sink.fileno())
         self.sink.close()
+        self.sink = None
         if self.written == 0:
             self.tmp.unlink(missing_ok=True)
-            raise UploadError(f"the {self.file_field!r} part is empty")
+            raise UploadError(f"the {file_field!r} part is empty")
         ext = "wav" if self.raw_pcm else extension(self.head, self.filename)
         stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
-        final = self.folder / f"{stamp}-{secrets.token_hex(4)}.{ext}"
+        final = folder / f"{stamp}-{secrets.token_hex(4)}.{ext}"
         os.rename(self.tmp, final)
-        self.upload.path, self.upload.filename, self.upload.size = final, self.filename, self.written
-        return self.upload
-
-    def discard(self) -> None:
-        if self.sink is not None:
-            self.sink.close()
-        if self.tmp is not None:
-            self.tmp.unlink(missing_ok=True)
+        return Upload(final, self.filename, self.written)
 
 
 async def receive(body: AsyncIterator[bytes], content_type: str, folder: Path, file_field: str, *,
                   raw_pcm: bool = False, max_bytes: int, keep_bytes: int | None = None) -> Upload:
     """Stream a multipart body into ``folder``. ``keep_bytes``: keep only the first bytes of the file (the
     rest is read and dropped). Raises UploadError; on any error nothing is left in ``folder``."""
-    kind, options = parse_options_header(content_type)
-    boundary = options.get(b"boundary")
-    if kind != b"multipart/form-data" or not boundary:
-        raise UploadError("send the audio as multipart/form-data", 415)
-    receiver = _Receiver(folder, file_field, raw_pcm, max_bytes, keep_bytes)
-    callbacks = {name: getattr(receiver, name) for name in (
-        "on_part_begin", "on_part_data", "on_part_end", "on_header_field", "on_header_value", "on_header_end",
-        "on_headers_finished")}
-    parser = MultipartParser(boundary, callbacks)  # type: ignore[arg-type]  # a TypedDict of the same callables
+    files: list[_File] = []
+
+    def open_part(name: str, filename: str | None) -> _File | None:
+        if name != file_field or files:
+            return None  # a text field (a second file part under the same name is dropped as one)
+        files.append(_File(folder, filename or "", raw_pcm, max_bytes, keep_bytes))
+        return files[0]
+
+    reader = MultipartReader(content_type, open_part, lambda status, message: UploadError(message, status),
+                             not_multipart="send the audio as multipart/form-data")
     try:
         async for chunk in body:
-            parser.write(chunk)
-            if receiver.error is not None:
-                raise receiver.error
-        parser.finalize()
-        if receiver.error is not None:
-            raise receiver.error
-        return receiver.finish()
+            reader.feed(chunk)
+        reader.finish()
+        upload = files[0].publish(folder, file_field) if files else Upload()
     except Exception as err:
-        receiver.discard()
+        for f in files:
+            f.discard()
         if isinstance(err, UploadError):
             raise
         if isinstance(err, OSError):
             raise UploadError(f"cannot store the upload: {err.strerror or err}", 507) from None
         raise UploadError(f"a malformed multipart body: {err}") from None
+    upload.fields = {k: v for k, v in reader.fields.items() if k != file_field}
+    return upload

@@ -11,7 +11,7 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from asrd.web import api, compat, inboxpages, library, pages, upload_api, viewer
+from asrd.web import api, compare, compat, editor, inboxpages, library, pages, upload_api, viewer
 from asrd.web.hub import Hub
 from asrd.web.port import DaemonPort
 from asrd.web.security import Guard, Policy
@@ -31,7 +31,7 @@ def build_app(port: DaemonPort, hub: Hub, policy: Policy) -> Starlette:
     app = Starlette(
         routes=[
             *api.ROUTES, *compat.routes(port.settings), *inboxpages.ROUTES, *pages.ROUTES, *library.ROUTES,
-            *viewer.ROUTES, *upload_api.ROUTES, Route("/metrics", metrics),
+            *editor.ROUTES, *viewer.ROUTES, *compare.ROUTES, *upload_api.ROUTES, Route("/metrics", metrics),
             Mount("/static", StaticFiles(directory=STATIC), name="static"),
         ],
         middleware=[Middleware(Guard, policy=policy)],

@@ -36,7 +36,8 @@ class WebHook:
         self.daemon = daemon
         self.state_dir: Path | None = daemon.state_dir
         self.actions = ActionQueue(daemon.wake)
-        self.controls = Controls(daemon.store, daemon.dispatcher, inboxes=daemon.inbox_controls)
+        self.controls = Controls(daemon.store, daemon.dispatcher, inboxes=daemon.inbox_controls,
+                                 reruns=daemon.reruns)
         self.jobs: JobReader = daemon.store
         self.publisher: Publisher | None = None
         self.server: WebServer | None = None

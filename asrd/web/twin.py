@@ -13,17 +13,19 @@ from pathlib import Path
 from asrd import __version__
 from asrd.config import Settings
 from asrd.control.actions import Action, ActionQueue, Controls, apply_all
-from asrd.control.dispatch import inbox_views
+from asrd.control.dispatch import engine_spec, inbox_views
 from asrd.control.fingerprint import fingerprint
 from asrd.control.ignore import IgnoreRules
 from asrd.control.inboxctl import InboxControls
 from asrd.control.jobs import JobState, JobStore
 from asrd.control.jobs_memory import MemoryJobStore
+from asrd.control.reruns import Reruns
 from asrd.control.settle import Settling
 from asrd.control.speed import Speed
 from asrd.control.status import InboxState, LiveState
 from asrd.control.watch import scan
 from asrd.web.port import InboxInfo, Publisher, Snapshot
+from asrd.worker.protocol import Worker
 
 
 class FakeDispatcher:
@@ -56,6 +58,10 @@ class FakeDispatcher:
         self.worker = None
 
 
+def _no_worker(spec: object) -> Worker:
+    raise RuntimeError("the in-memory port runs no model worker")
+
+
 class MemoryPort:
     """The daemon seen by the web app, with nothing behind it but memory. Actions apply at once."""
 
@@ -80,7 +86,10 @@ class MemoryPort:
             lambda p: any(p == w.path for ws in self.settling.values() for w in ws), self._offer,
             lambda keys: setattr(self.dispatcher, "paused_inboxes", keys),
         )
-        self.controls = Controls(self.store, self.dispatcher, inboxes=self.inboxctl)
+        # Re-runs are queued in the store; a test finishes them (store.runs.claim / finish): no worker here.
+        self.reruns = Reruns(self.store, lambda: self.views, lambda: engine_spec(self.settings, None),
+                             lambda: self.settings.model.rerun_models, lambda: 0.0, _no_worker)
+        self.controls = Controls(self.store, self.dispatcher, inboxes=self.inboxctl, reruns=self.reruns)
         self.actions = ActionQueue(lambda: None)
         self.live = LiveState(pid=os.getpid(), version=__version__, started=clock(), phase="running",
                               model_loaded=False, inboxes=tuple(

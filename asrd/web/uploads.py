@@ -19,18 +19,16 @@ from dataclasses import dataclass
 from pathlib import Path, PurePath
 from typing import BinaryIO
 
-from python_multipart.multipart import MultipartParser, parse_options_header
-
 from asrd.config import InboxSettings, Settings
 from asrd.control.ignore import IgnoreRules, is_litter
 from asrd.control.runoptions import RunOptions, create_options
 from asrd.media import TEMP_PREFIX
+from asrd.web.multipart import MultipartReader
 
 log = logging.getLogger("asrd.web")
 
 UPLOAD_TEMP = f"{TEMP_PREFIX}upload-"  # ignored by the watcher like every TEMP_PREFIX name
 RESERVE_BYTES = 64 * 2**20  # left free after an upload, for sidecars and the job database
-MAX_FIELD_BYTES = 64 * 1024  # a form field that is not a file (none is used yet)
 MAX_NAME_BYTES = 200  # leaves room for " (12)" and a sidecar suffix under the usual 255-byte limit
 WRITE_BUFFER = 1 << 20
 
@@ -204,96 +202,59 @@ def _fsync_dir(folder: Path) -> None:
 
 @dataclass
 class _Part:
+    """One file of the upload, streamed to its temp file in the inbox (a ``multipart.FilePart``)."""
+
     sent_name: str
     name: str
     temp: Path
+    file: BinaryIO | None
     size: int = 0
+
+    def write(self, data: memoryview) -> None:
+        assert self.file is not None
+        self.file.write(data)
+        self.size += len(data)
+
+    def end(self) -> None:
+        f, self.file = self.file, None
+        if f is not None:
+            f.flush()
+            os.fsync(f.fileno())  # the bytes are on disk before the name appears: a power cut leaves no stub
+            f.close()
 
 
 class Receiver:
     """A ``multipart/form-data`` body, fed chunk by chunk: each file part goes straight to its own temp
-    file in the inbox (python-multipart's streaming parser; nothing is spooled to /tmp or kept in memory).
+    file in the inbox (``multipart.MultipartReader``; nothing is spooled to /tmp or kept in memory).
 
     ``finish()`` names the complete files; ``discard()`` (always call it, e.g. in ``finally``) removes
     whatever was not named, so a refusal, a disconnect or a server stop leaves nothing behind.
     """
 
     def __init__(self, content_type: str, target: Target, limit: int) -> None:
-        kind, params = parse_options_header(content_type)
-        boundary = params.get(b"boundary")
-        if kind != b"multipart/form-data" or not boundary:
-            raise UploadRefused(415, "send the files as multipart/form-data")
         self.target = target
         self.limit = limit
         self.received = 0
         self.parts: list[_Part] = []
-        self._file: BinaryIO | None = None
-        self._field = bytearray()
-        self._in_field = False
-        self._header_field = bytearray()
-        self._header_value = bytearray()
-        self._headers: dict[bytes, bytes] = {}
-        self._parser = MultipartParser(boundary, {
-            "on_part_begin": self._part_begin,
-            "on_header_field": lambda d, s, e: self._header_field.extend(d[s:e]),
-            "on_header_value": lambda d, s, e: self._header_value.extend(d[s:e]),
-            "on_header_end": self._header_end,
-            "on_headers_finished": self._headers_finished,
-            "on_part_data": self._part_data,
-            "on_part_end": self._part_end,
-        })
+        self._reader = MultipartReader(content_type, self._open, UploadRefused)
 
-    # python-multipart calls these from inside ``write``; an exception raised here comes out of ``feed``.
-    def _part_begin(self) -> None:
-        self._headers = {}
-
-    def _header_end(self) -> None:
-        self._headers[bytes(self._header_field).lower()] = bytes(self._header_value)
-        self._header_field.clear()
-        self._header_value.clear()
-
-    def _headers_finished(self) -> None:
-        _, params = parse_options_header(self._headers.get(b"content-disposition", b""))
-        raw = params.get(b"filename")
-        if raw is None:  # a plain form field
-            self._in_field = True
-            self._field.clear()
-            return
-        self._in_field = False
-        sent = raw.decode("utf-8", "surrogateescape")
-        name = check_name(sent, self.target)
+    def _open(self, field: str, filename: str | None) -> _Part | None:
+        if filename is None:
+            return None  # a plain form field
+        name = check_name(filename, self.target)
         fd, temp = _create_temp(self.target.folder)
-        self.parts.append(_Part(sent, name, temp))
-        self._file = open(fd, "wb", buffering=WRITE_BUFFER)  # noqa: SIM115 (closed in _part_end or discard)
-
-    def _part_data(self, data: bytes, start: int, end: int) -> None:
-        if self._in_field:
-            self._field.extend(data[start:end])
-            if len(self._field) > MAX_FIELD_BYTES:
-                raise UploadRefused(413, "a form field is too long")
-            return
-        assert self._file is not None
-        self._file.write(memoryview(data)[start:end])
-        self.parts[-1].size += end - start
-
-    def _part_end(self) -> None:
-        if self._in_field or self._file is None:
-            return
-        f, self._file = self._file, None
-        f.flush()
-        os.fsync(f.fileno())  # the bytes are on disk before the name appears: a power cut leaves no stub
-        f.close()
+        part = _Part(filename, name, temp, open(fd, "wb", buffering=WRITE_BUFFER))  # noqa: SIM115 (closed in end/discard)
+        self.parts.append(part)
+        return part
 
     def feed(self, chunk: bytes) -> None:
         self.received += len(chunk)
         if self.received > self.limit:
             raise UploadRefused(413, f"more than {_mib(self.limit)} sent ([web] upload_max_mb)")
-        self._parser.write(chunk)
+        self._reader.feed(chunk)
 
     def finish(self, options: RunOptions | None = None) -> list[Stored]:
-        self._parser.finalize()
-        if self._file is not None:
-            raise UploadRefused(400, "the upload ended in the middle of a file")
+        self._reader.finish()
         if not self.parts:
             raise UploadRefused(400, "no files in the upload (multipart parts with a filename)")
         stored = []
@@ -306,10 +267,10 @@ class Receiver:
         return stored
 
     def discard(self) -> None:
-        if self._file is not None:
-            self._file.close()
-            self._file = None
         for part in self.parts:
+            if part.file is not None:
+                part.file.close()
+                part.file = None
             try:
                 os.unlink(part.temp)
             except FileNotFoundError:

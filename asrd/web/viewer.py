@@ -25,6 +25,7 @@ from asrd.media import SIDECAR_FORMATS
 from asrd.output.cuerules import CueRules, check
 from asrd.records import SAMPLE_RATE, Cue
 from asrd.web.api import BadRequest
+from asrd.web.editor import state as edit_state
 from asrd.web.library import library_query, seconds
 from asrd.web.pages import page
 from asrd.web.port import DaemonPort
@@ -85,11 +86,12 @@ def transcript_doc(port: DaemonPort, job: Job) -> dict[str, Any] | None:
             language = doc.get("language")
         except (KeyError, TypeError, ValueError, AttributeError):
             cues, tokens, doc = [], [], None
+    record = port.jobs.edited(job.id)  # a person's saved corrections (asrd.web.editor)
     if doc is None:  # no readable .json: the library has the same cues (no tokens, no speech spans)
         entry = port.jobs.library.get(job.id)
         if entry is None:
             return None
-        cues = [Cue(c.start, c.end, c.text) for c in entry.cues]
+        cues = [Cue(c.start, c.end, c.text) for c in entry.cues] if record is None else list(record.cues)
         language = entry.summary.language or None
     warnings: dict[int, list[dict[str, str]]] = {}
     for v in check(cues, CueRules.from_settings(port.settings.subtitles)):
@@ -128,7 +130,7 @@ async def viewer(request: Request) -> Response:
     doc = transcript_doc(port, job)
     formats = [f for f in SIDECAR_FORMATS if any(p.suffix == "." + f for p in job.sidecars)]
     return page(request, "viewer.html", job=job_doc(job, port.snapshot()), doc=doc, formats=formats,
-                video=job.path.suffix.lower() in VIDEO)
+                video=job.path.suffix.lower() in VIDEO, edit=edit_state(port, job))
 
 
 async def sidecar(request: Request) -> Response:

@@ -8,6 +8,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from asrd.control.edits import newer_results
 from asrd.control.jobs import Job, JobState
 from asrd.control.statedir import DB_NAME
 from asrd.control.status import dashboard, energy_today
@@ -84,6 +85,7 @@ def status_doc(port: DaemonPort) -> dict[str, Any]:
             }
             for job in port.jobs.problems(20)
         ],
+        "edited_newer": newer_results(port.jobs),
         "energy_today": energy_today(port.state_dir / DB_NAME, time.time()) if port.state_dir is not None
         else summarize(()).as_dict(),
     }

@@ -8,7 +8,7 @@ import multiprocessing
 import os
 
 from asrd.worker.main import worker_main
-from asrd.worker.protocol import Done, EngineSpec, Failed, Loaded, Message, Task
+from asrd.worker.protocol import EngineSpec, Loaded, Message, Task, observe
 
 log = logging.getLogger(__name__)
 
@@ -51,10 +51,7 @@ class WorkerHandle:
         try:
             while not self._eof and self._conn.poll(timeout):
                 msg = self._conn.recv()
-                if isinstance(msg, Loaded):
-                    self.loaded = msg
-                elif isinstance(msg, Done | Failed):
-                    self.in_flight.pop(msg.job_id, None)
+                observe(self, msg)
                 messages.append(msg)
                 timeout = 0.0
         except (EOFError, OSError):

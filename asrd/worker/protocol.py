@@ -81,12 +81,20 @@ class Progress:
 
 
 @dataclass(frozen=True)
+class BatchSizes:
+    """Batches the worker recognised since its previous report, for the daemon's metrics."""
+
+    counts: tuple[tuple[int, int], ...] = ()  # (spans in one batch, how many such batches), by size
+
+
+@dataclass(frozen=True)
 class Done:
     job_id: int
     transcript: Transcript
     seconds: float
     energy: FileEnergy | None = None  # None: a worker that does not meter (the scripted twin)
     lease: int = 0  # the task's
+    batches: BatchSizes = BatchSizes()  # the batches since the worker's previous Done, this file's included
 
 
 @dataclass(frozen=True)
@@ -147,3 +155,13 @@ class Worker(Protocol):
         ...
 
     def kill(self) -> None: ...
+
+
+def observe(worker: Worker, msg: Message) -> None:
+    """Keep a worker's view in step with a message it hands back: its ``Loaded``, the tasks still unanswered.
+
+    Every ``Worker`` does this on ``poll``; written once so the handle and its twins cannot drift apart."""
+    if isinstance(msg, Loaded):
+        worker.loaded = msg
+    elif isinstance(msg, Done | Failed):
+        worker.in_flight.pop(msg.job_id, None)

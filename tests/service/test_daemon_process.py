@@ -7,7 +7,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -15,6 +14,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+
+from asrd.testing.sdnotify import NotifySocket as Notify
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "audio"
 LONG = DATA / "vad_example_zh.ogg"  # 70 s: long enough to be caught mid-file
@@ -34,32 +35,11 @@ def write_config(root: Path, model: Path, **extra: str) -> Path:
     return path
 
 
-class Notify:
-    """A real AF_UNIX datagram socket standing in for systemd's notify socket."""
-
-    def __init__(self, folder: Path) -> None:
-        self.path = folder / "notify.sock"
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        self.sock.bind(str(self.path))
-        self.sock.settimeout(0.1)
-        self.messages: list[str] = []
-
-    def drain(self) -> list[str]:
-        while True:
-            try:
-                self.messages.append(self.sock.recv(4096).decode())
-            except (TimeoutError, BlockingIOError):
-                return self.messages
-
-    def seen(self, text: str) -> bool:
-        return any(text in m for m in self.drain())
-
-
 @pytest.fixture
 def notify(tmp_path: Path) -> Iterator[Notify]:
     n = Notify(tmp_path)
     yield n
-    n.sock.close()
+    n.close()
 
 
 def start(config: Path, notify: Notify | None = None, **env: str) -> subprocess.Popen[str]:

@@ -11,17 +11,16 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from asrd.testing.hub import offer
+from asrd.testing.hub import offer, silent_proxy
+from asrd.testing.sdnotify import NotifySocket as Notify
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "audio"
 HUB_ID = "iic/SenseVoiceSmall"
@@ -39,35 +38,14 @@ def wait_for(check: Callable[[], bool], timeout: float = 60.0, what: str = "") -
 @pytest.fixture
 def offline(tmp_path: Path) -> Iterator[dict[str, str]]:
     """Empty model caches and a proxy that accepts connections and never answers (the slow way to fail)."""
-    server = socket.socket()
-    server.bind(("127.0.0.1", 0))
-    server.listen(8)
-    held: list[socket.socket] = []
-    stop = threading.Event()
-
-    def accept() -> None:
-        server.settimeout(0.2)
-        while not stop.is_set():
-            try:
-                held.append(server.accept()[0])
-            except OSError:
-                continue
-
-    thread = threading.Thread(target=accept, daemon=True)
-    thread.start()
-    proxy = f"http://127.0.0.1:{server.getsockname()[1]}"
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("ASRD_", "NOTIFY_", "WATCHDOG_"))}
-    env.pop("no_proxy", None)
-    env.pop("NO_PROXY", None)
-    env.update({"https_proxy": proxy, "HTTPS_PROXY": proxy, "http_proxy": proxy, "HTTP_PROXY": proxy,
-                "MODELSCOPE_CACHE": str(tmp_path / "ms-cache"), "HF_HOME": str(tmp_path / "hf-home"),
-                "HF_HUB_CACHE": str(tmp_path / "hf-home" / "hub")})
-    yield env
-    stop.set()
-    thread.join()
-    for conn in held:
-        conn.close()
-    server.close()
+    with silent_proxy() as proxy:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("ASRD_", "NOTIFY_", "WATCHDOG_"))}
+        env.pop("no_proxy", None)
+        env.pop("NO_PROXY", None)
+        env.update({"https_proxy": proxy, "HTTPS_PROXY": proxy, "http_proxy": proxy, "HTTP_PROXY": proxy,
+                    "MODELSCOPE_CACHE": str(tmp_path / "ms-cache"), "HF_HOME": str(tmp_path / "hf-home"),
+                    "HF_HUB_CACHE": str(tmp_path / "hf-home" / "hub")})
+        yield env
 
 
 def asrd(*args: str, env: dict[str, str], stand_in: Path | None = None, timeout: float = 120,
@@ -151,22 +129,6 @@ def daemon_config(tmp_path: Path, model: str) -> Path:
     return path
 
 
-class Notify:
-    def __init__(self, folder: Path) -> None:
-        self.path = folder / "notify.sock"
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        self.sock.bind(str(self.path))
-        self.sock.settimeout(0.05)
-        self.messages: list[str] = []
-
-    def seen(self, text: str) -> bool:
-        while True:
-            try:
-                self.messages.append(self.sock.recv(4096).decode())
-            except (TimeoutError, BlockingIOError):
-                return any(text in m for m in self.messages)
-
-
 def start_daemon(config: Path, env: dict[str, str], notify: Notify, imports: Path,
                  stand_in: Path | None = None) -> subprocess.Popen[str]:
     args = [sys.executable, "-m", "asrd.testing.hub", "--record-imports", str(imports)]
@@ -200,7 +162,7 @@ def test_daemon_is_ready_before_the_worker_downloads(tmp_path: Path, tiny_sensev
     offer(root, HUB_ID, tiny_sensevoice_dir, chunk_bytes=32 << 10, pause_seconds=0.06)
     config = daemon_config(tmp_path, HUB_ID)
     shutil.copy(DATA / "test_ko.wav", tmp_path / "inbox" / "memo.wav")  # work at once: the worker starts
-    notify = Notify(tmp_path)
+    notify = Notify(tmp_path, wait=0.05)
     imports = tmp_path / "daemon-imports.txt"
     proc = start_daemon(config, offline, notify, imports, stand_in=root)
     try:
@@ -243,7 +205,7 @@ def test_daemon_offline_with_a_hub_id_starts_and_never_imports_hub_libraries(
     tmp_path: Path, offline: dict[str, str]
 ) -> None:
     config = daemon_config(tmp_path, HUB_ID)
-    notify = Notify(tmp_path)
+    notify = Notify(tmp_path, wait=0.05)
     imports = tmp_path / "daemon-imports.txt"
     started = time.monotonic()
     proc = start_daemon(config, offline, notify, imports)

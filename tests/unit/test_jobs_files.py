@@ -118,6 +118,6 @@ def test_a_version_1_database_is_upgraded(tmp_path: Path) -> None:
         store.record_sidecar(Path("/inbox/a.txt"), str(A), "h")
     with SqliteJobStore.open_readonly(db) as store:
         assert store.sidecar_mark(Path("/inbox/a.txt")) == (str(A), "h")
-    assert sqlite3.connect(db).execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 4
+    assert sqlite3.connect(db).execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 5
     with SqliteJobStore(db) as store:  # 1 -> 2 -> 3: the library tables exist and answer
         assert store.library.browse(LibraryQuery()).total == 0

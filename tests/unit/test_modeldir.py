@@ -2,8 +2,6 @@ from __future__ import annotations
 
 import json
 import re
-import socket
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,6 +11,7 @@ import pytest
 from asrd.recognizer import ModelError
 from asrd.recognizer.funasr import parse_tags
 from asrd.recognizer.modeldir import check_model_dir, resolve
+from asrd.testing.hub import silent_proxy as proxy_that_never_answers
 
 
 def make_dir(root: Path, files: dict[str, str]) -> Path:
@@ -73,33 +72,12 @@ def empty_caches(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture
 def silent_proxy(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """A proxy that accepts connections and never answers: the case where FunASR hung for minutes."""
-    server = socket.socket()
-    server.bind(("127.0.0.1", 0))
-    server.listen(8)
-    held: list[socket.socket] = []
-    stop = threading.Event()
-
-    def accept() -> None:
-        server.settimeout(0.2)
-        while not stop.is_set():
-            try:
-                held.append(server.accept()[0])
-            except OSError:
-                continue
-
-    thread = threading.Thread(target=accept, daemon=True)
-    thread.start()
-    url = f"http://127.0.0.1:{server.getsockname()[1]}"
-    for var in ("https_proxy", "HTTPS_PROXY", "http_proxy", "HTTP_PROXY"):
-        monkeypatch.setenv(var, url)
-    monkeypatch.delenv("no_proxy", raising=False)
-    monkeypatch.delenv("NO_PROXY", raising=False)
-    yield
-    stop.set()
-    thread.join()
-    for conn in held:
-        conn.close()
-    server.close()
+    with proxy_that_never_answers() as url:
+        for var in ("https_proxy", "HTTPS_PROXY", "http_proxy", "HTTP_PROXY"):
+            monkeypatch.setenv(var, url)
+        monkeypatch.delenv("no_proxy", raising=False)
+        monkeypatch.delenv("NO_PROXY", raising=False)
+        yield
 
 
 @pytest.mark.parametrize("hub", ["ms", "hf"])
