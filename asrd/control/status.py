@@ -196,6 +196,16 @@ def report(state_dir: Path, web: WebSettings | None = None) -> dict[str, Any]:
     return doc
 
 
+def exit_code(doc: dict[str, Any]) -> int:
+    """``asrd status``'s exit code, which container health checks read: 0 = running and every inbox
+    watched, 1 = running but a watcher is down (only rescans see new files; under systemd the missing
+    watchdog pings restart it), 3 = not running (LSB)."""
+    if not doc["running"]:
+        return 3
+    live = doc.get("daemon") or {}
+    return 0 if all(inbox["healthy"] for inbox in live.get("inboxes", ())) else 1
+
+
 def energy_today(db: Path, now: float) -> dict[str, Any]:
     """Today's totals from the energy log (``asrd.energy.report.Summary.as_dict``), with what scheduling
     saved today (``saved_by_scheduling``, one entry per signal kind: ``Saved.as_dict``)."""

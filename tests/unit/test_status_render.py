@@ -11,7 +11,17 @@ from asrd.control.fingerprint import Fingerprint
 from asrd.control.jobs import Failure
 from asrd.control.jobs_sqlite import SqliteJobStore
 from asrd.control.statedir import DB_NAME, StateLock
-from asrd.control.status import CurrentFile, InboxState, LiveState, SlotState, read_live, render, report, write_live
+from asrd.control.status import (
+    CurrentFile,
+    InboxState,
+    LiveState,
+    SlotState,
+    exit_code,
+    read_live,
+    render,
+    report,
+    write_live,
+)
 
 QUEUE = {"queued": 2, "running": 1, "done": 7, "failed": 0, "quarantined": 1}
 
@@ -145,3 +155,12 @@ def test_cluster_mode_lists_each_actor_by_node_and_gpu_and_the_lost_nodes(tmp_pa
     write_live(tmp_path, LiveState(pid=1, version="x", started=0.0, phase="running", model_loaded=True, slots=(slot,)))
     back = read_live(tmp_path)
     assert back is not None and back.slots[0].actors == slot.actors and back.slots[0].lost == slot.lost
+
+
+def test_exit_code_is_the_health_a_container_check_reads() -> None:
+    healthy = InboxState("/in", "native", "inotify", True)
+    down = InboxState("/nas", "poll", "network mount", False)
+    assert exit_code({"running": False, "pid": None, "state_dir": "/s", "queue": None}) == 3
+    assert exit_code(doc(live(inboxes=(healthy,)))) == 0
+    assert exit_code(doc()) == 0  # running, the live state not written yet
+    assert exit_code(doc(live(inboxes=(healthy, down)))) == 1
