@@ -15,7 +15,7 @@ import json
 import re
 import unicodedata
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +64,14 @@ class EditRecord:
     written: tuple[WrittenSidecar, ...]
     machine: tuple[WrittenSidecar, ...]
     newer: float | None = None
+
+
+def relocated(record: EditRecord, moved: Mapping[Path, Path]) -> EditRecord:
+    """The record after its file's sidecars moved (``moved``: old path -> new path) with a renamed file."""
+    def follow(sidecars: tuple[WrittenSidecar, ...]) -> tuple[WrittenSidecar, ...]:
+        return tuple(replace(w, path=moved.get(w.path, w.path)) for w in sidecars)
+
+    return replace(record, written=follow(record.written), machine=follow(record.machine))
 
 
 def _clean_text(raw: str) -> str:
