@@ -80,10 +80,11 @@ def _diff_doc(rows: list[DiffRow]) -> list[dict[str, Any]]:
 def state(port: DaemonPort, job: Job) -> dict[str, Any]:
     """What the viewer shows about edits: saved when, a newer machine result, the difference per cue."""
     record = port.jobs.edited(job.id)
+    gap = port.settings.subtitles.min_gap_ms  # what a split leaves between the halves (the checker's "gap")
     if record is None:
-        return {"edited": False, "saved": None, "newer": None, "diff": [], "changed": 0}
+        return {"edited": False, "saved": None, "newer": None, "diff": [], "changed": 0, "min_gap_ms": gap}
     rows = diff(machine_cues(port, job), record.cues)
-    return {"edited": True, "saved": record.saved, "newer": record.newer, "diff": _diff_doc(rows),
+    return {"edited": True, "min_gap_ms": gap, "saved": record.saved, "newer": record.newer, "diff": _diff_doc(rows),
             "changed": sum(1 for r in rows if r.op != "equal" or r.retimed),
             "files": [w.path.name for w in record.written]}
 
