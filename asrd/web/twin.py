@@ -24,7 +24,7 @@ from asrd.control.settle import Settling
 from asrd.control.speed import Speed
 from asrd.control.status import InboxState, LiveState
 from asrd.control.watch import scan
-from asrd.web.port import InboxInfo, Publisher, Snapshot
+from asrd.web.port import InboxInfo, Publisher, Snapshot, waiting_runs
 from asrd.worker.protocol import Worker
 
 
@@ -109,7 +109,7 @@ class MemoryPort:
         settling = sum(len(v) for v in self.settling.values())
         return Snapshot(self.live, tuple((s, counts.get(s, 0)) for s in JobState), self.controls.paused,
                         settling, None, inboxes, self.speed, ctl.ignored.recent(), ctl.reconciler.report,
-                        self.last_scan, taken=self.clock())
+                        self.last_scan, waiting_runs(self.store.runs), taken=self.clock())
 
     def recent_logs(self) -> list[str]:
         return list(self.log_lines)
