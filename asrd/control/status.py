@@ -82,6 +82,7 @@ class SlotState:
     device: str | None  # as the loaded worker reports it
     in_flight: int
     crashes: int  # since its last finished file
+    model: str | None = None  # a re-run worker's model ([model] rerun_models); None: the configured model
 
 
 @dataclass(frozen=True)
@@ -229,7 +230,8 @@ def render(doc: dict[str, Any]) -> str:
                 where = f" on {slot['device']}" if slot["device"] else ""
                 crashes = f", {slot['crashes']} crash(es)" if slot["crashes"] else ""
                 flight = f"{slot['in_flight']} in flight"
-                lines.append(f"worker {slot['name']}: {slot['phase']}{where}, {flight}{pid}{crashes}")
+                model = f" (re-runs on {slot['model']})" if slot.get("model") else ""
+                lines.append(f"worker {slot['name']}{model}: {slot['phase']}{where}, {flight}{pid}{crashes}")
             if live.get("model_error"):
                 lines.append(f"model error: {live['model_error']}")
             if live.get("patches"):

@@ -37,7 +37,12 @@ class FakeDispatcher:
         self.progress: dict[int, object] = {}
         self.accepting = True
         self.shutdowns: list[str] = []
+        self.requeued = 0
         self.paused_inboxes: frozenset[str] = frozenset()
+
+    @property
+    def any_worker(self) -> bool:
+        return self.worker is not None
 
     def warm_up(self) -> bool:
         if self.worker is not None:
