@@ -23,6 +23,7 @@ ZH: dict[str, str] = {
     "Edited since asrd wrote them": "asrd 写入后被编辑过",
     "Choosing a run replaces them only if you confirm that your edits are discarded.":
         "只有在你确认放弃编辑后，选择某次运行才会替换它们。",
+    "re-runs on": "重新转写使用",  # Model & power: a re-run worker's model
     "of": "/", "lines differ; changes are marked against the run in the sidecars.":
         "行不同；差异以当前字幕文件所用的运行为准标出。",
     # Now
