@@ -17,7 +17,7 @@ Module map::
     logs.py           logging for every asrd process (journal-aware)
     control/          the daemon process: watch -> settle -> jobs -> dispatch -> sidecars
     web/              the dashboard and its APIs: a thread in the daemon, only when [web] is on
-    energy/           energy records, grid intensity, reports and the window planner (daemon side)
+    energy/           energy records, grid intensity, reports; series, window planner, schedule policy
     worker/           the model worker process: decode -> VAD -> batch -> recognize
     output/           transcripts into .txt .srt .vtt .json: assembly, text guards, cues, writers
     recognizer/       the recognizer interface, the FunASR engine and its fake twin

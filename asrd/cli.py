@@ -57,6 +57,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--failed", action="store_true", help="every failed and quarantined file")
     p.add_argument("--config", type=Path)
 
+    p = sub.add_parser("plan", help="[schedule]: the price or carbon series, quiet hours and the backlog's window")
+    p.add_argument("--json", action="store_true", help="machine-readable")
+    p.add_argument("--config", type=Path)
+
+    p = sub.add_parser("run-now", help="[schedule]: start waiting files now instead of in their window")
+    p.add_argument("files", nargs="*", type=Path, metavar="FILE")
+    p.add_argument("--all", action="store_true", help="every waiting file")
+    p.add_argument("--config", type=Path)
+
     p = sub.add_parser("rerun", help="transcribe finished files again with other settings; compare and choose "
                        "the result on the dashboard's compare page")
     p.add_argument("files", nargs="+", type=Path, metavar="FILE")
@@ -110,6 +119,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _energy(args)
         if args.command == "report":
             return _report(args)
+        if args.command == "plan":
+            return _plan(args)
+        if args.command == "run-now":
+            return _run_now(args)
         if args.command == "notify":
             return _notify(args)
         if args.command == "check-config":
@@ -234,6 +247,33 @@ def _retry(args: argparse.Namespace) -> int:
     if count:
         _wake_daemon(settings.daemon.state_dir)
     return 0 if count or args.failed else 1
+
+
+def _plan(args: argparse.Namespace) -> int:
+    import time
+
+    from asrd.control.planview import as_json, plan_report, render
+
+    doc = plan_report(_settings(args.config, {}), time.time())
+    print(as_json(doc) if args.json else render(doc))
+    return 0
+
+
+def _run_now(args: argparse.Namespace) -> int:
+    from asrd.control.schedule import request_run_now
+
+    if not args.files and not args.all:
+        print("asrd run-now: name files, or --all for every waiting file", file=sys.stderr)
+        return 2
+    settings = _settings(args.config, {})
+    missing = [p for p in args.files if not p.exists()]
+    if missing:
+        print(f"asrd run-now: no such file: {', '.join(map(str, missing))}", file=sys.stderr)
+        return 1
+    request_run_now(settings.daemon.state_dir, None if args.all else [p.resolve() for p in args.files])
+    print("asked the daemon to start " + ("every waiting file" if args.all else f"{len(args.files)} file(s)") + " now")
+    _wake_daemon(settings.daemon.state_dir)
+    return 0
 
 
 def _rerun(args: argparse.Namespace) -> int:

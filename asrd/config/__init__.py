@@ -17,6 +17,7 @@ from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 from pydantic_settings.exceptions import SettingsError
 
+from asrd.config.schedule import ScheduleSettings
 from asrd.config.sections import (
     LANGUAGES,
     DaemonSettings,
@@ -58,6 +59,7 @@ __all__ = [
     "NotifyEvent",
     "NotifySettings",
     "OutputSettings",
+    "ScheduleSettings",
     "Settings",
     "SubtitleSettings",
     "TranscribeSettings",
@@ -100,6 +102,7 @@ class Settings(BaseSettings):
     energy: EnergySettings = EnergySettings()
     api: ApiSettings = ApiSettings()
     metrics: MetricsSettings = MetricsSettings()
+    schedule: ScheduleSettings = ScheduleSettings()
     inbox: tuple[InboxSettings, ...] = ()
     mediaserver: tuple[MediaServerSettings, ...] = ()
     notify: tuple[NotifySettings, ...] = ()

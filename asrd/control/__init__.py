@@ -8,6 +8,9 @@ A file's way through this room::
     intake.py    a settled path -> a new job, a renamed finished file (its sidecars follow), or nothing
     jobs.py      the durable queue: records and the JobStore protocol; jobs_base.py its rules (once),
                  jobs_sqlite.py (SQLite, WAL) and jobs_memory.py (the twin); fingerprint.py
+    schedule.py  [schedule]: holds backlog until its window and everything during quiet hours (through
+                 the job's not_before), a CPU-only spec while quiet; schedule_series.py reads the price or
+                 carbon series on a helper thread; planview.py is ``asrd plan``
     dispatch.py  claims jobs, places them on workers, failure policy, writes sidecars
     pool.py      the model workers, one per device (gpus.py finds GPUs without torch): backoff,
                  idle unload, leases

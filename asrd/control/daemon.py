@@ -31,6 +31,7 @@ from asrd.control.mediaservers import MediaRefresh
 from asrd.control.mountcache import cache_warning
 from asrd.control.notify import Notifier, Sender, run_helper
 from asrd.control.reruns import Reruns
+from asrd.control.schedule import Scheduler
 from asrd.control.service import ServiceState
 from asrd.control.settle import StabilityTracker
 from asrd.control.status import InboxState, LiveState, write_live
@@ -117,6 +118,7 @@ class Daemon:
                 log.error("metrics need prometheus-client: pip install 'asrd[notify]'; running without metrics")
         self._notify_due: float | None = None
         self.intake = Intake(store, lambda: self.dispatcher.views)
+        self.schedule = Scheduler(settings.schedule, store, self.dispatcher, timers, state_dir, wake=wake)
         self.inboxes: dict[str, _Inbox] = {}
         self._events: set[tuple[Path, str]] = set()
         self._events_lock = threading.Lock()
@@ -143,6 +145,7 @@ class Daemon:
         indexed = backfill(self.store)  # transcripts finished before the library existed, from their .json
         if indexed:
             log.info("library: indexed %d earlier transcript(s) from their .json sidecars", indexed)
+        self.schedule.start(now)
         self._start_inboxes(now)
         self._scan_all(now)  # what arrived while the daemon was down
         self.inbox_controls.reconciler.resume(now)
@@ -169,9 +172,12 @@ class Daemon:
             self._scan_all(now)
         for inbox in self.inboxes.values():
             if inbox.tracker is not None:
-                for ready in inbox.tracker.step(now):
+                settled = inbox.tracker.step(now)
+                self.schedule.note_settled([r.path for r in settled], now)  # a burst is backlog
+                for ready in settled:
                     self.intake.offer(ready.path, inbox.view.key, now)
         self.inbox_controls.reconciler.step(now)
+        self.schedule.step(now)  # holds backlog and quiet-hours files before the dispatcher claims
         self.dispatcher.step(now)
         self.notifier.step(now)
         wakeup = self.notifier.next_wakeup()
@@ -203,6 +209,7 @@ class Daemon:
             inbox.stop()
         self.dispatcher.shutdown(now, "interrupted by shutdown")
         self.notifier.stop()
+        self.schedule.stop()
         self.timers.shutdown()
         if self.media is not None:
             self.media.stop()
@@ -241,6 +248,7 @@ class Daemon:
         views = inbox_views(new)
         self.dispatcher.reconfigure(views, engine_spec(new, self.model_dir), new.model.idle_unload_seconds)
         self.dispatcher.energy = new.energy
+        self.schedule.reconfigure(new.schedule, now)
         if {str(i.path) for i in new.inbox} != old_paths or any(
             self.inboxes[k].view.settings != v.settings for k, v in views.items() if k in self.inboxes
         ):
@@ -340,11 +348,11 @@ class Daemon:
             if path.is_dir() and not path.is_symlink():
                 # A folder moved or copied in at once may bring files without events of their own.
                 for found in scan(inbox.view.settings, inbox.rules, under=path):
-                    self._consider(inbox, found, now)
+                    self._consider(inbox, found, now)  # (a folder's own events come too: a burst is counted later)
             else:
                 self._consider(inbox, path, now)
 
-    def _consider(self, inbox: _Inbox, path: Path, now: float) -> None:
+    def _consider(self, inbox: _Inbox, path: Path, now: float, bulk: bool = False) -> None:
         root = inbox.view.settings.path
         try:
             relative = path.relative_to(root)
@@ -357,13 +365,15 @@ class Daemon:
             return
         if not self.intake.is_new(path, now):
             return
+        if bulk and path not in inbox.tracker:  # found by a scan, not announced by an event: backlog
+            self.schedule.note_bulk(path, now)
         inbox.tracker.touch(path, now)
 
     def _scan_all(self, now: float) -> None:
         self.last_scan = now
         for inbox in self.inboxes.values():
             for path in scan(inbox.view.settings, inbox.rules):
-                self._consider(inbox, path, now)
+                self._consider(inbox, path, now, bulk=True)
 
     # ------------------------------------------------------------ status
 

@@ -201,6 +201,15 @@ class _BaseStore:
         with self._write():
             self._delete(job_id)
 
+    def defer(self, job_ids: Sequence[int], until: float) -> int:
+        """Queued jobs wait until ``until`` (the scheduler's window; an earlier time lets them go):
+        only ``not_before`` changes, so the wait survives a restart and wakes the loop like a retry."""
+        with self._write():
+            jobs = [replace(j, not_before=float(until)) for i in job_ids
+                    if (j := self._find_id(i)) is not None and j.state is JobState.QUEUED]
+            self._save(jobs)
+            return len(jobs)
+
     def requeue_running(self, now: float) -> int:
         """At start: jobs left RUNNING by a crash go back to the queue, no attempt counted.
 

@@ -161,6 +161,10 @@ def report(state_dir: Path, web: WebSettings | None = None) -> dict[str, Any]:
     doc: dict[str, Any] = {"running": pid is not None, "pid": pid, "state_dir": str(state_dir)}
     if live is not None:
         doc["daemon"] = asdict(live)
+    if pid:
+        from asrd.control.schedule import read_schedule
+
+        doc["schedule"] = read_schedule(state_dir)  # [schedule]: what waits, until when, why
     board = dashboard(web, state_dir) if web is not None else None
     if board is not None:
         doc["dashboard"] = board
@@ -253,6 +257,7 @@ def render(doc: dict[str, Any]) -> str:
         lines.append("queue: no job database yet")
     else:
         lines.append("queue: " + ", ".join(f"{n} {state}" for state, n in queue.items()))
+    lines.extend(schedule_lines(doc.get("schedule")))
     today = doc.get("energy_today")
     if today is not None and (today["files"] or today["wh"]):
         lines.append("energy: " + energy_line(today))
@@ -287,3 +292,28 @@ def energy_line(today: dict[str, Any]) -> str:
     if today["estimated"]:
         text += f" [estimated: {', '.join(today['methods'])}]"
     return text
+
+
+def schedule_lines(sched: dict[str, Any] | None) -> list[str]:
+    """``schedule: 2 file(s) waiting for window 01:00 (the cheapest ...)``, and quiet hours."""
+    if not sched or not sched.get("active"):
+        return []
+    from datetime import datetime
+
+    def hhmm(when: float) -> str:
+        return datetime.fromtimestamp(when).strftime("%H:%M")
+
+    lines = []
+    if sched.get("quiet_until"):
+        lines.append(f"schedule: quiet hours until {hhmm(sched['quiet_until'])} (no GPU worker)")
+    window = sched.get("window")
+    if sched.get("held") and window:
+        lines.append(f"schedule: {sched['held']} file(s) waiting for window {hhmm(window['start'])}-"
+                     f"{hhmm(window['end'])} ({window['reason']}); asrd plan shows why, asrd run-now overrides")
+        for item in sched.get("files", [])[:5]:
+            lines.append(f"  waiting: {item['path']} until {hhmm(item['until'])}")
+    elif sched.get("held"):
+        lines.append(f"schedule: {sched['held']} file(s) waiting for the quiet hours to end")
+    if sched.get("series_error"):
+        lines.append(f"schedule: signal problem: {sched['series_error']}")
+    return lines

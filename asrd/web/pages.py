@@ -16,6 +16,7 @@ from starlette.templating import Jinja2Templates
 
 from asrd import __version__
 from asrd.control.jobs import JobQuery, JobState
+from asrd.control.schedule import read_schedule, waiting_note
 from asrd.web.api import BadRequest, job_query, sse
 from asrd.web.eta import settling, starts
 from asrd.web.hub import Hub
@@ -78,6 +79,7 @@ def now_context(port: DaemonPort, snap: Snapshot, t: Callable[[str], str] = str)
             for c in snap.live.current
         ],
         "counts": {state.value: n for state, n in snap.counts},
+        "waiting_note": waiting_note(read_schedule(port.state_dir)) if port.state_dir is not None else None,
     }
 
 
