@@ -14,6 +14,7 @@ from pathlib import Path
 from asrd.control.dispatch import InboxView
 from asrd.control.fingerprint import Fingerprint, fingerprint, with_full_hash
 from asrd.control.jobs import Job, JobState, JobStore
+from asrd.control.library import follow_move
 from asrd.output.edits import relocated
 from asrd.output.ownership import for_store
 from asrd.output.sidecars import SidecarError, moved_sidecars
@@ -93,6 +94,7 @@ class Intake:
             self.store.move(job.id, path, key, moved_fp, list(moved.values()), now)
             if record is not None:
                 self.store.put_edit(relocated(record, moved))
+            follow_move(self.store, job.id, key, path.name)
             log.info("%s was moved to %s: its sidecars followed, nothing to transcribe", job.path, path)
             return True
         return False

@@ -331,6 +331,16 @@ def index_cues(store: _Indexed, job_id: int, cues: Sequence[Cue]) -> None:
         log.warning("library: job %d not re-indexed: %s", job_id, err)
 
 
+def follow_move(store: _Indexed, job_id: int, inbox: str, name: str) -> None:
+    """A finished file was renamed or moved (its job followed it): its library entry shows the new name."""
+    try:
+        entry = store.library.get(job_id)
+        if entry is not None:
+            store.library.put(Entry(replace(entry.summary, inbox=inbox, name=name), entry.cues))
+    except (sqlite3.Error, OSError) as err:
+        log.warning("library: job %d keeps its old name: %s", job_id, err)
+
+
 def index_transcript(store: _Indexed, job_id: int, inbox: str, source: Path, done: float, transcript: Transcript,
                      rules: CueRules) -> None:
     """The daemon's hook once a job's sidecars are written: the same cues as the sidecars, into the library.

@@ -98,6 +98,9 @@ def test_edited_sidecars_follow_a_renamed_file_and_the_edit_record_too(h: Harnes
     assert {p.suffix: p.read_bytes() for p in (h.inbox / "speech.srt", h.inbox / "speech.txt")} == corrected
     moved = h.store.by_id(job.id)
     assert moved is not None and sorted(p.name for p in moved.sidecars) == ["speech.srt", "speech.txt"]
+    entry = h.store.library.get(job.id)
+    assert entry is not None and entry.summary.name == "speech.flac"  # search hits name the file as it is now
+    assert [c.text for c in entry.cues] == ["Corrected by a person."]
     record = h.store.edited(job.id)
     assert record is not None
     assert sorted(w.path.name for w in record.written) == sorted(m.path.name for m in record.machine) == [
