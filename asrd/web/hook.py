@@ -118,7 +118,7 @@ class WebHook:
         return Snapshot(
             live, tuple((s, counts.get(s, 0)) for s in JobState), self.controls.paused, settling,
             daemon.dispatcher.idle_deadline(), inboxes, daemon.dispatcher.meter.speed(), ctl.ignored.recent(),
-            ctl.reconciler.report, daemon.last_scan, waiting_runs(daemon.store.runs), taken=time.time(),
+            ctl.reconciler.report, daemon.last_scan, runs=waiting_runs(daemon.store.runs), taken=time.time(),
         )
 
     # ------------------------------------------------------------ DaemonPort (web thread)

@@ -114,7 +114,7 @@ class MemoryPort:
         settling = sum(len(v) for v in self.settling.values())
         return Snapshot(self.live, tuple((s, counts.get(s, 0)) for s in JobState), self.controls.paused,
                         settling, None, inboxes, self.speed, ctl.ignored.recent(), ctl.reconciler.report,
-                        self.last_scan, waiting_runs(self.store.runs), taken=self.clock())
+                        self.last_scan, runs=waiting_runs(self.store.runs), taken=self.clock())
 
     def recent_logs(self) -> list[str]:
         return list(self.log_lines)
