@@ -28,12 +28,15 @@
   // While a run is queued or running, the server pushes this job's waiting runs (SSE, no polling); when they
   // differ from what the page shows (one started, finished or failed), the page is drawn again.
   function follow() {
+    function key(runs) {  // [[run id, state], ...] in run id order, whatever order the table has
+      return JSON.stringify(runs.slice().sort(function (a, b) { return a[0] - b[0]; }));
+    }
     const shown = Array.from(document.querySelectorAll("tr[data-state=queued], tr[data-state=running]"))
       .map(function (tr) { return [parseInt(tr.id.slice(4), 10), tr.dataset.state]; });
     if (!shown.length) return;
     const source = new EventSource("/compare/" + job + "/events", {withCredentials: true});
     source.addEventListener("runs", function (event) {
-      if (JSON.stringify(JSON.parse(event.data)) === JSON.stringify(shown)) return;
+      if (key(JSON.parse(event.data)) === key(shown)) return;
       source.close();
       location.reload();
     });
