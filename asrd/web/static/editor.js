@@ -114,8 +114,8 @@
   function split(i, at) {
     var c = cues[i], text = c.text, a = text.slice(0, at).trim(), b = text.slice(at).trim();
     if (!a || !b) { say("put the cursor inside the text where the cue should be split", true); return; }
-    var t = media ? Math.round(media.currentTime * 1000) : NaN, cut;
-    if (t > c.start_ms && t < c.end_ms) cut = t;  // at the playhead when it is inside the cue
+    var playhead = media ? Math.round(media.currentTime * 1000) : NaN, cut;
+    if (playhead > c.start_ms && playhead < c.end_ms) cut = playhead;  // at the playhead when it is inside the cue
     else cut = c.start_ms + Math.round((c.end_ms - c.start_ms) * at / Math.max(1, text.length));
     cut = Math.max(c.start_ms + 1, Math.min(c.end_ms - 1, cut));
     // leave the configured minimum gap ([subtitles] min_gap_ms) between the halves when both keep some time
