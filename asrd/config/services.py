@@ -170,6 +170,10 @@ class NotifySettings(_Section):
     """Only files from these inbox folders; empty = every inbox."""
     summary_at: str = "08:00"
     """Local time (HH:MM) of the daily summary, when ``events`` has summary."""
+    api: bool = False
+    """Also files sent to the HTTP transcription endpoints (``[api]``: Bazarr's /asr, OpenAI's
+    /v1/audio/transcriptions), in messages and summaries. Off: the caller gets its transcript in the answer,
+    and a subtitle manager working through a library would send one message per episode."""
 
     _split = field_validator("events", "inboxes", mode="before")(_split_list)
 

@@ -10,7 +10,8 @@ A file's way through this room::
                  jobs_sqlite.py (SQLite, WAL) and jobs_memory.py (the twin); fingerprint.py
     schedule.py  [schedule]: holds backlog until its window and everything during quiet hours (through
                  the job's not_before), a CPU-only spec while quiet; schedule_series.py reads the price or
-                 carbon series on a helper thread; planview.py is ``asrd plan``
+                 carbon series on a helper thread; planview.py is ``asrd plan``; wait_log.py keeps each
+                 job's class and the signal when it was held and let go (beside the energy log)
     dispatch.py  claims jobs, places them on workers, failure policy, writes sidecars
     pool.py      the model workers, one per device (gpus.py finds GPUs without torch): backoff,
                  idle unload, leases

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 
 from asrd import __version__
 from asrd.config import ConfigError, DaemonSettings, Settings, load_settings, with_folders
+from asrd.control import apiinbox
 from asrd.control.dispatch import Dispatcher, InboxView, engine_spec, inbox_views
 from asrd.control.energy_log import EnergyLog
 from asrd.control.ignore import IgnoreRules
@@ -107,7 +108,8 @@ class Daemon:
             lambda: self.settings.model.rerun_models, lambda: self.dispatcher.idle_unload_seconds, spawn,
         )
         self.dispatcher.reruns = self.reruns
-        self.notifier = Notifier(store, settings.notify, send=send, wake=wake)
+        self.notifier = Notifier(store, settings.notify, send=send, wake=wake,
+                                 api_inbox=str(apiinbox.inbox_dir(settings)))
         self.metrics: Metrics | None = None  # prometheus-client, imported only when metrics are wanted
         if settings.metrics.textfile_dir is not None or settings.web.enabled:
             try:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -210,6 +210,11 @@ class Dispatcher:
     def cold_starts(self) -> int:
         """Worker starts with a file waiting (metrics)."""
         return self.pool.cold_starts
+
+    @property
+    def batch_sizes(self) -> Mapping[int, int]:
+        """Batches the workers recognised, by size (spans in the batch): how many (metrics)."""
+        return self.pool.batch_sizes
 
     @property
     def busy(self) -> bool:

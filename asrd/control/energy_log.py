@@ -2,7 +2,8 @@
 
 A table of its own in the job database (``jobs.sqlite``), on its own connection: created if missing
 whatever the job schema's version, so it merges with other migrations and an older database gains it
-on the daemon's next start. Readers opened read-only see an empty log until then.
+on the daemon's next start. Readers opened read-only see an empty log until then. The scheduler's wait log
+(``wait_log.py``) shares this connection.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import quote
 
+from asrd.control.wait_log import MemoryWaitLog, SqliteWaitLog, WaitLog
 from asrd.energy.records import EnergyRow
 
 _TABLE = """CREATE TABLE IF NOT EXISTS energy (
@@ -31,6 +33,8 @@ _COLUMNS = (
 
 
 class EnergyLog(Protocol):
+    waits: WaitLog  # what the scheduler held back, for "saved by scheduling" (asrd.control.wait_log)
+
     def add(self, row: EnergyRow) -> None: ...
     def since(self, at: float) -> list[EnergyRow]: ...
     def close(self) -> None: ...
@@ -41,6 +45,7 @@ class MemoryEnergyLog:
     """The in-memory twin."""
 
     rows: list[EnergyRow] = field(default_factory=list)
+    waits: WaitLog = field(default_factory=MemoryWaitLog)
 
     def add(self, row: EnergyRow) -> None:
         self.rows.append(row)
@@ -79,6 +84,7 @@ class SqliteEnergyLog:
             self._db.execute("PRAGMA synchronous = FULL")
             self._db.execute(_TABLE)
             self._db.execute(_INDEX)
+        self.waits: WaitLog = SqliteWaitLog(self._db, readonly=readonly)
 
     def add(self, row: EnergyRow) -> None:
         values: tuple[Any, ...] = (

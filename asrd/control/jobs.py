@@ -165,6 +165,7 @@ class JobQuery:
     name: str = ""  # case-insensitive (ASCII) substring of the path
     reason: str = ""  # substring of the last error
     problems: bool = False  # only failed, quarantined and paused jobs
+    alerts: bool = False  # only files whose latest transcript matched a keyword alert (``alerted``)
     due_order: bool = False  # in the order the queue takes them (else most recently changed first)
     limit: int = 50
     offset: int = 0

@@ -96,6 +96,13 @@ class _BaseStore:
         raise NotImplementedError  # by not_before, id; none from the inboxes in skip
     def _running(self) -> list[Job]: raise NotImplementedError
     def _problem_jobs(self, limit: int | None) -> list[Job]: raise NotImplementedError  # newest first
+
+    def _requeue_problems(self, now: float) -> int:
+        """Every problem job queued again (``retry``'s "all"); a store may do it in one statement."""
+        jobs = [replace(j, state=JobState.QUEUED, attempts=0, not_before=now, last_error=None, updated=now)
+                for j in self._problem_jobs(None)]
+        self._save(jobs)
+        return len(jobs)
     def _state_counts(self) -> dict[JobState, int]: raise NotImplementedError
     def _earliest_due(self) -> float | None: raise NotImplementedError
     def _by_content(self, size: int, content_hash: str) -> list[Job]: raise NotImplementedError  # done ones
@@ -232,7 +239,7 @@ class _BaseStore:
         now = float(now)
         with self._write():
             if path is None:
-                found = self._problem_jobs(None)
+                return self._requeue_problems(now)
             else:
                 job = self._find(path)
                 found = [job] if job is not None and (_is_problem(job) or job.state is JobState.DONE) else []

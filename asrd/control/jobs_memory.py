@@ -37,7 +37,7 @@ class MemoryJobStore(_BaseStore):
         self._edits: dict[int, EditRecord] = {}
         self.library = MemoryLibrary(lambda: sorted(
             j.id for j in self._jobs.values() if j.state is JobState.DONE and json_sidecar(j.sidecars)
-        ))
+        ), alerted=self._alerted)
         self.runs = MemoryRuns(self._lock, self._set_sidecars)
 
     def _set_sidecars(self, job_id: int, sidecars: Sequence[Path]) -> None:
@@ -108,7 +108,8 @@ class MemoryJobStore(_BaseStore):
         return min((j.not_before for j in self._jobs.values() if j.state in CLAIMABLE), default=None)
 
     def _search(self, query: JobQuery) -> JobPage:
-        found = [j for j in self._jobs.values() if _matches(j, query)]
+        alerted = self._alerted() if query.alerts else set()
+        found = [j for j in self._jobs.values() if _matches(j, query) and (not query.alerts or j.id in alerted)]
         found.sort(key=(lambda j: (j.not_before, j.id)) if query.due_order else (lambda j: (-j.updated, -j.id)))
         return JobPage(tuple(found[query.offset:query.offset + query.limit]), len(found))
 
@@ -153,6 +154,14 @@ class MemoryJobStore(_BaseStore):
 
     def _o_insert(self, outcome: Outcome) -> None:
         self._outcomes.append(outcome)
+
+    def _alerted(self) -> set[int]:
+        """Jobs whose path's latest done outcome has keyword alert matches (the SQLite store's ALERTED)."""
+        latest: dict[Path, Outcome] = {}
+        for o in self._outcomes:
+            if o.state is JobState.DONE and (o.path not in latest or o.at >= latest[o.path].at):
+                latest[o.path] = o
+        return {j.id for j in self._jobs.values() if j.path in latest and latest[j.path].alerts}
 
     def _o_since(self, since: float) -> list[Outcome]:
         return sorted((o for o in self._outcomes if o.at >= since), key=lambda o: o.at)

@@ -32,8 +32,8 @@ from asrd.control.jobs import (
     ReasonCount,
 )
 from asrd.control.jobs_base import _BaseStore, _like
+from asrd.control.library_sqlite import ALERTED, SqliteLibrary
 from asrd.control.library_sqlite import SCHEMA as _V3
-from asrd.control.library_sqlite import SqliteLibrary
 from asrd.control.runs_sqlite import SCHEMA as _RUN_TABLES
 from asrd.control.runs_sqlite import SqliteRuns
 from asrd.output.alerts import AlertMatch
@@ -88,7 +88,17 @@ _SELECT = f"SELECT id, {', '.join(_COLUMNS)} FROM job"
 _INSERT = f"INSERT INTO job ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})"
 _UPDATE = f"UPDATE job SET {', '.join(c + ' = ?' for c in _COLUMNS)} WHERE id = ?"
 _CLAIMABLE = "state IN ('queued', 'failed')"
-_PROBLEM = "(state IN ('failed', 'quarantined') OR (state = 'queued' AND last_error IS NOT NULL))"
+# The unary + keeps SQLite from answering this through job_due (two index searches, then a sort of every
+# problem): the partial indexes below, whose WHERE is this very term, are the only ones it can use.
+_PROBLEM = "(+state IN ('failed', 'quarantined') OR (+state = 'queued' AND last_error IS NOT NULL))"
+# Indexes over the problem jobs only, for the dashboard's Problems page: a count, newest first, by reason.
+# With 10,000 failed files beside 10,000 done ones the page took 140 ms reading and sorting every problem row.
+# Made on every read-write open (no schema version: a database without them is only slower).
+_INDEXES = (
+    f"CREATE INDEX IF NOT EXISTS job_problem ON job (updated, id) WHERE {_PROBLEM}",
+    f"CREATE INDEX IF NOT EXISTS job_problem_reason ON job (last_error, updated) WHERE {_PROBLEM}",
+    "CREATE INDEX IF NOT EXISTS outcome_path ON outcome (path, state, at)",  # the "files with alerts" filter
+)
 
 
 def _enc(value: Path | str) -> str | bytes:
@@ -200,6 +210,8 @@ class SqliteJobStore(_BaseStore):
                     version += 1
                     db.execute(f"PRAGMA user_version = {version}")
                 self._check_version(version)
+            for statement in _INDEXES:
+                db.execute(statement)
 
     def _check_version(self, version: int) -> None:
         if version != SCHEMA_VERSION:
@@ -256,6 +268,12 @@ class SqliteJobStore(_BaseStore):
     def _running(self) -> list[Job]:
         return self._select("state = 'running'")
 
+    def _requeue_problems(self, now: float) -> int:
+        # One statement: loading 10,000 problem jobs and writing each back took 1.2 s (bench_problems).
+        return self._db.execute(
+            f"UPDATE job SET state = 'queued', attempts = 0, not_before = ?, last_error = NULL, updated = ? "
+            f"WHERE {_PROBLEM}", (now, now)).rowcount
+
     def _problem_jobs(self, limit: int | None) -> list[Job]:
         return self._select(f"{_PROBLEM} ORDER BY updated DESC, id DESC LIMIT ?", -1 if limit is None else limit)
 
@@ -295,6 +313,8 @@ class SqliteJobStore(_BaseStore):
         if query.reason:
             where.append("last_error LIKE ? ESCAPE '\\'")
             args.append(_like(query.reason))
+        if query.alerts:
+            where.append(ALERTED.format(job="job"))
         cond = " AND ".join(where)
         total = self._db.execute(f"SELECT COUNT(*) FROM job WHERE {cond}", args).fetchone()[0]
         order = "not_before, id" if query.due_order else "updated DESC, id DESC"
@@ -304,7 +324,7 @@ class SqliteJobStore(_BaseStore):
     def _reasons(self, limit: int, offset: int) -> list[ReasonCount]:
         rows = self._db.execute(
             f"SELECT COALESCE(last_error, ''), COUNT(*), MAX(updated) FROM job WHERE {_PROBLEM} "
-            "GROUP BY COALESCE(last_error, '') ORDER BY COUNT(*) DESC, MAX(updated) DESC, 1 LIMIT ? OFFSET ?",
+            "GROUP BY last_error ORDER BY COUNT(*) DESC, MAX(updated) DESC, 1 LIMIT ? OFFSET ?",
             (limit, offset),
         ).fetchall()
         return [ReasonCount(reason, n, newest) for reason, n, newest in rows]

@@ -38,11 +38,13 @@ def _newest_first(s: Summary) -> tuple[float, int]:
 
 
 class MemoryLibrary:
-    def __init__(self, indexable: Callable[[], Iterable[int]] = tuple) -> None:
+    def __init__(self, indexable: Callable[[], Iterable[int]] = tuple,
+                 alerted: Callable[[], set[int]] = set) -> None:
         self._entries: dict[int, Entry] = {}
         self._seq: dict[int, int] = {}  # when each was indexed, as the SQLite rowids order them
         self._next = 0
         self._indexable = indexable  # ids of done jobs with a .json sidecar, oldest first
+        self._alerted = alerted  # ids of jobs whose latest transcript matched a keyword alert
 
     def put(self, entry: Entry) -> None:
         self._entries[entry.summary.job_id] = entry
@@ -57,7 +59,9 @@ class MemoryLibrary:
         return self._entries.get(job_id)
 
     def _chosen(self, q: LibraryQuery) -> list[Entry]:
-        found = [e for e in self._entries.values() if passes(e.summary, q)]
+        alerted = self._alerted() if q.alerts else set()
+        found = [e for e in self._entries.values() if passes(e.summary, q)
+                 and (not q.alerts or e.summary.job_id in alerted)]
         return sorted(found, key=lambda e: _newest_first(e.summary))
 
     def search(self, query: LibraryQuery) -> HitPage:

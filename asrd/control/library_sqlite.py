@@ -47,6 +47,9 @@ SCHEMA = (
     "CREATE VIRTUAL TABLE IF NOT EXISTS cue_gram USING fts5(grams, tokenize = 'unicode61 remove_diacritics 0', "
     "prefix = '1 2')",
 )
+# A job (the table or alias named by {job}) whose path's latest done outcome has keyword alert matches.
+ALERTED = ("EXISTS (SELECT 1 FROM outcome o WHERE o.path = {job}.path AND o.state = 'done' AND o.alerts != '[]' "
+           "AND o.at = (SELECT MAX(o2.at) FROM outcome o2 WHERE o2.path = {job}.path AND o2.state = 'done'))")
 SCAN_CUES = 10_000  # filters leaving at most this many cues are matched by reading them, not by the index
 _SUMMARY = "t.job_id, t.inbox, t.name, t.language, t.duration, t.done, t.emotions, t.events, t.cues"
 
@@ -78,6 +81,8 @@ def _filters(q: LibraryQuery) -> tuple[list[str], list[Any]]:
         if label:  # stored as |A|B|: a whole label matches, never part of one
             where.append(f"instr(t.{column}, ?) > 0")
             args.append(f"|{label}|")
+    if q.alerts:
+        where.append(f"t.job_id IN (SELECT j.id FROM job j WHERE {ALERTED.format(job='j')})")
     return where, args
 
 
@@ -132,9 +137,8 @@ class SqliteLibrary:
 
         - filters that leave few cues: read those cues and match them here (``library.matches``);
         - terms for one index: let FTS5 walk it in rowid order, joining the filters, and stop at the page;
-        - terms for both: read the rarer index's matches and match the rest here (``_candidates``);
-          SQLite's own plan for FTS5 ``MATCH ... AND rowid IN (...)`` seeks row by row and took
-          seconds on 10,000 transcripts.
+        - terms for both: intersect the two indexes' matches in SQL (``_candidates``); SQLite's own plan
+          for FTS5 ``MATCH ... AND rowid IN (...)`` seeks row by row and took seconds on 10,000 transcripts.
         """
         words = terms(query.text)
         if not words:
@@ -150,7 +154,7 @@ class SqliteLibrary:
             fts.append(("cue_tri", " AND ".join(fts_phrase(t) for t in p.trigram)))
         if p.grams:
             fts.append(("cue_gram", " AND ".join(gram_query(t) for t in p.grams)))
-        if len(fts) == 1 and not p.scan:
+        if len(fts) == 1:
             return self._walk(fts[0], where, args, words, query)
         return self._candidates(fts, where, args, words, query)
 
@@ -180,39 +184,35 @@ class SqliteLibrary:
         return self._page(rows, words, total)
 
     def _candidates(self, fts: list[tuple[str, str]], where: list[str], args: list[Any], words: list[str],
-                   query: LibraryQuery) -> HitPage:
-        """Terms for both indexes (or an odd short term): the candidates are the matches of the rarer index
-        (FTS5 counts them cheaply), read newest first in chunks and matched here (``library.matches``,
-        the twin's rule) with the filters joined, until the page and COUNT_CAP are reached."""
-        test = matcher(plan(words))
-        cond = " AND ".join(where) or "1"
-        kept: list[int] = []
+                    query: LibraryQuery) -> HitPage:
+        """Terms for both indexes: SQLite intersects the two match lists (``INTERSECT``, a temporary B-tree,
+        in C) and the filters are joined to that, newest first, up to the page and COUNT_CAP. Reading the
+        rarer list into Python and matching its cues here instead took 200 ms for ``the 的`` (no cue has
+        both: every match of both terms is read) on 10,000 transcripts; this takes 15-20 ms."""
+        # ORDER BY rowid lets SQLite merge the two FTS5 cursors (each walks its rowids in order) instead of
+        # building a B-tree of one side: 2-3 times faster, and it streams, so a LIMIT stops it early.
+        both = " INTERSECT ".join(f"SELECT rowid FROM {table} WHERE {table} MATCH ?" for table, _ in fts)
+        exprs = [e for _, e in fts]
+        want = max(query.offset + query.limit, COUNT_CAP + 1)
+        cond = " AND ".join(where)
         with self._store._lock:
             db = self._store._db
-            if fts:
-                table, expr = min(fts, key=lambda f: db.execute(
-                    f"SELECT COUNT(*) FROM {f[0]} WHERE {f[0]} MATCH ?", (f[1],)).fetchone()[0])
-                ids = [r[0] for r in db.execute(
-                    f"SELECT rowid FROM {table} WHERE {table} MATCH ? ORDER BY rowid DESC", (expr,))]
-            else:
-                ids = [r[0] for r in db.execute(
-                    f"SELECT c.id FROM cue c JOIN transcript t ON t.job_id = c.job_id WHERE {cond} ORDER BY c.id DESC",
-                    args)]
-            want = max(query.offset + query.limit, COUNT_CAP + 1)
-            for at in range(0, len(ids), 500):
-                chunk = ids[at:at + 500]
-                rows = db.execute(
-                    f"SELECT c.id, c.text FROM cue c JOIN transcript t ON t.job_id = c.job_id "
-                    f"WHERE c.id IN ({', '.join('?' * len(chunk))}) AND {cond}", (*chunk, *args)).fetchall()
-                kept += sorted((i for i, text in rows if test(text)), reverse=True)
-                if len(kept) >= want:
-                    break
-            page = kept[query.offset:query.offset + query.limit]
+            if not where:
+                ids = [r[0] for r in db.execute(f"{both} ORDER BY 1 DESC LIMIT ?", (*exprs, want))]
+            else:  # the filters, 500 matches at a time, until enough pass
+                ids = []
+                cursor = db.execute(f"{both} ORDER BY 1 DESC", exprs)
+                while len(ids) < want and (chunk := [r[0] for r in cursor.fetchmany(500)]):
+                    ids += sorted((r[0] for r in db.execute(
+                        f"SELECT c.id FROM cue c JOIN transcript t ON t.job_id = c.job_id "
+                        f"WHERE c.id IN ({', '.join('?' * len(chunk))}) AND {cond}", (*chunk, *args))), reverse=True)
+                ids = ids[:want]
+            page = ids[query.offset:query.offset + query.limit]
             rows = db.execute(f"SELECT c.id, {_SUMMARY}, c.idx, c.start, c.end, c.text FROM cue c JOIN transcript t "
                               f"ON t.job_id = c.job_id WHERE c.id IN ({', '.join('?' * len(page))})",
                               page).fetchall() if page else []
         rows.sort(key=lambda r: -r[0])
-        return self._page(rows, words, len(kept))
+        return self._page(rows, words, len(ids))
 
     @staticmethod
     def _page(rows: list[Any], words: list[str], total: int) -> HitPage:

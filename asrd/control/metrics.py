@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("asrd.metrics")
 
 TEXTFILE = "asrd.prom"
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128)
 RTF_BUCKETS = (0.01, 0.02, 0.035, 0.05, 0.06, 0.1, 0.2, 0.5, 1.0, 2.0)
 
 
@@ -36,6 +37,8 @@ class Metrics:
         self.model = Counter("asrd_model_seconds", "Worker time spent on transcribed files, seconds", registry=r)
         self.rtf = Histogram("asrd_file_rtf", "Real-time factor per file (worker seconds / audio seconds)",
                              buckets=RTF_BUCKETS, registry=r)
+        self.batches = Histogram("asrd_batch_size", "Spans recognised together in one model batch, per batch",
+                                 buckets=BATCH_BUCKETS, registry=r)
         self.alerts = Counter("asrd_alerts", "Keyword alert matches", ["inbox"], registry=r)
         self.queue = Gauge("asrd_queue_jobs", "Jobs in the store by state", ["state"], registry=r)
         self.loaded = Gauge("asrd_worker_loaded", "1 while the model worker has the model loaded", registry=r)
@@ -46,6 +49,7 @@ class Metrics:
                               "load and idle), as [energy] meter measured or estimated it", ["phase"], registry=r)
         self._energy_seen: dict[str, int] = {}
         self._cold_seen = 0
+        self._batches_seen: dict[int, int] = {}
         self._sent_seen = 0
         self._written: bytes | None = None
 
@@ -66,6 +70,10 @@ class Metrics:
         self.loaded.set(1 if dispatcher.model_loaded else 0)
         self.cold.inc(dispatcher.cold_starts - self._cold_seen)
         self._cold_seen = dispatcher.cold_starts
+        for size, n in dispatcher.batch_sizes.items():
+            for _ in range(n - self._batches_seen.get(size, 0)):  # observed one by one: the Histogram's only API
+                self.batches.observe(size)
+            self._batches_seen[size] = n
         for phase, uj in dispatcher.energy_uj.items():
             self.energy.labels(phase).inc((uj - self._energy_seen.get(phase, 0)) / 1e6)
             self._energy_seen[phase] = uj

@@ -141,8 +141,10 @@ def next_summary(now: float, at: str) -> float:
     return when.timestamp()
 
 
-def _wants(target: NotifySettings, outcome: Outcome) -> str | None:
+def _wants(target: NotifySettings, outcome: Outcome, api_inbox: str | None) -> str | None:
     """The event this target gets for this outcome, or None."""
+    if outcome.inbox == api_inbox and not target.api:
+        return None
     if target.inboxes and Path(outcome.inbox) not in {p.resolve() for p in target.inboxes}:
         return None
     if outcome.state is JobState.DONE:
@@ -164,8 +166,10 @@ class Notifier:
         send: Sender = run_helper,
         rng: random.Random | None = None,
         wake: Callable[[], None] = lambda: None,
+        api_inbox: str | None = None,
     ) -> None:
         self.store = store
+        self.api_inbox = api_inbox  # the inbox key of the HTTP endpoints' uploads (``apiinbox``)
         self.send = send
         self.rng = rng if rng is not None else random.Random()
         self.wake = wake
@@ -195,7 +199,7 @@ class Notifier:
         """How a file ended: kept for reports, and queued for every target that wants it."""
         items = []
         for key, target in self.targets.items():
-            event = _wants(target, outcome)
+            event = _wants(target, outcome, self.api_inbox)
             if event is not None:
                 items.append((key, event, json.dumps(payload(outcome, event), ensure_ascii=False)))
         self.store.record_outcome(outcome, items, now)  # one transaction: one disk sync per file
@@ -210,7 +214,9 @@ class Notifier:
         for key, due in list(self._summary_due.items()):
             if now >= due:
                 since = due - 86400
-                doc = summary_payload(self.store.outcomes(since), since, now)
+                target = self.targets[key]
+                outcomes = [o for o in self.store.outcomes(since) if target.api or o.inbox != self.api_inbox]
+                doc = summary_payload(outcomes, since, now)
                 self.store.notify_add([(key, "summary", json.dumps(doc, ensure_ascii=False))], now)
                 self._summary_due[key] = next_summary(now, self.targets[key].summary_at)
         if self._thread is None:

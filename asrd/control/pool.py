@@ -13,6 +13,7 @@ longer owns the file (requeued, moved to another slot) is dropped, never written
 
 from __future__ import annotations
 
+import collections
 import itertools
 import logging
 from collections.abc import Callable, Iterable
@@ -140,6 +141,7 @@ class WorkerPool:
         # worker every time then costs only itself attempts, not the files batched with it.
         self.suspects: set[int] = set()
         self.cold_starts = 0  # worker starts with a file waiting (metrics)
+        self.batch_sizes: collections.Counter[int] = collections.Counter()  # size -> batches, every worker (metrics)
         # Told each ended worker's last word on its session (energy: the idle tail, the load's cost).
         self.on_stopped: Callable[[Stopped], None] = lambda msg: None
 
@@ -220,6 +222,8 @@ class WorkerPool:
             elif isinstance(msg, Stopped):  # its session's energy, as it ends on its own
                 self.on_stopped(msg)
             elif self._owner.get(msg.job_id) != (slot, msg.lease):
+                if isinstance(msg, Done):  # a stale answer, but its batches ran
+                    self.batch_sizes.update(dict(msg.batches.counts))
                 log.warning("dropped %s for job %d from worker %s: not its file under lease %d",
                             type(msg).__name__.lower(), msg.job_id, slot.name, msg.lease)
             else:
@@ -227,6 +231,7 @@ class WorkerPool:
                     self.release(msg.job_id)
                     if isinstance(msg, Done):
                         slot.crashes = 0
+                        self.batch_sizes.update(dict(msg.batches.counts))
                 events.append(Answer(slot.name, msg))
         return events
 

@@ -106,6 +106,7 @@ class Reruns:
         self._spawn = spawn
         self.pools: dict[str, WorkerPool] = {}  # other models' workers, by model name
         self.flight: dict[int, Run] = {}  # run id -> run, on any worker
+        self.hold = False  # quiet hours with quiet_mode = "wait" (set by the scheduler): no re-run starts
 
     # ------------------------------------------------------------ requests (actions)
 
@@ -183,7 +184,7 @@ class Reruns:
 
     def place_default(self, now: float, pool: WorkerPool, slot: Slot) -> bool:
         """Put the next due re-run on the configured model on ``slot``; False when there is none."""
-        while (run := self.store.runs.claim(now, "")) is not None:
+        while not self.hold and (run := self.store.runs.claim(now, "")) is not None:
             if self._assign(now, pool, slot, run):
                 return True
         return False
@@ -203,15 +204,22 @@ class Reruns:
     def step(self, now: float, accepting: bool) -> None:
         """The other models' pools: results, new re-runs placed, idle workers ended, unused pools dropped."""
         offered = self._offered()
+        accepting = accepting and not self.hold
         if accepting:
             for model in self.store.runs.due_models(now):
                 if model and model not in self.pools:
                     if model not in offered:  # removed from the config since it was asked for
                         self._refuse_model(now, model)
                         continue
-                    self.pools[model] = WorkerPool([(f"rerun {Path(model).name}", self._other_spec(model))],
+                    self.pools[model] = WorkerPool([(Path(model).name, self._other_spec(model))],
                                                    self._idle_unload(), self._spawn)
         for model, pool in list(self.pools.items()):
+            spec = self._other_spec(model)
+            active = [slot for slot in pool.slots if not slot.retiring]
+            if active and active[0].spec != spec:
+                # The configured spec changed (quiet hours began or ended: the scheduler switched the
+                # device): the worker finishes its re-run and the next one starts with the new spec.
+                pool.reconfigure([(active[0].name, spec)], self._idle_unload())
             for event in pool.collect(now):
                 self.take(now, event)
             while accepting and (slot := pool.place(now)) is not None:

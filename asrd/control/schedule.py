@@ -5,7 +5,12 @@ files arriving one by one run now; large files, files found by scans and bulk ar
 asks the pure ``asrd.energy.policy.decide`` what may run, and applies it through the job store: a
 waiting job's ``not_before`` is its window's start, so the wait survives a restart and the daemon's
 retry timer wakes the loop when it ends. During quiet hours the dispatcher gets a CPU-only engine
-spec with ``quiet_threads`` threads, so no GPU worker starts (a loaded one ends once its files are done).
+spec with ``quiet_threads`` threads, so no GPU worker starts (a loaded one ends once its files are done);
+re-runs on other models follow the same spec, and wait with everything else in ``quiet_mode = "wait"``.
+
+A job's class (backlog or not) is kept in the wait log (``asrd.control.wait_log``) so that it survives a
+restart, and so is, for each job held back, the signal's value when it became due and when it was let go:
+``asrd energy`` reports the difference as what scheduling saved.
 
 The series comes from ``schedule_series.SeriesReader`` (a helper thread; the loop never waits for it).
 ``asrd run-now`` drops a request file into ``run-now.d/`` and wakes the daemon.
@@ -28,6 +33,7 @@ from asrd.control.jobs import Job, JobQuery, JobState, JobStore
 from asrd.control.schedule_series import SeriesReader, usable, write_json
 from asrd.control.speed import Speed
 from asrd.control.timers import Timers
+from asrd.control.wait_log import WaitTracker
 from asrd.energy import feed
 from asrd.energy.hours import DAY, hours_series, intervals
 from asrd.energy.planner import Plan
@@ -74,6 +80,7 @@ class Scheduler:
         self.started = 0.0
         self.bulk: dict[Path, float] = {}  # paths found by scans or in bursts -> when
         self.forced: set[int] = set()  # run-now job ids, until they leave the queue
+        self.waits = WaitTracker(dispatcher.energy_log.waits)  # classes and holds, kept across restarts
         self.decision: Decision | None = None
         self._key: object = None
         self._next_change: float | None = None
@@ -84,6 +91,8 @@ class Scheduler:
     def start(self, now: float) -> None:
         self.started = now
         self.reader.read_cache()
+        queued = {j.id for j in self.store.search(JobQuery(states=(JobState.QUEUED,), limit=MAX_LISTED)).jobs}
+        self.waits.load(queued)  # the last daemon's classes and holds
         if self.settings.signal in ("file", "url"):
             self.timers.every("schedule_fetch", self.settings.refresh_minutes * 60.0, now)
 
@@ -130,6 +139,7 @@ class Scheduler:
                 self._key = "off"
                 self._release_all(now)
                 self._set_spec(self.base_spec)
+                self._hold_reruns(False)
                 self.decision = None
                 self._publish(now, [])
             return
@@ -154,6 +164,7 @@ class Scheduler:
         horizon = s.max_delay_hours * 3600 + DAY
         quiet = intervals(s.quiet_hours, now, horizon, self.tz)
         waiting = [Waiting(j.id, j.path.name, j.fingerprint.size, j.created, self._is_backlog(j)) for j in queued]
+        self.waits.mark_backlog([w.job_id for w in waiting if w.backlog])
         # A running window is kept (its files are not stopped half-way) unless a new series came.
         previous = self.decision.window if self.decision is not None and not new_series else None
         decision = decide(now, waiting, self._series(now, horizon), quiet, self._costs(), max_delay=s.max_delay_hours
@@ -164,6 +175,7 @@ class Scheduler:
             decision = replace(decision, holds={**decision.holds, **first})
         self._apply(now, queued, decision)
         self._set_spec(self._quiet_spec() if decision.quiet is not None else self.base_spec)
+        self._hold_reruns(decision.quiet is not None and s.quiet_mode == "wait")
         if decision.quiet != (self.decision.quiet if self.decision else None):
             if decision.quiet is not None:
                 log.info("quiet hours until %s: no GPU worker; %s", _hhmm(decision.quiet[1], self.tz),
@@ -176,6 +188,9 @@ class Scheduler:
                      _hhmm(decision.window.end, self.tz), decision.window.reason)
         self.decision = decision
         change = decision.next_change()
+        begins = min((start for start, _ in quiet if start > now), default=None)
+        if begins is not None and (change is None or begins < change):
+            change = begins  # decide again when quiet hours begin, queue or not: loaded workers must switch
         self._next_change = change
         if change is not None:
             self.timers.at("schedule", max(change, now))
@@ -194,12 +209,19 @@ class Scheduler:
             self.store.defer(ids, until)
         if go:
             self.store.defer(go, now)
+        self.waits.note(now, [j.id for j in queued], decision.holds, self.settings.signal_kind, self._value(now))
+
+    def _hold_reruns(self, hold: bool) -> None:
+        """Quiet hours with quiet_mode = "wait": re-runs wait too (on "cpu" they run on the quiet spec)."""
+        if self.dispatcher.reruns is not None:
+            self.dispatcher.reruns.hold = hold
 
     def _release_all(self, now: float) -> None:
         queued = self.store.search(JobQuery(states=(JobState.QUEUED,), limit=MAX_LISTED)).jobs
         held = [j.id for j in queued if j.last_error is None and j.not_before > now]
         if held:
             self.store.defer(held, now)
+        self.waits.release_all(now, self._value(now))  # let go by a reload that turned scheduling off
 
     def _set_spec(self, spec: EngineSpec) -> None:
         d = self.dispatcher
@@ -216,8 +238,10 @@ class Scheduler:
         return {k for k, v in self.dispatcher.views.items() if v.private}
 
     def _is_backlog(self, job: Job) -> bool:
+        # The job's own size and arrival decide, not whether it predates this start: a bulk arrival's class
+        # is in the wait log, so an interrupted memo is still a memo and a held scan find still backlog.
         return (job.fingerprint.size > self.settings.now_max_mb * 1e6 or job.path in self.bulk
-                or job.created < self.started)  # queued before this start: found by the start-up look
+                or self.waits.is_backlog(job.id))
 
     def _forget_bulk(self, now: float, queued: set[Path]) -> None:
         for path, when in list(self.bulk.items()):
@@ -230,6 +254,14 @@ class Scheduler:
         return Costs(speed.seconds_for, d.last_load_seconds or DEFAULT_COLD_START, max(0.0, d.idle_unload_seconds))
 
     # ------------------------------------------------------------ the series
+
+    def _value(self, now: float) -> float | None:
+        """The price or carbon intensity now, from a file or URL series; None without one (hours lists
+        have no numbers)."""
+        series = self.series
+        if self.settings.signal not in ("file", "url") or series is None or not usable(series, now):
+            return None
+        return next((slot.value for slot in series if slot.start <= now < slot.end), None)
 
     def _series(self, now: float, horizon: float) -> list[Slot] | None:
         s = self.settings

@@ -195,15 +195,19 @@ def report(state_dir: Path, web: WebSettings | None = None) -> dict[str, Any]:
 
 
 def energy_today(db: Path, now: float) -> dict[str, Any]:
-    """Today's totals from the energy log (``asrd.energy.report.Summary.as_dict``)."""
+    """Today's totals from the energy log (``asrd.energy.report.Summary.as_dict``), with what scheduling
+    saved today (``saved_by_scheduling``, one entry per signal kind: ``Saved.as_dict``)."""
     from asrd.control.energy_log import SqliteEnergyLog
-    from asrd.energy.report import start_of_today, summarize
+    from asrd.energy.report import savings, start_of_today, summarize
 
     if not db.is_file():
-        return summarize(()).as_dict()
+        return {**summarize(()).as_dict(), "saved_by_scheduling": []}
     log = SqliteEnergyLog(db, readonly=True)
     try:
-        return summarize(log.since(start_of_today(now))).as_dict()
+        rows = log.since(start_of_today(now))
+        waits = log.waits.of(r.job_id for r in rows if r.kind == "file" and r.job_id is not None)
+        saved = [s.as_dict() for s in savings(rows, waits).values()]
+        return {**summarize(rows).as_dict(), "saved_by_scheduling": saved}
     finally:
         log.close()
 
@@ -291,6 +295,11 @@ def energy_line(today: dict[str, Any]) -> str:
         text += f", {today['co2e_g']:.2f} g CO2e"
     if today["estimated"]:
         text += f" [estimated: {', '.join(today['methods'])}]"
+    for saved in today.get("saved_by_scheduling") or ():
+        if saved["files"]:
+            amount = (f"{saved['saved']:.4g} g CO2e" if saved["kind"] == "carbon"
+                      else f"{saved['saved']:.4g} (price series' unit)")
+            text += f"; scheduling saved about {amount} on {saved['files']} held file(s) (estimate)"
     return text
 
 

@@ -119,3 +119,25 @@ class EnergyRow:
     @property
     def total_uj(self) -> int:
         return self.direct_uj + self.overhead_uj
+
+
+@dataclass(frozen=True)
+class Wait:
+    """One job's record. ``due_*``: when it was first held back (it would have run then) and the signal's
+    value at that moment; ``ran_*``: when it was let go (its window, run-now, the deadline) and the value then.
+    Values are None where the signal had no number (``signal = "hours"``, no usable series)."""
+
+    job_id: int
+    backlog: bool = False
+    kind: str | None = None  # [schedule] signal_kind when it was held: "price" or "carbon"
+    due_at: float | None = None
+    due_value: float | None = None
+    ran_at: float | None = None
+    ran_value: float | None = None
+
+    @property
+    def delta(self) -> float | None:
+        """How much lower the signal was when it ran than when it became due (positive: scheduling helped)."""
+        if self.due_value is None or self.ran_value is None:
+            return None
+        return self.due_value - self.ran_value

@@ -47,12 +47,20 @@ QUERIES = [
     ("CJK 2 chars, common", "我们"), ("CJK 2 chars, rare", "合同"), ("CJK 2 chars, absent", "龙虾"),
     ("CJK 1 char", "的"), ("CJK 3+ chars", "语音识别"), ("CJK 3+ chars, rare", "北京上海"),
     ("Japanese 3+ chars", "お願いします"), ("mixed", "会议 meeting"),
+    # plans that were slow once: both indexes with no cue holding both, punctuation, many terms
+    ("mixed common, no hit", "the 的"), ("mixed common, both hit", "a the"),
+    ("mixed 3+ CJK and Latin", "语音识别 meeting"),
+    ("latin 3+ and 1 char", "meeting a"), ("punctuation only", "?"), ("CJK punctuation + 1 char", "。的"),
+    ("8 Latin terms", "the a to and of I you it"), ("8 CJK terms, no hit", "我们 今天 公园 会议 语音 识别 时间 问题"),
+    ("8 long terms, no hit", " ".join(["abcdefghij" * 10] * 8)),
 ]
 # Filters that reject most matches of a common term: the worst case for walking the index newest-first.
 FILTERED = [
     ("CJK 2 chars, language=en", "我们", {"language": "en"}),
     ("latin common, one old day", "the", {"since": 0.0, "until": time.time() - 9_000 * 60}),
     ("CJK 1 char, 1 inbox of none", "的", {"inboxes": ("/elsewhere",)}),
+    ("mixed, language=en", "the 我们", {"language": "en"}),
+    ("mixed both hit, language=fr", "a the", {"language": "fr"}),
 ]
 
 
@@ -113,6 +121,7 @@ def main() -> None:
             store.close()
         reader = SqliteJobStore.open_readonly(db)  # as the dashboard reads: its own read-only connection
         print(f"{'query':<28} {'text':<18} {'hits':>8} {'median ms':>10} {'worst ms':>9}")
+        slowest = (0.0, "", "")
         for label, text, kw in [(a, b, {}) for a, b in QUERIES] + FILTERED:
             times = []
             for _ in range(args.runs):
@@ -120,7 +129,10 @@ def main() -> None:
                 page = reader.library.search(LibraryQuery(text=text, limit=50, **kw))  # type: ignore[arg-type]
                 times.append((time.perf_counter() - t0) * 1000)
             total = f"{page.total}{'' if page.exact else '+'}"
-            print(f"{label:<28} {text:<18} {total:>8} {statistics.median(times):>10.1f} {max(times):>9.1f}")
+            median = statistics.median(times)
+            slowest = max(slowest, (median, label, text))
+            print(f"{label:<28} {text[:18]:<18} {total:>8} {median:>10.1f} {max(times):>9.1f}")
+        print(f"slowest query (median): {slowest[1]} {slowest[2][:40]!r} {slowest[0]:.1f} ms")
         for label, query in [("list, newest 50", LibraryQuery()), ("list, language=en", LibraryQuery(language="en"))]:
             t0 = time.perf_counter()
             reader.library.browse(query)

@@ -40,6 +40,16 @@ def _int(request: Request, name: str, default: int, low: int, high: int) -> int:
     return value
 
 
+def flag(request: Request, name: str) -> bool:
+    """A yes/no query parameter: 1, true, yes or on (a checked checkbox) is yes; absent or empty is no."""
+    raw = request.query_params.get(name, "").strip().lower()
+    if raw in ("", "0", "false", "no", "off"):
+        return False
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    raise BadRequest(f"{name} must be 1 or 0, not {raw!r}")
+
+
 def job_query(request: Request) -> tuple[JobQuery, int, int]:
     """The query string of /api/jobs and /files as a ``JobQuery``, with the page and page size."""
     states: list[JobState] = []
@@ -57,7 +67,7 @@ def job_query(request: Request) -> tuple[JobQuery, int, int]:
     per_page = _int(request, "per_page", PER_PAGE, 1, MAX_PER_PAGE)
     query = JobQuery(
         states=tuple(states), name=request.query_params.get("q", "").strip(),
-        reason=request.query_params.get("reason", "").strip(), problems=problems,
+        reason=request.query_params.get("reason", "").strip(), problems=problems, alerts=flag(request, "alerts"),
         limit=per_page, offset=(page - 1) * per_page,
     )
     return query, page, per_page

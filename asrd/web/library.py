@@ -17,13 +17,13 @@ from starlette.routing import Route
 
 from asrd.control.library import Hit, LibraryQuery, Summary
 from asrd.records import SAMPLE_RATE
-from asrd.web.api import BadRequest
+from asrd.web.api import BadRequest, flag
 from asrd.web.pages import TEMPLATES, page
 from asrd.web.port import DaemonPort
 from asrd.web.views import MAX_PER_PAGE, inbox_name
 
 PER_PAGE = 25
-FIELDS = ("q", "inbox", "since", "until", "language", "min_minutes", "max_minutes", "emotion", "event")
+FIELDS = ("q", "inbox", "since", "until", "language", "min_minutes", "max_minutes", "emotion", "event", "alerts")
 LANGUAGES = ("zh", "en", "yue", "ja", "ko")  # SenseVoice's; any other value still filters
 EMOTIONS = ("HAPPY", "SAD", "ANGRY", "NEUTRAL", "FEARFUL", "DISGUSTED", "SURPRISED")
 EVENTS = ("Speech", "BGM", "Applause", "Laughter", "Cry", "Sneeze", "Breath", "Cough")
@@ -86,7 +86,8 @@ def library_query(request: Request, per_page_default: int = PER_PAGE) -> tuple[L
         since=_day(request, "since"), until=_day(request, "until", next_day=True),
         language=params.get("language", "").strip(), min_duration=_minutes(request, "min_minutes"),
         max_duration=_minutes(request, "max_minutes"), emotion=params.get("emotion", "").strip(),
-        event=params.get("event", "").strip(), limit=per_page, offset=(page - 1) * per_page,
+        event=params.get("event", "").strip(), alerts=flag(request, "alerts"), limit=per_page,
+        offset=(page - 1) * per_page,
     )
     return query, page, per_page
 

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlencode
 
+from jinja2 import pass_context
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
@@ -20,7 +21,7 @@ from asrd.control.schedule import read_schedule, waiting_note
 from asrd.web.api import BadRequest, job_query, sse
 from asrd.web.eta import settling, starts
 from asrd.web.hub import Hub
-from asrd.web.i18n import choose, translator
+from asrd.web.i18n import Translator, choose, script_strings, translator
 from asrd.web.port import DaemonPort, Snapshot
 from asrd.web.security import Policy, cookie_header, token_matches
 from asrd.web.views import inbox_name, job_doc, model_state, rss_bytes
@@ -29,21 +30,32 @@ TEMPLATES = Jinja2Templates(directory=str(Path(__file__).with_name("templates"))
 QUEUE_SHOWN = 10  # queued files listed on the Now page
 
 
-def _ago(ts: float | None) -> str:
+def _t(ctx: Any) -> Translator:
+    t: Translator = ctx.get("t") or ENGLISH
+    return t
+
+
+@pass_context
+def _ago(ctx: Any, ts: float | None) -> str:
     if not ts:
         return ""
-    return _span(time.time() - ts) + " ago" if ts <= time.time() else "in " + _span(ts - time.time())
+    t = _t(ctx)
+    if ts <= time.time():
+        return t("{span} ago", span=_span(ctx, time.time() - ts))
+    return t("in {span}", span=_span(ctx, ts - time.time()))
 
 
-def _span(seconds: float) -> str:
+@pass_context
+def _span(ctx: Any, seconds: float) -> str:
+    t = _t(ctx)
     seconds = max(0, int(seconds))
     if seconds < 60:
-        return f"{seconds} s"
+        return t("{n} s", n=seconds)
     if seconds < 3600:
-        return f"{seconds // 60} min"
+        return t("{n} min", n=seconds // 60)
     if seconds < 86400:
-        return f"{seconds // 3600} h {seconds % 3600 // 60} min"
-    return f"{seconds // 86400} d"
+        return t("{h} h {m} min", h=seconds // 3600, m=seconds % 3600 // 60)
+    return t("{n} d", n=seconds // 86400)
 
 
 def _size(n: int | None) -> str:
@@ -57,7 +69,8 @@ def _size(n: int | None) -> str:
 
 
 TEMPLATES.env.filters.update(ago=_ago, span=_span, size=_size, inbox=inbox_name)
-TEMPLATES.env.globals["t"] = str  # pages get the reader's language (i18n); a template rendered alone, English
+ENGLISH = translator("en")
+TEMPLATES.env.globals["t"] = ENGLISH  # pages get the reader's language (i18n); a template rendered alone, English
 
 
 def _port(request: Request) -> DaemonPort:
@@ -65,7 +78,7 @@ def _port(request: Request) -> DaemonPort:
     return port
 
 
-def now_context(port: DaemonPort, snap: Snapshot, t: Callable[[str], str] = str) -> dict[str, Any]:
+def now_context(port: DaemonPort, snap: Snapshot, t: Translator = ENGLISH) -> dict[str, Any]:
     queued = port.jobs.search(JobQuery(states=(JobState.QUEUED,), due_order=True, limit=QUEUE_SHOWN))
     now_ts = time.time()
     paused_inboxes = {i.key for i in snap.inboxes if i.paused}
@@ -93,6 +106,7 @@ def page(request: Request, name: str, status_code: int = 200, **ctx: Any) -> Res
     ctx.setdefault("problems", snap.count(JobState.FAILED) + snap.count(JobState.QUARANTINED))
     ctx.setdefault("lang", language(request))
     ctx.setdefault("t", translator(ctx["lang"]))
+    ctx.setdefault("js_strings", script_strings(ctx["lang"]))
     return TEMPLATES.TemplateResponse(request, name, {"version": __version__, "path": request.url.path, **ctx},
                                       status_code=status_code)
 
@@ -131,7 +145,7 @@ async def files(request: Request) -> Response:
         return page(request, "files.html", 400, error=str(err), jobs=[], total=0, page_no=1, pages=1, form={})
     found = port.jobs.search(query)
     snap = port.snapshot()
-    form = {k: request.query_params.get(k, "") for k in ("q", "state", "reason")}
+    form = {k: request.query_params.get(k, "") for k in ("q", "state", "reason", "alerts")}
     pages = max(1, -(-found.total // per_page))
 
     def link(n: int) -> str:
@@ -145,7 +159,8 @@ async def file_detail(request: Request) -> Response:
     port = _port(request)
     found = port.jobs.by_id(request.path_params["job_id"])
     if found is None:
-        return page(request, "missing.html", 404, what=f"no job {request.path_params['job_id']}")
+        t = translator(language(request))
+        return page(request, "missing.html", 404, what=t("no job {id}", id=request.path_params["job_id"]))
     return page(request, "job.html", job=job_doc(found, port.snapshot()))
 
 

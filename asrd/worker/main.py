@@ -15,6 +15,7 @@ import logging
 import os
 import threading
 import time
+from collections import Counter
 from collections.abc import MutableMapping
 from dataclasses import replace
 from multiprocessing.connection import Connection
@@ -22,6 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from asrd.worker.protocol import (
+    BatchSizes,
     Done,
     Downloading,
     EngineSpec,
@@ -193,6 +195,14 @@ class _Runner:
         self._keys: set[int] = set()  # files in flight, for the ledger
         self._last_progress: dict[int, float] = {}
         self._leases: dict[int, int] = {}  # job id -> the lease its answers echo
+        self._batches_told: Counter[int] = Counter()  # the engine's batch sizes already sent in a Done
+
+    def _batches(self) -> BatchSizes:
+        """The engine's batches since the last Done (each batch is reported once, in the next Done)."""
+        sizes = self._engine.batch_sizes
+        new = sizes - self._batches_told
+        self._batches_told = Counter(sizes)
+        return BatchSizes(tuple(sorted(new.items())))
 
     def _tick(self) -> None:
         self._reading = _read(self._meter, self._reading)
@@ -246,7 +256,7 @@ class _Runner:
                 self._last_progress.pop(event.key, None)
                 self._keys.discard(event.key)
                 self._conn.send(Done(event.key, event.transcript, event.seconds, self._ledger.settle(event.key),
-                                     lease=self._leases.pop(event.key, 0)))
+                                     lease=self._leases.pop(event.key, 0), batches=self._batches()))
             elif isinstance(event, FileFailed):
                 self._last_progress.pop(event.key, None)
                 self._keys.discard(event.key)

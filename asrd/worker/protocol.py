@@ -81,12 +81,20 @@ class Progress:
 
 
 @dataclass(frozen=True)
+class BatchSizes:
+    """Batches the worker recognised since its previous report, for the daemon's metrics."""
+
+    counts: tuple[tuple[int, int], ...] = ()  # (spans in one batch, how many such batches), by size
+
+
+@dataclass(frozen=True)
 class Done:
     job_id: int
     transcript: Transcript
     seconds: float
     energy: FileEnergy | None = None  # None: a worker that does not meter (the scripted twin)
     lease: int = 0  # the task's
+    batches: BatchSizes = BatchSizes()  # the batches since the worker's previous Done, this file's included
 
 
 @dataclass(frozen=True)

@@ -86,6 +86,11 @@ def test_a_finished_file_is_announced_with_its_alerts_and_counted(tmp_path: Path
         assert [s.value for s in families["asrd_cold_starts"].samples if s.name.endswith("_total")] == [1.0]
         assert [s.value for s in families["asrd_notifications_sent"].samples if s.name.endswith("_total")] == [1.0]
         assert families["asrd_file_rtf"].type == "histogram"
+        # the worker's batches came over the protocol in its Done: one file alone, so every batch is of one span
+        batches = {s.name: s.value for s in families["asrd_batch_size"].samples if s.labels.get("le") in (None, "1.0")}
+        assert families["asrd_batch_size"].type == "histogram"
+        count = batches["asrd_batch_size_count"]
+        assert count >= 1 and batches["asrd_batch_size_bucket"] == count and batches["asrd_batch_size_sum"] == count
         store.close()
     finally:
         receiver.down()

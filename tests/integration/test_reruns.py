@@ -232,11 +232,11 @@ def test_rerun_workers_show_as_slots_and_unload_ends_them(tmp_path: Path) -> Non
         assert h.store.runs.get(run_id).state is RunState.RUNNING  # type: ignore[union-attr]
         assert h.daemon.dispatcher.worker is None  # only the re-run worker runs
         slots = h.daemon._live().slots
-        assert [(s.name, s.model) for s in slots] == [("worker", None), ("rerun other-model", "other-model")]
+        assert [(s.name, s.model) for s in slots] == [("worker", None), ("other-model", "other-model")]
         assert slots[1].in_flight == 1 and slots[1].phase in ("loading", "busy")
         status = {"running": True, "pid": 1, "state_dir": str(tmp_path), "queue": None,
                   "daemon": asdict(h.daemon._live())}
-        assert "worker rerun other-model (re-runs on other-model): " in render(status)
+        assert "worker other-model (re-runs on other-model): " in render(status)
         # unload ends it too; the run in flight is queued again without costing an attempt
         assert apply(Action(ActionKind.UNLOAD), controls, h.now()) == "model unloaded; 1 re-run(s) queued again"
         run = h.store.runs.get(run_id)

@@ -18,6 +18,7 @@ import pytest
 
 from asrd.config import load_settings
 from asrd.control.daemon import Daemon
+from asrd.control.energy_log import SqliteEnergyLog
 from asrd.control.fingerprint import fingerprint
 from asrd.control.jobs import JobState
 from asrd.control.jobs_sqlite import SqliteJobStore
@@ -48,20 +49,23 @@ def price_file(path: Path) -> Path:
 
 
 class Run:
-    def __init__(self, tmp_path: Path, schedule: dict[str, Any]) -> None:
+    def __init__(self, tmp_path: Path, schedule: dict[str, Any], *, now: float = T0,
+                 more: dict[str, Any] | None = None) -> None:
         self.inbox = tmp_path / "inbox"
-        self.inbox.mkdir()
+        self.inbox.mkdir(exist_ok=True)  # a second Run on the same folders: the daemon restarted
         self.state = tmp_path / "state"
         settings = load_settings(None, {
             "daemon": {"state_dir": str(self.state)},
             "inbox": [{"path": str(self.inbox), "settle_seconds": 0.3}],
             "schedule": {"now_max_mb": 0.5, **schedule},
+            **(more or {}),
         })
         self.store = SqliteJobStore(self.state / "jobs.sqlite3", max_attempts=2)
+        self.energy = SqliteEnergyLog(self.state / "jobs.sqlite3")  # the wait log lives beside it
         self.specs: list[tuple[float, EngineSpec]] = []  # (clock, spec) of every worker started
-        self.now = T0
+        self.now = now
         self.daemon = Daemon(settings, self.store, ServiceState(MemoryNotifier()), ManualTimers(),
-                             model_dir=None, state_dir=self.state, spawn=self._spawn)
+                             model_dir=None, state_dir=self.state, spawn=self._spawn, energy_log=self.energy)
         self.daemon.schedule.tz = timezone.utc  # quiet and preferred hours in UTC, whatever the machine's zone
 
     def _spawn(self, spec: EngineSpec) -> Worker:
@@ -86,25 +90,29 @@ class Run:
         job = self.store.get(self.inbox / name)
         return job.state if job else None
 
+    def close(self) -> None:
+        self.daemon.stop(self.now)
+        self.energy.close()
+        self.store.close()
+
     def drop(self, *sources: Path) -> None:
         for source in sources:
             shutil.copy(source, self.inbox / source.name)
 
 
 @pytest.fixture
-def make_run(tmp_path: Path) -> Iterator[Callable[[dict[str, Any]], Run]]:
+def make_run(tmp_path: Path) -> Iterator[Callable[..., Run]]:
     runs: list[Run] = []
 
-    def make(schedule: dict[str, Any]) -> Run:
-        run = Run(tmp_path, schedule)
+    def make(schedule: dict[str, Any], more: dict[str, Any] | None = None) -> Run:
+        run = Run(tmp_path, schedule, more=more)
         run.daemon.start(run.now)
         runs.append(run)
         return run
 
     yield make
     for run in runs:
-        run.daemon.stop(run.now)
-        run.store.close()
+        run.close()
 
 
 def test_backlog_waits_for_the_cheap_window_a_memo_goes_at_once(make_run: Callable[..., Run], tmp_path: Path) -> None:
@@ -263,5 +271,116 @@ def test_startup_scan_and_a_burst_are_backlog(tmp_path: Path) -> None:
         assert [run.store.get(run.inbox / n).not_before - T0 for n in names] == [2 * HOUR] * 4  # type: ignore[union-attr]
         assert all(run.state_of(n) is JobState.QUEUED for n in names) and run.specs == []
     finally:
-        run.daemon.stop(run.now)
-        run.store.close()
+        run.close()
+
+
+def test_asrd_energy_and_status_report_what_scheduling_saved(make_run: Callable[..., Run], tmp_path: Path) -> None:
+    from asrd.control.status import energy_line, energy_today
+    from asrd.energy.command import energy_report
+    from asrd.energy.records import UJ_PER_WH
+
+    run = make_run({"signal": "file", "signal_file": str(price_file(tmp_path / "prices.json"))})
+    run.until(lambda: run.daemon.schedule.series is not None)
+    run.drop(MEMO, BIG)
+    run.until(lambda: run.state_of(MEMO.name) is JobState.DONE and run.state_of(BIG.name) is not None)
+    run.step(1.0)
+    run.now = T0 + 2 * HOUR  # the cheap window: 5 instead of 30
+    run.until(lambda: run.state_of(BIG.name) is JobState.DONE)
+    [big] = [r for r in run.energy.since(0) if r.kind == "file" and r.path.endswith(BIG.name)]
+    kwh = big.total_uj / UJ_PER_WH / 1000
+    db = run.state / "jobs.sqlite3"
+    doc = json.loads(energy_report(db, T0 - HOUR, "inbox", as_json=True, currency="EUR"))
+    [saved] = doc["saved_by_scheduling"]  # the memo ran at once: not in it
+    assert saved["kind"] == "price" and saved["files"] == 1 and saved["estimated"] and saved["energy_estimated"]
+    assert saved["saved"] == pytest.approx(kwh * (30.0 - 5.0), rel=1e-3)
+    assert saved["kwh"] == pytest.approx(kwh, rel=1e-3) and saved["waited_hours"] == pytest.approx(2.0, abs=0.01)
+    [group] = doc["groups"].values()
+    assert group["saved_by_scheduling"] == [saved]
+    text = energy_report(db, T0 - HOUR, "day", as_json=False, currency="EUR")
+    assert "saved by scheduling (price): 1 held file(s)" in text and "the energy itself is ESTIMATED" in text
+    today = energy_today(db, run.now)
+    assert today["saved_by_scheduling"] == [saved]
+    assert "scheduling saved about" in energy_line(today)
+
+
+def test_a_memo_interrupted_by_a_restart_still_runs_at_once(tmp_path: Path) -> None:
+    schedule = {"signal": "file", "signal_file": str(price_file(tmp_path / "prices.json"))}
+    first = Run(tmp_path, schedule)
+    shutil.copy(MEMO, first.inbox / "scan.mp3")  # small, but found by the start-up scan: backlog
+    first.daemon.start(first.now)
+    try:
+        first.until(lambda: first.daemon.schedule.series is not None and first.state_of("scan.mp3") is not None)
+        first.step(1.0)
+        scan_job = first.store.get(first.inbox / "scan.mp3")
+        assert scan_job is not None and scan_job.not_before == T0 + 2 * HOUR
+        memo = first.inbox / MEMO.name  # a memo that was being transcribed when the daemon was killed
+        shutil.copy(MEMO, memo)
+        first.store.offer(memo, scan_job.inbox, fingerprint(memo), first.now)
+        assert [j.path for j in first.store.claim(first.now)] == [memo]
+    finally:
+        first.close()
+    second = Run(tmp_path, schedule, now=T0 + 60)
+    second.daemon.start(second.now)
+    try:
+        second.until(lambda: second.state_of(MEMO.name) is JobState.DONE)  # short: at once, not backlog
+        assert second.now < T0 + HOUR
+        second.until(lambda: second.daemon.schedule.series is not None)
+        for _ in range(3):
+            second.step(1.0)
+        scan_job = second.store.get(second.inbox / "scan.mp3")  # still backlog after the restart
+        assert scan_job is not None and scan_job.state is JobState.QUEUED and scan_job.not_before == T0 + 2 * HOUR
+    finally:
+        second.close()
+
+
+def _runs_done(run: Run, job_id: int, count: int) -> bool:
+    """``count`` re-runs of the job are done (its first result is a run too, not counted)."""
+    from asrd.control.runs import RunState
+
+    return sum(r.state is RunState.DONE for r in run.store.runs.of_job(job_id)) == count + 1
+
+
+def test_reruns_on_another_model_keep_quiet_hours_on_the_cpu(make_run: Callable[..., Run]) -> None:
+    from asrd.control.runs import RerunOptions
+
+    quiet = f"{_hhmm(T0 + HOUR)}-{_hhmm(T0 + 3 * HOUR)}"
+    run = make_run({"quiet_hours": [quiet], "quiet_threads": 1},
+                   {"model": {"rerun_models": ["other-model"], "idle_unload_seconds": 7200}})
+    run.drop(MEMO)
+    run.until(lambda: run.state_of(MEMO.name) is JobState.DONE)
+    job = run.store.get(run.inbox / MEMO.name)
+    assert job is not None
+    run.daemon.reruns.request(job.id, RerunOptions(model="other-model"), run.now)
+    run.until(lambda: _runs_done(run, job.id, 1))
+    run.now = T0 + HOUR  # quiet hours begin while the other model's worker is still loaded
+    run.step()
+    run.daemon.reruns.request(job.id, RerunOptions(model="other-model", language="en"), run.now)
+    run.until(lambda: _runs_done(run, job.id, 2))
+    other = [(when, spec) for when, spec in run.specs if spec.model.name == "other-model"]
+    assert other[0][1].model.device == "auto"  # before the quiet hours
+    during = [spec for when, spec in other if when >= T0 + HOUR]
+    assert during and all(s.model.device == "cpu" and s.model.threads == 1 and s.visible_devices == ""
+                          for s in during)
+
+
+def test_reruns_wait_for_the_end_of_quiet_hours_in_wait_mode(make_run: Callable[..., Run]) -> None:
+    from asrd.control.runs import RerunOptions
+
+    quiet = f"{_hhmm(T0 + HOUR)}-{_hhmm(T0 + 3 * HOUR)}"
+    run = make_run({"quiet_hours": [quiet], "quiet_mode": "wait"},
+                   {"model": {"rerun_models": ["other-model"], "idle_unload_seconds": 7200}})
+    run.drop(MEMO)
+    run.until(lambda: run.state_of(MEMO.name) is JobState.DONE)
+    job = run.store.get(run.inbox / MEMO.name)
+    assert job is not None
+    run.now = T0 + HOUR
+    run.step()
+    run.daemon.reruns.request(job.id, RerunOptions(model="other-model"), run.now)
+    run.daemon.reruns.request(job.id, RerunOptions(language="en"), run.now)  # on the configured model
+    for _ in range(5):
+        run.step(1.0)
+    assert [when for when, _ in run.specs if when >= T0 + HOUR] == []  # no worker of any kind while quiet
+    assert _runs_done(run, job.id, 0)
+    run.now = T0 + 3 * HOUR
+    run.until(lambda: _runs_done(run, job.id, 2))
+    assert all(spec.model.device == "auto" for _, spec in run.specs)

@@ -597,3 +597,28 @@ def test_claim_skips_paused_inboxes(make_store: Factory) -> None:
     assert [j.path.name for j in store.claim(10.0, 5, skip_inboxes={"/a"})] == ["2.wav"]
     assert store.claim(10.0, 5, skip_inboxes={"/a", "/b"}) == []
     assert [j.path.name for j in store.claim(10.0, 5)] == ["1.wav", "3.wav"]  # resumed: in their order
+
+
+def test_problem_queries_use_the_problem_indexes(tmp_path: Path) -> None:
+    """The Problems page's queries read the partial indexes of problem jobs, newest first without a sort:
+    10,000 failed files then cost milliseconds, not a read and sort of every one (bench_problems)."""
+    from asrd.control.jobs import JobQuery
+
+    store = SqliteJobStore(tmp_path / "jobs.db")
+    for i in range(30):
+        store.fail(running(store, Path(f"/inbox/{i}.wav"), now=i), 10.0 + i, f"reason {i % 3}", Failure.PERMANENT)
+    done = running(store, Path("/inbox/done.wav"), now=50)
+    store.complete(done, 60.0)
+    seen: list[str] = []
+    store._db.set_trace_callback(seen.append)
+    page = store.search(JobQuery(problems=True, limit=5, offset=5))
+    reasons = store.reasons(2)
+    store._db.set_trace_callback(None)
+    assert page.total == 30 and [j.updated for j in page.jobs] == [34.0, 33.0, 32.0, 31.0, 30.0]
+    assert [(r.reason, r.count) for r in reasons] == [("reason 2", 10), ("reason 1", 10)]
+    for sql in seen:
+        plan = " ".join(str(row[-1]) for row in store._db.execute("EXPLAIN QUERY PLAN " + sql))
+        assert "job_problem" in plan, plan
+        if "LIMIT" in sql and "GROUP BY" not in sql:
+            assert "TEMP B-TREE" not in plan, plan
+    store.close()

@@ -24,6 +24,7 @@ from asrd.control.library import (
     excerpt,
     grams,
     plan,
+    terms,
 )
 from asrd.records import SAMPLE_RATE
 
@@ -106,7 +107,8 @@ def test_filters(filled: JobStore, scan_cues: int, monkeypatch: pytest.MonkeyPat
     assert found(filled, "天", emotion="HAPPY") == [(1, 0), (1, 2)]
     assert found(filled, "天", emotion="HAP") == []  # whole labels only
     assert found(filled, "天 不错", language="zh") == [(1, 2)]
-    assert found(filled, "a-", language="en") == [] and found(filled, "ox", language="en") == [(3, 2)]
+    assert found(filled, "ox", language="en") == [(3, 2)] and found(filled, "an-", language="en") == []
+    assert found(filled, "a-", language="en") == [(3, 2)]  # a short term is its letters: "a" starts a word
     assert [s.job_id for s in filled.library.browse(LibraryQuery(event="Laughter")).summaries] == [2]
     listed = filled.library.browse(LibraryQuery(limit=2))
     assert [s.job_id for s in listed.summaries] == [1, 2] and listed.total == 3  # newest first, paged
@@ -144,6 +146,24 @@ def test_quotes_and_fts_syntax_are_plain_text(filled: JobStore) -> None:
     for query in ['"', "AND", "a OR b", "NEAR(x y)", "*", "公园\"", "-", "%", "_"]:
         filled.library.search(LibraryQuery(text=query))  # never an FTS5 syntax error
     assert found(filled, '"公园"') == [(1, 0)]
+    for query in ["?", "。", "-", "!!"]:
+        assert found(filled, query) == []  # punctuation alone is no term (and no scan of every cue)
+    assert found(filled, "。天") == found(filled, "天") == [(1, 0), (1, 2)]
+
+
+@pytest.mark.parametrize("scan_cues", [10_000, -1], ids=["few-cues-read", "indexes-intersected"])
+def test_terms_for_both_indexes(store: JobStore, scan_cues: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("asrd.control.library_sqlite.SCAN_CUES", scan_cues)
+    for job_id, lang in ((1, "zh"), (2, "en"), (3, "zh")):
+        store.library.put(entry(job_id, ["会议 meeting 的", "会议 only", "meeting only", "the 的 end"],
+                                language=lang, done=float(job_id)))
+    assert found(store, "会议 meeting") == [(3, 0), (2, 0), (1, 0)]
+    assert found(store, "会议 meeting", language="en") == [(2, 0)]
+    assert found(store, "会议 meeting", limit=1, offset=1) == [(2, 0)]
+    assert found(store, "the 的", language="zh") == [(3, 3), (1, 3)]
+    assert found(store, "会议 the") == [] and found(store, "会议 the", language="zh") == []
+    page = store.library.search(LibraryQuery(text="的 meeting", limit=1))
+    assert page.total == 3 and len(page.hits) == 1
 
 
 def test_backfill_from_json_sidecars(store: JobStore, tmp_path: Path) -> None:
@@ -175,5 +195,32 @@ def test_malformed_json_is_refused() -> None:
 
 def test_grams_and_plan() -> None:
     assert grams("我在公园 ok") == "我 在 公 园 我在 在公 公园  ok"
-    p = plan(["公园", "ok", "语音识别", "a-"])
-    assert p.grams == ("公园", "ok") and p.trigram == ("语音识别",) and p.scan == ("a-",)
+    p = plan(terms("公园 ok 语音识别 a- 。"))
+    assert p.grams == ("公园", "ok", "a") and p.trigram == ("语音识别",)
+    assert terms("? -- 。的 k! ok! x\u0301") == ["的", "k", "ok!", "x"]  # short terms: letters and digits only
+
+
+@pytest.mark.parametrize("scan_cues", [10_000, -1], ids=["few-cues-read", "indexes-walked"])
+def test_files_with_alerts(store: JobStore, scan_cues: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The library's and the job list's "files with alerts": the file's latest done outcome matched an alert."""
+    from asrd.control.jobs import JobQuery, JobState, Outcome
+    from asrd.output.alerts import AlertMatch
+
+    monkeypatch.setattr("asrd.control.library_sqlite.SCAN_CUES", scan_cues)
+    ids = []
+    for name in ("call1.m4a", "call2.m4a", "call3.m4a"):
+        job = store.offer(Path("/in/a") / name, "/in/a", Fingerprint(1, len(ids) + 1, 1, 1, name), 0.0)
+        assert job is not None
+        ids.append(job.id)
+        store.library.put(entry(job.id, ["我要投诉你们", "谢谢"]))
+    hit = (AlertMatch("投诉", 0, S, "我要投诉你们"),)
+    store.record_outcome(Outcome(Path("/in/a/call1.m4a"), "/in/a", JobState.DONE, 10.0, 5.0, alerts=hit))
+    store.record_outcome(Outcome(Path("/in/a/call2.m4a"), "/in/a", JobState.DONE, 11.0, 5.0, alerts=hit))
+    store.record_outcome(Outcome(Path("/in/a/call2.m4a"), "/in/a", JobState.DONE, 12.0, 5.0))  # redone: no alert
+    store.record_outcome(Outcome(Path("/in/a/call3.m4a"), "/in/a", JobState.DONE, 13.0, 5.0))
+    store.record_outcome(Outcome(Path("/in/a/call3.m4a"), "/in/a", JobState.FAILED, 14.0, reason="x"))
+    assert [s.job_id for s in store.library.browse(LibraryQuery(alerts=True)).summaries] == [ids[0]]
+    assert {j for j, _ in found(store, "谢谢", alerts=True)} == {ids[0]}
+    assert len(found(store, "谢谢")) == 3
+    assert [j.id for j in store.search(JobQuery(alerts=True)).jobs] == [ids[0]]
+    assert store.search(JobQuery(alerts=True, name="call2")).total == 0

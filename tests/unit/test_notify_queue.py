@@ -106,6 +106,21 @@ def test_daily_summary_at_the_local_time(store: JobStore) -> None:
     assert notifier.next_wakeup() == next_summary(due, "08:00") > due
 
 
+def test_api_files_stay_out_of_summaries_unless_asked(store: JobStore) -> None:
+    sender = Recorder()
+    quiet = NotifySettings(url="json://127.0.0.1:1/q", events=("summary", "done"))
+    loud = NotifySettings(url="json://127.0.0.1:1/l", events=("summary", "done"), api=True)
+    notifier = Notifier(store, [quiet, loud], send=sender, api_inbox="/state/api-inbox")
+    due = next_summary(NOW, "08:00")
+    notifier.step(NOW)
+    notifier.record(Outcome(Path("/in/a.wav"), "/in", JobState.DONE, due - 90, 60.0), due - 90)
+    notifier.record(Outcome(Path("/state/api-inbox/u1"), "/state/api-inbox", JobState.DONE, due - 60, 60.0), due - 60)
+    _step(notifier, due)
+    got = [(d.url[-1], d.event, json.loads(d.payload).get("files")) for b in sender.batches for d in b]
+    assert sorted(got) == [("l", "done", None), ("l", "done", None), ("l", "summary", 2),
+                           ("q", "done", None), ("q", "summary", 1)]
+
+
 def test_messages_for_a_removed_target_wait_and_do_not_block_others(store: JobStore) -> None:
     sender = Recorder()
     gone = NotifySettings(url="json://127.0.0.1:1/gone")

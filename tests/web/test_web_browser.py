@@ -95,6 +95,14 @@ def test_now_page_follows_files_to_done_over_sse(chromium: Any, daemon: tuple[st
             page.set_viewport_size({"width": w, "height": h})
             page.goto(url + path)
             page.screenshot(path=str(shots / f"{name}-{size}.png"), full_page=True)
+    zh = chromium.new_page(locale="zh-CN", extra_http_headers={"Accept-Language": "zh-CN,zh"})
+    for name, path in (("now", "/"), ("problems", "/problems")):
+        for size, (w, h) in SIZES.items():
+            zh.set_viewport_size({"width": w, "height": h})
+            zh.goto(url + path)
+            zh.screenshot(path=str(shots / f"{name}-zh-{size}.png"), full_page=True)
+    assert "问题" in zh.text_content("h1")
+    zh.close()
     page.set_viewport_size({"width": 1280, "height": 860})
     page.goto(url + "/files?q=jfk")
     page.click("text=jfk.flac")

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,7 @@ from asrd.config import load_settings
 from asrd.control.daemon import Daemon
 from asrd.control.jobs import JobQuery, JobState
 from asrd.control.jobs_sqlite import SqliteJobStore
+from asrd.control.notify import Delivery, Result
 from asrd.control.service import MemoryNotifier, ServiceState
 from asrd.control.timers import ManualTimers
 from asrd.testing.inline_worker import InlineWorker
@@ -34,18 +35,24 @@ openai = pytest.importorskip("openai")
 
 
 class ApiDaemon:
-    def __init__(self, tmp_path: Path, **web: Any) -> None:
+    def __init__(self, tmp_path: Path, notify: Sequence[dict[str, Any]] = (), **web: Any) -> None:
         self.port = free_port()
         self.state = tmp_path / "state"
         settings = load_settings(None, {
             "daemon": {"state_dir": str(self.state)},
             "web": {"enabled": True, "listen": f"127.0.0.1:{self.port}", **web},
             "api": {"asr": True, "openai": True},
+            "notify": list(notify),
         })
         self.store = SqliteJobStore(self.state / "jobs.sqlite3")
-        self.daemon = Daemon(settings, self.store, ServiceState(MemoryNotifier()), ManualTimers(), model_dir=None,
-                             state_dir=self.state, spawn=InlineWorker)  # type: ignore[arg-type]
+        self.sent: list[Delivery] = []
         self.url = f"http://127.0.0.1:{self.port}"
+        self.daemon = Daemon(settings, self.store, ServiceState(MemoryNotifier()), ManualTimers(), model_dir=None,
+                             state_dir=self.state, spawn=InlineWorker, send=self._send)  # type: ignore[arg-type]
+
+    def _send(self, deliveries: Sequence[Delivery]) -> list[Result]:
+        self.sent += deliveries
+        return [Result(d.id, True, True) for d in deliveries]
 
     def call(self, request: Callable[[], Any], timeout: float = 30.0) -> Any:
         """Run a blocking client call on a thread while this thread turns the daemon loop."""
@@ -108,6 +115,26 @@ def test_openai_sdk_gets_a_transcript_from_a_durable_job(api: ApiDaemon) -> None
     assert status["queue"]["done"] == 3
     request_files = list((api.state / "api-inbox").glob("*.request.json"))
     assert len(request_files) == 3 and any('"Kennedy"' in p.read_text() for p in request_files)
+
+
+def test_api_files_are_not_notified_unless_a_target_asks(tmp_path: Path) -> None:
+    """Bazarr or a script gets its transcript in the answer: by default no message per request ([[notify]] api)."""
+    d = ApiDaemon(tmp_path, notify=[{"url": "json://127.0.0.1:9/quiet"},
+                                    {"url": "json://127.0.0.1:9/all", "api": True}])
+    d.daemon.start(time.time())
+    try:
+        client = openai.OpenAI(base_url=d.url + "/v1", api_key="x", max_retries=0)
+        with open(JFK, "rb") as f:
+            assert d.call(lambda: client.audio.transcriptions.create(model="x", file=f, response_format="text"))
+        end = time.monotonic() + 10
+        while (not d.sent or d.store.notify_pending()) and time.monotonic() < end:
+            d.daemon.step(time.time())
+            time.sleep(0.05)
+        assert [(s.url, s.event) for s in d.sent] == [("json://127.0.0.1:9/all", "done")]
+        assert d.store.notify_pending() == {}
+    finally:
+        d.daemon.stop(time.time())
+        d.store.close()
 
 
 def test_openai_sdk_errors_are_readable(api: ApiDaemon) -> None:

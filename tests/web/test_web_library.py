@@ -133,3 +133,22 @@ def test_export_zip_is_streamed_and_filtered(client: Any) -> None:
         assert "talks/talk.flac" in zf.namelist() and zf.read("talks/talk.flac") == b"fLaC"
     assert zipfile.ZipFile(io.BytesIO(client.get("/api/export.zip", params={"since": "2999-01-01"}).content)
                            ).namelist() == []
+
+
+def test_files_with_alerts_filter(client: Any, port: Any, tmp_path: Path) -> None:
+    """Keyword alert matches (the file's latest done outcome) filter the library, search, the job list and /files."""
+    from asrd.control.jobs import JobState, Outcome
+    from asrd.output.alerts import AlertMatch
+
+    park = tmp_path / "memos" / "park.ogg"
+    port.store.record_outcome(Outcome(park, str(park.parent.resolve()), JobState.DONE, 1000.0, 5.0,
+                                      alerts=(AlertMatch("公园", 8000, 32000, "今天我们去公园散步"),)))
+    listed = client.get("/api/library", params={"alerts": "1"}).json()
+    assert [t["job_id"] for t in listed["transcripts"]] == [1] and client.get("/api/library").json()["total"] == 3
+    assert [h["job_id"] for h in client.get("/api/search", params={"q": "公园", "alerts": "1"}).json()["hits"]] == [1]
+    assert [j["id"] for j in client.get("/api/jobs", params={"alerts": "1"}).json()["jobs"]] == [1]
+    assert client.get("/api/jobs", params={"alerts": "maybe"}).status_code == 400
+    page = client.get("/files", params={"alerts": "on"}).text  # the checkbox's value
+    assert "park.ogg" in page and "talk.flac" not in page and 'name="alerts" value="1" checked' in page
+    lib = client.get("/library", params={"alerts": "1"}).text
+    assert "park.ogg" in lib and "talk.flac" not in lib and "<details open>" in lib

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
@@ -32,3 +33,20 @@ def test_metrics_need_the_token_like_every_page(make_client: Callable[..., Any],
     client.app.state.metrics = Metrics(None)
     assert client.get("/metrics").status_code in (401, 403)
     assert client.get("/metrics", headers={"Authorization": "Bearer t0ken"}).status_code == 200
+
+
+def test_batch_sizes_are_a_histogram_on_metrics(make_client: Callable[..., Any]) -> None:
+    """The workers' batch sizes (carried in Done, summed by the pool) as asrd_batch_size, counted once each."""
+    metrics = Metrics(None)
+    dispatcher = SimpleNamespace(model_loaded=True, cold_starts=0, energy_uj={}, batch_sizes={1: 2, 3: 1})
+    notifier = SimpleNamespace(sent=0, pending=lambda: 0)
+    metrics.update({}, dispatcher, notifier)  # type: ignore[arg-type]
+    dispatcher.batch_sizes = {1: 2, 3: 1, 8: 1}
+    metrics.update({}, dispatcher, notifier)  # type: ignore[arg-type]
+    client = make_client()
+    client.app.state.metrics = metrics
+    families = {f.name: f for f in text_string_to_metric_families(client.get("/metrics").text)}
+    got = {(s.name, s.labels.get("le")): s.value for s in families["asrd_batch_size"].samples}
+    assert families["asrd_batch_size"].type == "histogram"
+    assert got[("asrd_batch_size_count", None)] == 4 and got[("asrd_batch_size_sum", None)] == 13
+    assert got[("asrd_batch_size_bucket", "1.0")] == 2 and got[("asrd_batch_size_bucket", "4.0")] == 3

@@ -52,7 +52,7 @@
       body[key] = key === "itn" ? value === "true" : value;
     }
     const result = await post("/api/jobs/" + job + "/rerun", body);
-    if (!result.ok) return say(result.doc.error || "refused", false);
+    if (!result.ok) return say(result.doc.error || t("refused"), false);
     say(result.doc.message ? "re-run " + result.doc.message + " queued" : "queued", true);
     location.reload();
   });
@@ -62,8 +62,8 @@
     if (!button) return;
     const body = {};
     if (root.dataset.edited) {
-      const sure = window.confirm("These sidecars were edited since asrd wrote them: " + root.dataset.edited +
-        ".\nReplace them with run " + button.dataset.run + " and discard your edits?");
+      const sure = window.confirm(t("These sidecars were edited since asrd wrote them: {files}.\nReplace them with run {run} and discard your edits?",
+        {files: root.dataset.edited, run: button.dataset.run}));
       if (!sure) return;
       body.discard = true;
     }

@@ -56,13 +56,13 @@
     var li = document.createElement("li");
     li.dataset.index = i;
     li.innerHTML = '<span class="n">' + (i + 1) + '</span>' +
-      '<input class="t-start" aria-label="start" size="9">' + '<span class="muted">→</span>' +
-      '<input class="t-end" aria-label="end" size="9">' +
-      '<button type="button" class="play" title="play from here">▶</button>' +
-      '<button type="button" class="split" title="split at the cursor (Ctrl+Enter)">split</button>' +
-      '<button type="button" class="merge" title="merge with the next cue (Ctrl+M)">merge ↓</button>' +
-      '<button type="button" class="del" title="delete this cue">✕</button>' +
-      '<textarea class="t-text" rows="2" aria-label="text"></textarea><span class="warn"></span>';
+      '<input class="t-start" aria-label="' + t("start") + '" size="9">' + '<span class="muted">→</span>' +
+      '<input class="t-end" aria-label="' + t("end") + '" size="9">' +
+      '<button type="button" class="play" title="' + t("play from here") + '">▶</button>' +
+      '<button type="button" class="split" title="' + t("split at the cursor (Ctrl+Enter)") + '">' + t("split") + '</button>' +
+      '<button type="button" class="merge" title="' + t("merge with the next cue (Ctrl+M)") + '">' + t("merge") + ' ↓</button>' +
+      '<button type="button" class="del" title="' + t("delete this cue") + '">✕</button>' +
+      '<textarea class="t-text" rows="2" aria-label="' + t("text") + '"></textarea><span class="warn"></span>';
     li.querySelector(".t-start").value = fmt(c.start_ms);
     li.querySelector(".t-end").value = fmt(c.end_ms);
     li.querySelector(".t-text").value = c.text;
@@ -113,7 +113,8 @@
   // ---- edits
   function split(i, at) {
     var c = cues[i], text = c.text, a = text.slice(0, at).trim(), b = text.slice(at).trim();
-    if (!a || !b) { say("put the cursor inside the text where the cue should be split", true); return; }
+    if (!a || !b) { say(t("put the cursor inside the text where the cue should be split"), true); return; }
+    // not "var t": that would hide the i18n helper t() in this whole function (hoisting), say(t(...)) included
     var playhead = media ? Math.round(media.currentTime * 1000) : NaN, cut;
     if (playhead > c.start_ms && playhead < c.end_ms) cut = playhead;  // at the playhead when it is inside the cue
     else cut = c.start_ms + Math.round((c.end_ms - c.start_ms) * at / Math.max(1, text.length));
@@ -128,26 +129,26 @@
     current = i + 1; draw(); check(); focusText(i + 1, 0);
   }
   function merge(i) {
-    if (i + 1 >= cues.length) { say("the last cue has nothing after it to merge with", true); return; }
+    if (i + 1 >= cues.length) { say(t("the last cue has nothing after it to merge with"), true); return; }
     remember(); typing = null;
     var a = cues[i], b = cues[i + 1];
     cues.splice(i, 2, {start_ms: a.start_ms, end_ms: Math.max(a.end_ms, b.end_ms), text: join(a.text, b.text)});
     current = i; draw(); check(); focusText(i, a.text.length);
   }
   function remove(i) {
-    if (cues.length === 1) { say("a transcript needs one cue at least; discard your edits instead", true); return; }
+    if (cues.length === 1) { say(t("a transcript needs one cue at least; discard your edits instead"), true); return; }
     remember(); typing = null; cues.splice(i, 1); current = Math.min(i, cues.length - 1); draw(); check();
   }
   function shift(all) {
     var by = parseInt(document.getElementById("ed-shift").value, 10);
-    if (isNaN(by) || !by) { say("enter the milliseconds to shift by (negative: earlier)", true); return; }
+    if (isNaN(by) || !by) { say(t("enter the milliseconds to shift by (negative: earlier)"), true); return; }
     var last = all ? cues.length : current + 1;
     for (var k = current; k < last; k++) {
-      if (cues[k].start_ms + by < 0) { say("that would move cue " + (k + 1) + " before 0:00", true); return; }
+      if (cues[k].start_ms + by < 0) { say(t("that would move cue {n} before 0:00", {n: k + 1}), true); return; }
     }
     remember(); typing = null;
     for (var j = current; j < last; j++) { cues[j].start_ms += by; cues[j].end_ms += by; }
-    draw(); check(); say("shifted " + (last - current) + " cue(s) by " + by + " ms");
+    draw(); check(); say(t("shifted {n} cue(s) by {ms} ms", {n: last - current, ms: by}));
   }
   function focusText(i, pos) {
     var el = rowAt(i) && rowAt(i).querySelector(".t-text");
@@ -170,7 +171,7 @@
         warnings = doc.warnings || {}; problem = doc.ok ? null : {cue: doc.cue, error: doc.error};
         mark();
         if (problem) say(problem.error, true);
-        else say(doc.count ? doc.count + " rule warning(s)" : "no rule warnings");
+        else say(doc.count ? t("{n} rule warning(s)", {n: doc.count}) : t("no rule warnings"));
       });
     }, 250);
   }
@@ -234,18 +235,18 @@
       });
   }
   function save() {
-    say("saving…");
+    say(t("saving…"));
     post("/api/jobs/" + job + "/transcript", "PUT", {cues: cues}).then(function (doc) {
       if (!doc.ok) {
         if (doc.cue !== undefined && doc.cue !== null) { problem = {cue: doc.cue}; mark(); }
-        say("not saved: " + doc.error, true); return;
+        say(t("not saved: {why}", {why: doc.error}), true); return;
       }
       dirty = false; say(doc.message);
       window.location.reload();
     });
   }
   function cancel() {
-    if (dirty && !window.confirm("Leave the editor without saving your changes?")) return;
+    if (dirty && !window.confirm(t("Leave the editor without saving your changes?"))) return;
     editor.hidden = true; document.getElementById("edit-start").hidden = false; dirty = false;
     var view = document.getElementById("cues"); if (view) view.hidden = false;
   }
@@ -259,7 +260,7 @@
   document.getElementById("ed-shift-after").addEventListener("click", function () { shift(true); });
   var discard = document.getElementById("discard");
   if (discard) discard.addEventListener("click", function () {
-    if (!window.confirm("Discard your corrections? The sidecars are rewritten from the machine result.")) return;
+    if (!window.confirm(t("Discard your corrections? The sidecars are rewritten from the machine result."))) return;
     post("/api/jobs/" + job + "/edits/discard", "POST").then(function (doc) {
       if (doc.ok) window.location.reload(); else window.alert(doc.error);
     });

@@ -32,12 +32,14 @@
     const tr = document.createElement("tr");
     tr.dataset.state = "waiting";
     tr.innerHTML = '<td class="name"></td><td><progress max="1" value="0"></progress></td>' +
-      '<td class="result muted">waiting</td><td><button type="button">Cancel</button></td>';
+      '<td class="result muted"></td><td><button type="button"></button></td>';
+    tr.querySelector(".result").textContent = t("waiting");
+    tr.querySelector("button").textContent = t("Cancel");
     tr.querySelector(".name").textContent = file.name;
     rows.appendChild(tr);
     const item = { file, tr, xhr: null, query: query() };
     tr.querySelector("button").onclick = () => cancel(item);
-    if (file.size > limit) return finish(item, "error", "larger than the limit of " + root.dataset.limitMb + " MiB");
+    if (file.size > limit) return finish(item, "error", t("larger than the limit of {n} MiB", {n: root.dataset.limitMb}));
     waiting.push(item);
     next();
   }
@@ -51,7 +53,7 @@
       item.tr.dataset.job = job;
       const a = document.createElement("a");
       a.href = "/files/" + job;
-      a.textContent = "job " + job;
+      a.textContent = t("job {id}", {id: job});
       cell.append(" · ", a);
     }
     item.tr.querySelector("button").remove();
@@ -60,7 +62,7 @@
   function cancel(item) {
     const i = waiting.indexOf(item);
     if (i >= 0) waiting.splice(i, 1);
-    if (item.xhr) item.xhr.abort(); else finish(item, "cancelled", "cancelled");
+    if (item.xhr) item.xhr.abort(); else finish(item, "cancelled", t("cancelled"));
   }
 
   function next() {
@@ -71,7 +73,7 @@
     const xhr = new XMLHttpRequest();
     item.xhr = xhr;
     item.tr.dataset.state = "sending";
-    item.tr.querySelector(".result").textContent = "sending";
+    item.tr.querySelector(".result").textContent = t("sending");
     xhr.upload.onprogress = (e) => { if (e.lengthComputable) bar.value = e.loaded / e.total; };
     xhr.onload = () => {
       let doc = {};
@@ -79,13 +81,13 @@
       if (xhr.status === 201 && doc.files && doc.files.length) {
         const f = doc.files[0];
         bar.value = 1;
-        finish(item, "done", "stored as " + f.stored + (f.job_id ? "" : " (queued once it is seen)"), f.job_id);
+        finish(item, "done", t(f.job_id ? "stored as {name}" : "stored as {name} (queued once it is seen)", {name: f.stored}), f.job_id);
       } else {
-        finish(item, "error", doc.error || ("refused: HTTP " + xhr.status));
+        finish(item, "error", doc.error || t("refused: HTTP {status}", {status: xhr.status}));
       }
     };
-    xhr.onerror = () => finish(item, "error", "the connection broke off; nothing was kept");
-    xhr.onabort = () => finish(item, "cancelled", "cancelled; nothing was kept");
+    xhr.onerror = () => finish(item, "error", t("the connection broke off; nothing was kept"));
+    xhr.onabort = () => finish(item, "cancelled", t("cancelled; nothing was kept"));
     xhr.onloadend = () => { item.xhr = null; busy = false; next(); };
     const body = new FormData();
     body.append("file", item.file, item.file.name);
@@ -153,7 +155,7 @@
     try {
       stream = await navigator.mediaDevices.getUserMedia({ audio: true });
     } catch (err) {
-      timer.textContent = "no microphone: " + err.message;
+      timer.textContent = t("no microphone: {why}", {why: err.message});
       return;
     }
     const type = MediaRecorder.isTypeSupported("audio/webm;codecs=opus") ? "audio/webm;codecs=opus" : "";

@@ -75,7 +75,7 @@
   });
   document.getElementById("copy").addEventListener("click", function () {
     var text = document.getElementById("plain").value, btn = this;
-    function done() { btn.textContent = "Copied"; setTimeout(function () { btn.textContent = "Copy text"; }, 1500); }
+    function done() { btn.textContent = t("Copied"); setTimeout(function () { btn.textContent = t("Copy text"); }, 1500); }
     if (navigator.clipboard && window.isSecureContext) { navigator.clipboard.writeText(text).then(done); return; }
     var area = document.getElementById("plain");  // plain-HTTP LAN origins have no clipboard API
     area.hidden = false; area.select(); document.execCommand("copy"); area.hidden = true; done();
