@@ -62,6 +62,13 @@ def test_correct_a_cue_and_see_it_in_the_srt(chromium: Any, daemon: tuple[str, P
     assert n >= 2
     first = "#edit-cues li:nth-child(1) .t-text"
     page.fill(first, "And so, my fellow Americans")
+    # split with the cursor before all text: refused with a message (not a script error), nothing split
+    page.focus(first)
+    page.evaluate(f"() => document.querySelector('{first}').setSelectionRange(0, 0)")
+    page.keyboard.press("Control+Enter")
+    page.wait_for_function("() => /cursor inside the text/.test(document.querySelector('#ed-status').textContent)",
+                           timeout=5_000)
+    assert rows(page) == n
     # split at the cursor (after "And so,"), undo, redo
     page.focus(first)
     page.evaluate(f"() => document.querySelector('{first}').setSelectionRange(7, 7)")
