@@ -171,34 +171,12 @@ def _check_config(args: argparse.Namespace) -> int:
 def _status(args: argparse.Namespace) -> int:
     import json
 
-    from asrd.control.status import render, report
+    from asrd.control.status import exit_code, render, report
 
     settings = settings_from(args.config, {})
     doc = report(settings.daemon.state_dir, settings.web)
     print(json.dumps(doc, indent=2) if args.json else render(doc))
-    return 0 if doc["running"] else 3  # LSB: 3 = program is not running
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
+    return exit_code(doc)
 
 
 if __name__ == "__main__":

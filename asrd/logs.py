@@ -1,4 +1,5 @@
-"""Logging for every asrd process: stderr, in the journal's format when stderr is the journal."""
+"""Logging for every asrd process: stderr, in the journal's format when stderr is the journal, without
+timestamps when a container engine collects it."""
 
 from __future__ import annotations
 
@@ -27,15 +28,29 @@ def journald_logging(env: Mapping[str, str] = os.environ, stream: TextIO | None 
     return (st.st_dev, st.st_ino) == (device, inode)
 
 
+def container_logging(env: Mapping[str, str] = os.environ, stream: TextIO | None = None) -> bool:
+    """True when a container engine collects ``stream`` (stderr): ``$container`` is set (systemd's
+    container interface; podman sets it, the asrd image sets it for docker) and the stream is not a
+    terminal (a shell in a toolbox container still wants times). The engine stamps each line itself."""
+    if not env.get("container"):
+        return False
+    stream = sys.stderr if stream is None else stream
+    try:
+        return not os.isatty(stream.fileno())
+    except (OSError, AttributeError, ValueError):  # no file descriptor: not a terminal either
+        return True
+
+
 # Syslog priorities: journald reads a "<N>" line prefix, so `journalctl -p warning` works.
 _PRIORITY = {logging.DEBUG: 7, logging.INFO: 6, logging.WARNING: 4, logging.ERROR: 3, logging.CRITICAL: 2}
 
 
 class _Formatter(logging.Formatter):
-    def __init__(self, journal: bool) -> None:
-        # journald stamps every line itself; elsewhere (terminal, launchd's log file) we must.
+    def __init__(self, journal: bool, stamped_outside: bool = False) -> None:
+        # journald and container engines stamp every line themselves; elsewhere (terminal, launchd's
+        # log file) we must.
         fmt = "%(levelname)s %(short)s: %(message)s"
-        super().__init__(fmt if journal else "%(asctime)s " + fmt)
+        super().__init__(fmt if journal or stamped_outside else "%(asctime)s " + fmt)
         self.journal = journal
 
     def format(self, record: logging.LogRecord) -> str:
@@ -55,7 +70,8 @@ class _Handler(logging.StreamHandler):
 
 
 def setup_logging(level: str, stream: TextIO | None = None) -> logging.Handler:
-    """Log ``level`` and above to stderr, in the journal's format when stderr is the journal.
+    """Log ``level`` and above to stderr, in the journal's format when stderr is the journal, without
+    timestamps when a container engine collects it.
 
     Replaces plain stderr handlers (``logging.basicConfig``, an earlier call) so nothing is printed
     twice; other handlers (pytest's, files) are left alone. Also makes fatal signals - including the
@@ -63,7 +79,8 @@ def setup_logging(level: str, stream: TextIO | None = None) -> logging.Handler:
     """
     stream = sys.stderr if stream is None else stream
     handler = _Handler(stream)
-    handler.setFormatter(_Formatter(journald_logging(stream=stream)))
+    journal = journald_logging(stream=stream)
+    handler.setFormatter(_Formatter(journal, stamped_outside=not journal and container_logging(stream=stream)))
     root = logging.getLogger()
     for old in list(root.handlers):
         if type(old) is logging.StreamHandler or isinstance(old, _Handler):

@@ -17,6 +17,7 @@ from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 from pydantic_settings.exceptions import SettingsError
 
+from asrd.config.cluster import ClusterSettings
 from asrd.config.schedule import ScheduleSettings
 from asrd.config.sections import (
     LANGUAGES,
@@ -48,6 +49,7 @@ __all__ = [
     "LANGUAGES",
     "NOTIFY_EVENTS",
     "ApiSettings",
+    "ClusterSettings",
     "ConfigError",
     "DaemonSettings",
     "EnergySettings",
@@ -102,6 +104,7 @@ class Settings(BaseSettings):
     energy: EnergySettings = EnergySettings()
     api: ApiSettings = ApiSettings()
     metrics: MetricsSettings = MetricsSettings()
+    cluster: ClusterSettings = ClusterSettings()
     schedule: ScheduleSettings = ScheduleSettings()
     inbox: tuple[InboxSettings, ...] = ()
     mediaserver: tuple[MediaServerSettings, ...] = ()

@@ -121,6 +121,7 @@ class Dispatching(Protocol):
     def warm_up(self) -> bool: ...
     def unload(self, why: str) -> bool: ...
     def shutdown(self, now: float, reason: str) -> None: ...
+    def cancel(self, now: float, job_id: int) -> None: ...
 
 
 class InboxActions(Protocol):
@@ -232,11 +233,9 @@ def apply(action: Action, controls: Controls, now: float, *, draining: bool = Fa
         raise ActionRefused(f"job {job.id} is {job.state.value}: nothing to cancel")
     reason = f"cancelled by the {action.who}"
     if job.id in dispatcher.jobs:
-        # The worker protocol has no per-file cancel: end the worker; the other files in flight go
-        # back to the queue without costing an attempt, the next file starts a new worker.
-        dispatcher.jobs.pop(job.id)
-        dispatcher.progress.pop(job.id, None)
-        dispatcher.shutdown(now, "another file in its batch was cancelled")
+        # The worker protocol has no per-file cancel: only the worker holding it ends; the other files
+        # on that worker go back to the queue without costing an attempt, other workers go on.
+        dispatcher.cancel(now, job.id)
     store.fail(job.id, now, reason, Failure.PERMANENT)
     log.info("%s: %s", job.path, reason)
     return f"{job.path.name} cancelled (retry queues it again)"

@@ -31,6 +31,7 @@ from asrd.control.library import backfill
 from asrd.control.mediaservers import MediaRefresh
 from asrd.control.mountcache import cache_warning
 from asrd.control.notify import Notifier, Sender, run_helper
+from asrd.control.pool import spawn_worker
 from asrd.control.reruns import Reruns
 from asrd.control.schedule import Scheduler
 from asrd.control.service import ServiceState
@@ -38,7 +39,6 @@ from asrd.control.settle import StabilityTracker
 from asrd.control.status import InboxState, LiveState, write_live
 from asrd.control.timers import Timers
 from asrd.control.watch import InboxWatcher, default_settle_seconds, scan
-from asrd.worker.handle import WorkerHandle
 from asrd.worker.protocol import EngineSpec, Worker
 
 if TYPE_CHECKING:
@@ -85,7 +85,7 @@ class Daemon:
         *,
         model_dir: str | None,
         state_dir: Path | None = None,
-        spawn: Callable[[EngineSpec], Worker] = WorkerHandle,
+        spawn: Callable[[EngineSpec], Worker] = spawn_worker,
         wake: Callable[[], None] = lambda: None,
         energy_log: EnergyLog | None = None,
         send: Sender = run_helper,

@@ -22,7 +22,7 @@ from asrd.control.energy_log import EnergyLog
 from asrd.control.fingerprint import Fingerprint, fingerprint, with_full_hash
 from asrd.control.jobs import Failure, Job, JobState, JobStore, Outcome
 from asrd.control.library import index_transcript
-from asrd.control.pool import Lost, WorkerPool, slot_specs
+from asrd.control.pool import Lost, WorkerPool, slot_specs, spawn_worker
 from asrd.control.runoptions import read_options
 from asrd.control.speed import SpeedMeter
 from asrd.control.status import CurrentFile, ModelDownload, SlotState
@@ -34,7 +34,6 @@ from asrd.output.ownership import for_store
 from asrd.output.sidecars import SidecarError, write_outputs
 from asrd.recognizer import RecognizeOptions
 from asrd.records import SAMPLE_RATE
-from asrd.worker.handle import WorkerHandle
 from asrd.worker.protocol import Done, EngineSpec, Failed, FailureKind, Progress, Worker
 
 if TYPE_CHECKING:
@@ -50,6 +49,7 @@ FAILURE_POLICY = {
     FailureKind.SOURCE: Failure.ENVIRONMENT,
     FailureKind.MODEL: Failure.ENVIRONMENT,
     FailureKind.ERROR: Failure.RETRY,
+    FailureKind.LOST: Failure.LOST,  # its cluster node died or hung: queued again first, no attempt
 }
 
 
@@ -109,7 +109,9 @@ def engine_spec(settings: Settings, model_dir: str | None) -> EngineSpec:
     energy = _ENERGY_DEFAULTS.model_copy(update={
         k: getattr(settings.energy, k) for k in ("meter", "watts_per_core", "plug_factor")
     })
-    return EngineSpec(model_dir=model_dir, model=model, vad=vad, energy=energy, log_level=settings.daemon.log_level)
+    cluster = settings.cluster if settings.cluster.enabled else None
+    return EngineSpec(model_dir=model_dir, model=model, vad=vad, energy=energy, log_level=settings.daemon.log_level,
+                      cluster=cluster)
 
 
 _MODEL_DEFAULTS = ModelSettings()
@@ -134,7 +136,7 @@ class Dispatcher:
         spec: EngineSpec,
         idle_unload_seconds: float | str,
         *,
-        spawn: Callable[[EngineSpec], Worker] = WorkerHandle,
+        spawn: Callable[[EngineSpec], Worker] = spawn_worker,
         report: Callable[[Outcome, float, float], None] = lambda outcome, seconds, now: None,
         energy_log: EnergyLog | None = None,
         energy: EnergySettings | None = None,
@@ -261,6 +263,19 @@ class Dispatcher:
             log.info("requeued %s (%s)", job.path, reason)
         self.jobs.clear()
         self.progress.clear()
+
+    def cancel(self, now: float, job_id: int) -> None:
+        """Stop one file in flight: only the worker holding it ends (the protocol has no per-file stop);
+        the other files it held go back to the queue without costing an attempt, other workers go on."""
+        self._now = now
+        self.jobs.pop(job_id, None)
+        self.progress.pop(job_id, None)
+        for other in self.pool.end_slot_of(job_id, "a file on it was cancelled"):
+            job = self.jobs.pop(other, None)
+            self.progress.pop(other, None)
+            if job is not None:
+                self.store.fail(job.id, now, "another file on its worker was cancelled", Failure.CHANGED)
+                log.info("requeued %s (another file on its worker was cancelled)", job.path)
 
     def warm_up(self) -> bool:
         """Start a worker (it loads the model) before any file needs it; False if one is already there.

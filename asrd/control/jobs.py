@@ -41,6 +41,7 @@ class Failure(str, Enum):
     PERMANENT = "permanent"  # bad content (empty file, not audio): quarantined at once, attempt counted
     ENVIRONMENT = "environment"  # disk full, read-only output, model unavailable: no attempt, retried after a pause
     CHANGED = "changed"  # source changed while transcribed: result discarded, queued again, no attempt
+    LOST = "lost"  # the cluster node running it died or hung: no attempt, queued again in its old place (first)
 
 
 CLAIMABLE = (JobState.QUEUED, JobState.FAILED)

@@ -195,6 +195,8 @@ class _BaseStore:
                 state, not_before = JobState.FAILED, now + backoff_seconds(attempts, self.rng)
             elif kind is Failure.ENVIRONMENT:
                 state, not_before = JobState.QUEUED, now + self.pause_seconds
+            elif kind is Failure.LOST:  # not the file's fault: it keeps its place, ahead of newer files
+                state, not_before = JobState.QUEUED, min(job.not_before, now)
             else:  # CHANGED: the new content deserves a fresh try at once
                 state = JobState.QUEUED
             job = replace(

@@ -24,8 +24,9 @@ from asrd.control.gpus import visible_gpus
 from asrd.control.jobs import Failure
 from asrd.control.status import ModelDownload, SlotState
 from asrd.recognizer import RecognizeOptions
-from asrd.worker.handle import pid_exists
+from asrd.worker.handle import WorkerHandle, pid_exists
 from asrd.worker.protocol import (
+    ClusterState,
     Done,
     Downloading,
     EngineSpec,
@@ -42,11 +43,23 @@ log = logging.getLogger("asrd.pool")
 
 RESTART_BACKOFF = (1.0, 2.0, 5.0, 10.0, 30.0, 60.0)  # seconds before restarting a crashed worker
 SINGLE = "worker"  # the name of the one slot when no devices are listed
+CLUSTER = "cluster"  # the name of the one slot in cluster mode (the Ray bridge)
+
+
+def spawn_worker(spec: EngineSpec) -> Worker:
+    """A model worker process, or in cluster mode the Ray bridge (which imports Ray; the daemon never does)."""
+    if spec.cluster is not None:
+        from asrd.cluster.handle import ClusterHandle
+
+        return ClusterHandle(spec)
+    return WorkerHandle(spec)
 
 
 def slot_specs(spec: EngineSpec, gpus: Callable[[], tuple[str, ...]] = visible_gpus) -> list[tuple[str, EngineSpec]]:
     """(name, what that slot's worker loads) for each entry of ``[model] devices``. GPU slots see only
     their GPU (so the worker uses plain ``cuda``); CPU slots see none and split the CPU threads."""
+    if spec.cluster is not None:
+        return [(CLUSTER, spec)]  # one slot: the bridge, which places files on the cluster's GPUs itself
     devices = spec.model.devices
     if devices == ("auto",):
         devices = gpus()
@@ -102,6 +115,7 @@ class Slot:
     patches: tuple[tuple[str, str], ...] = ()
     model_error: str | None = None
     download: ModelDownload | None = None
+    cluster: ClusterState | None = None  # the bridge's actors and lost nodes (cluster mode)
 
     @property
     def loading(self) -> bool:
@@ -123,8 +137,10 @@ class Slot:
         else:
             phase = "busy" if self.leases else "idle"
         device = worker.loaded.device if worker is not None and worker.loaded is not None else None
+        cluster = self.cluster if worker is not None else None
         return SlotState(self.name, phase, worker.pid if worker is not None else None, device,
-                         len(self.leases), self.crashes)
+                         len(self.leases), self.crashes, cluster.actors if cluster else (),
+                         cluster.lost if cluster else ())
 
 
 class WorkerPool:
@@ -221,6 +237,8 @@ class WorkerPool:
                 slot.download = ModelDownload(msg.done_bytes, msg.total_bytes)
             elif isinstance(msg, Stopped):  # its session's energy, as it ends on its own
                 self.on_stopped(msg)
+            elif isinstance(msg, ClusterState):
+                slot.cluster = msg
             elif self._owner.get(msg.job_id) != (slot, msg.lease):
                 if isinstance(msg, Done):  # a stale answer, but its batches ran
                     self.batch_sizes.update(dict(msg.batches.counts))
@@ -313,6 +331,17 @@ class WorkerPool:
                 self._end(slot, why)
         return tuple(held)
 
+    def end_slot_of(self, job_id: int, why: str) -> tuple[int, ...]:
+        """End only the worker holding ``job_id`` (a cancel: the protocol has no per-file stop); the other
+        files it held, which the caller queues again. The other slots go on untouched."""
+        owner = self._owner.get(job_id)
+        if owner is None:
+            return ()
+        slot = owner[0]
+        held = tuple(j for j in self._take(slot) if j != job_id)
+        self._end(slot, why)
+        return held
+
     def reconfigure(self, specs: list[tuple[str, EngineSpec]], idle_unload_seconds: float) -> None:
         """New settings: unchanged slots go on; changed or removed ones finish their files first."""
         self.idle_unload_seconds = idle_unload_seconds
@@ -334,6 +363,7 @@ class WorkerPool:
         worker, slot.worker = slot.worker, None
         slot.idle_since = None
         slot.download = None  # a download ends with its worker (the next one resumes from the cache)
+        slot.cluster = None
         if worker is None:
             return
         pid = worker.pid

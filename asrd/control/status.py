@@ -82,6 +82,8 @@ class SlotState:
     device: str | None  # as the loaded worker reports it
     in_flight: int
     crashes: int  # since its last finished file
+    actors: tuple[str, ...] = ()  # cluster mode: one line per actor (node, GPU, files in flight)
+    lost: tuple[str, ...] = ()  # cluster mode: nodes given up on or refused, with why
     model: str | None = None  # a re-run worker's model ([model] rerun_models); None: the configured model
 
 
@@ -130,7 +132,8 @@ def read_live(state_dir: Path) -> LiveState | None:
         data = json.loads((state_dir / STATUS_NAME).read_text(encoding="utf-8"))
         data["current"] = tuple(CurrentFile(**c) for c in data.get("current", ()))
         data["inboxes"] = tuple(InboxState(**i) for i in data.get("inboxes", ()))
-        data["slots"] = tuple(SlotState(**w) for w in data.get("slots", ()))
+        data["slots"] = tuple(SlotState(**{**w, "actors": tuple(w.get("actors", ())), "lost": tuple(w.get("lost", ()))})
+                              for w in data.get("slots", ()))
         data["patches"] = tuple((str(name), str(state)) for name, state in data.get("patches", ()))
         if data.get("download") is not None:
             data["download"] = ModelDownload(**data["download"])
@@ -194,6 +197,16 @@ def report(state_dir: Path, web: WebSettings | None = None) -> dict[str, Any]:
     return doc
 
 
+def exit_code(doc: dict[str, Any]) -> int:
+    """``asrd status``'s exit code, which container health checks read: 0 = running and every inbox
+    watched, 1 = running but a watcher is down (only rescans see new files; under systemd the missing
+    watchdog pings restart it), 3 = not running (LSB)."""
+    if not doc["running"]:
+        return 3
+    live = doc.get("daemon") or {}
+    return 0 if all(inbox["healthy"] for inbox in live.get("inboxes", ())) else 1
+
+
 def energy_today(db: Path, now: float) -> dict[str, Any]:
     """Today's totals from the energy log (``asrd.energy.report.Summary.as_dict``), with what scheduling
     saved today (``saved_by_scheduling``, one entry per signal kind: ``Saved.as_dict``)."""
@@ -233,13 +246,15 @@ def render(doc: dict[str, Any]) -> str:
                 extra = f"; the last load took {cold:.1f} s" if cold else ""
                 lines.append(f"model: not loaded (starts with the next file{extra})")
             slots = live.get("slots") or []
-            for slot in slots if len(slots) > 1 else ():
+            for slot in slots if len(slots) > 1 or any(s.get("actors") or s.get("lost") for s in slots) else ():
                 pid = f", pid {slot['pid']}" if slot["pid"] else ""
                 where = f" on {slot['device']}" if slot["device"] else ""
                 crashes = f", {slot['crashes']} crash(es)" if slot["crashes"] else ""
                 flight = f"{slot['in_flight']} in flight"
                 model = f" (re-runs on {slot['model']})" if slot.get("model") else ""
                 lines.append(f"worker {slot['name']}{model}: {slot['phase']}{where}, {flight}{pid}{crashes}")
+                lines += [f"  actor {line}" for line in slot.get("actors") or ()]
+                lines += [f"  lost node {line}" for line in slot.get("lost") or ()]
             if live.get("model_error"):
                 lines.append(f"model error: {live['model_error']}")
             if live.get("patches"):

@@ -38,6 +38,7 @@ class FakeDispatcher:
         self.accepting = True
         self.shutdowns: list[str] = []
         self.requeued = 0
+        self.cancelled: list[int] = []  # jobs whose worker was ended by a cancel
         self.paused_inboxes: frozenset[str] = frozenset()
 
     @property
@@ -55,6 +56,11 @@ class FakeDispatcher:
             return False
         self.worker = None
         return True
+
+    def cancel(self, now: float, job_id: int) -> None:
+        self.cancelled.append(job_id)
+        self.jobs.pop(job_id, None)
+        self.progress.pop(job_id, None)
 
     def shutdown(self, now: float, reason: str) -> None:
         self.shutdowns.append(reason)

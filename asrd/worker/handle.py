@@ -6,6 +6,8 @@ import contextlib
 import logging
 import multiprocessing
 import os
+from collections.abc import Callable
+from multiprocessing.connection import Connection
 
 from asrd.worker.main import worker_main
 from asrd.worker.protocol import EngineSpec, Loaded, Message, Task, observe
@@ -16,11 +18,14 @@ log = logging.getLogger(__name__)
 class WorkerHandle:
     """The daemon's side of one worker process."""
 
+    target: Callable[[Connection, EngineSpec], None] = staticmethod(worker_main)  # what the process runs
+    process_name = "asrd-worker"
+
     def __init__(self, spec: EngineSpec) -> None:
         self.spec = spec
         ctx = multiprocessing.get_context("spawn")  # CUDA cannot survive fork; spawn also keeps torch out of us
         self._conn, child = ctx.Pipe(duplex=True)
-        self._process = ctx.Process(target=worker_main, args=(child, spec), name="asrd-worker", daemon=True)
+        self._process = ctx.Process(target=self.target, args=(child, spec), name=self.process_name, daemon=True)
         self._process.start()
         child.close()
         self.loaded: Loaded | None = None

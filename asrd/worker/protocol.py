@@ -7,10 +7,14 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Protocol
 
-from asrd.config import EnergySettings, ModelSettings, VadSettings
+from asrd.config import ClusterSettings, EnergySettings, ModelSettings, VadSettings
 from asrd.energy.records import FileEnergy, SessionEnergy
 from asrd.recognizer import RecognizeOptions
 from asrd.records import Transcript
+
+PROTOCOL = 2
+"""This message set's version. Cluster nodes unpickle these classes with their own asrd: the bridge
+refuses a node whose asrd version or protocol differs from its own (``asrd.cluster.handshake``)."""
 
 
 @dataclass(frozen=True)
@@ -28,6 +32,7 @@ class EngineSpec:
     fake_fault_on: str | None = None  # fake only: a file name part whose result is malformed (task-fault tests)
     stand_in_hub: str | None = None  # tests only: a folder asrd.testing.hub serves hub ids from, slowly
     visible_devices: str | None = None  # CUDA_VISIBLE_DEVICES for the worker, set before torch loads; None: inherited
+    cluster: ClusterSettings | None = None  # cluster mode: the "worker" is the Ray bridge (asrd.cluster)
 
 
 class FailureKind(str, Enum):
@@ -39,6 +44,7 @@ class FailureKind(str, Enum):
     SOURCE = "source"  # the file could not be read (vanished, permissions, I/O error)
     MODEL = "model"  # the model cannot be used (missing files, device absent)
     ERROR = "error"  # anything else: a bug or a fault in the worker's handling of this file
+    LOST = "lost"  # the cluster node running it died or hung: not the file's fault, no attempt, queued again at once
 
 
 @dataclass(frozen=True)
@@ -112,7 +118,15 @@ class Stopped:
     energy: SessionEnergy
 
 
-Message = Loaded | LoadFailed | Downloading | Progress | Done | Failed | Stopped
+@dataclass(frozen=True)
+class ClusterState:
+    """The Ray bridge's view of its actors, sent when it changes (status: slots per node and GPU)."""
+
+    actors: tuple[str, ...] = ()  # one line per actor: "10.0.0.7 gpu 0: busy, 2 in flight"
+    lost: tuple[str, ...] = ()  # nodes given up on, and nodes refused by the version handshake, with why
+
+
+Message = ClusterState | Loaded | LoadFailed | Downloading | Progress | Done | Failed | Stopped
 
 
 class Sender(Protocol):

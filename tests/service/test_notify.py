@@ -23,7 +23,7 @@ from asrd.control.service import (
     parse_message,
     watchdog_interval,
 )
-from asrd.logs import journald_logging, setup_logging
+from asrd.logs import container_logging, journald_logging, setup_logging
 
 
 def receive(sock: socket.socket) -> dict[str, str]:
@@ -220,9 +220,37 @@ def test_journal_format_has_priorities_and_no_timestamps(
     assert all(line.startswith("<3>") for line in lines[2:]) and "ValueError: boom" in lines[-1]
 
 
-def test_terminal_format_has_timestamps(root_logger: logging.Logger) -> None:
+def test_terminal_format_has_timestamps(root_logger: logging.Logger, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("container", raising=False)  # the suite itself may run in a container
     stream = io.StringIO()
     setup_logging("debug", stream)
     logging.getLogger("asrd").debug("hello")
     line = stream.getvalue().strip()
     assert re.match(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} DEBUG asrd: hello$", line), line
+
+
+def test_container_engine_output_has_no_timestamps_and_no_priorities(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, root_logger: logging.Logger
+) -> None:
+    # What `docker logs` reads: a pipe, $container set by the engine or the image.
+    monkeypatch.delenv("JOURNAL_STREAM", raising=False)
+    monkeypatch.setenv("container", "oci")
+    with (tmp_path / "pipe").open("w+") as stream:
+        setup_logging("info", stream)
+        logging.getLogger("asrd.daemon").info("asrd %s running", "0.1.0")
+        stream.seek(0)
+        assert stream.read().splitlines() == ["INFO daemon: asrd 0.1.0 running"]
+
+
+def test_container_detection_needs_the_variable_and_no_terminal(tmp_path: Path) -> None:
+    with (tmp_path / "a").open("w") as a:
+        assert container_logging({"container": "podman"}, a)
+        assert not container_logging({}, a)
+        assert not container_logging({"container": ""}, a)
+    leader, follower = os.openpty()  # a shell in a toolbox container: a terminal still wants times
+    try:
+        with os.fdopen(follower, "w", closefd=False) as tty:
+            assert not container_logging({"container": "oci"}, tty)
+    finally:
+        os.close(leader)
+        os.close(follower)

@@ -14,6 +14,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 SYSTEM_UNIT = REPO / "systemd" / "asrd.service"
+RAY_NODE_UNIT = REPO / "systemd" / "asrd-ray-node.service"  # a cluster node (README, "Cluster mode")
 USER_UNIT = REPO / "systemd" / "asrd-user.service"
 PLIST = REPO / "launchd" / "io.github.asrd.plist"
 
@@ -113,7 +114,8 @@ def analyze(unit: Path, tmp_path: Path, *, user: bool) -> str:
     return output
 
 
-@pytest.mark.parametrize(("unit", "user"), [(SYSTEM_UNIT, False), (USER_UNIT, True)], ids=["system", "user"])
+@pytest.mark.parametrize(("unit", "user"), [(SYSTEM_UNIT, False), (USER_UNIT, True), (RAY_NODE_UNIT, False)],
+                         ids=["system", "user", "ray-node"])
 def test_systemd_analyze_verify_is_silent(unit: Path, user: bool, tmp_path: Path) -> None:
     output = analyze(unit, tmp_path, user=user)
     # verify exits 0 even for unknown keys and bad values: only its warnings tell.

@@ -30,6 +30,7 @@ DAEMON_MAY_IMPORT = (
     "asrd.output",  # and everything under it
     "asrd.worker.protocol",
     "asrd.worker.handle",
+    "asrd.cluster.handle",  # the Ray bridge's process handle: Ray is imported only in the spawned bridge
     "asrd.control",  # and everything under it
     "asrd.energy",  # and everything under it: energy records, grid intensity, reports (the meters are the worker's)
     "asrd.web",  # the dashboard: a thread in the daemon process, imported only when [web] is enabled
@@ -164,9 +165,9 @@ def test_the_walk_allows_the_interfaces_and_annotation_only_imports() -> None:
 def test_importing_the_daemon_loads_no_model_or_audio_library() -> None:
     """The run-time side of the rule, in a fresh interpreter: what the daemon process has loaded after
     importing its entry points (transitive imports included)."""
-    heavy = ("torch", "funasr", "numpy", "av", "soundfile")
+    heavy = ("torch", "funasr", "numpy", "av", "soundfile", "ray")
     code = (
-        "import sys, asrd.cli, asrd.control.daemon, asrd.control.status; "
+        "import sys, asrd.cli, asrd.control.daemon, asrd.control.status, asrd.cluster.handle; "
         f"print(','.join(m for m in {heavy!r} if m in sys.modules))"
     )
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)

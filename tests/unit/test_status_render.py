@@ -11,7 +11,17 @@ from asrd.control.fingerprint import Fingerprint
 from asrd.control.jobs import Failure
 from asrd.control.jobs_sqlite import SqliteJobStore
 from asrd.control.statedir import DB_NAME, StateLock
-from asrd.control.status import CurrentFile, InboxState, LiveState, SlotState, read_live, render, report, write_live
+from asrd.control.status import (
+    CurrentFile,
+    InboxState,
+    LiveState,
+    SlotState,
+    exit_code,
+    read_live,
+    render,
+    report,
+    write_live,
+)
 
 QUEUE = {"queued": 2, "running": 1, "done": 7, "failed": 0, "quarantined": 1}
 
@@ -130,3 +140,27 @@ def test_each_worker_slot_is_listed_when_there_are_several(tmp_path: Path) -> No
     write_live(tmp_path, LiveState(pid=1, version="x", started=0.0, phase="running", model_loaded=True, slots=slots))
     back = read_live(tmp_path)
     assert back is not None and back.slots == slots
+
+
+def test_cluster_mode_lists_each_actor_by_node_and_gpu_and_the_lost_nodes(tmp_path: Path) -> None:
+    slot = SlotState("cluster", "busy", 77, "cluster: 2 actor(s) on 2 node(s)", 3, 0,
+                     ("10.0.0.7 3f2a1b gpu 0 (pid 901): busy, 2 in flight",
+                      "10.0.0.8 77c0de gpu 1 (pid 455): idle, 0 in flight"),
+                     ("10.0.0.9: no word about its 1 file(s) for 300 s (a hung host or a stale mount?)",))
+    lines = render(doc(live(model_loaded=True, worker_pid=77, device="cluster", last_load_seconds=3.0,
+                            slots=(slot,)))).splitlines()
+    assert "  actor 10.0.0.7 3f2a1b gpu 0 (pid 901): busy, 2 in flight" in lines  # one slot, still listed
+    assert "  actor 10.0.0.8 77c0de gpu 1 (pid 455): idle, 0 in flight" in lines
+    assert "  lost node 10.0.0.9: no word about its 1 file(s) for 300 s (a hung host or a stale mount?)" in lines
+    write_live(tmp_path, LiveState(pid=1, version="x", started=0.0, phase="running", model_loaded=True, slots=(slot,)))
+    back = read_live(tmp_path)
+    assert back is not None and back.slots[0].actors == slot.actors and back.slots[0].lost == slot.lost
+
+
+def test_exit_code_is_the_health_a_container_check_reads() -> None:
+    healthy = InboxState("/in", "native", "inotify", True)
+    down = InboxState("/nas", "poll", "network mount", False)
+    assert exit_code({"running": False, "pid": None, "state_dir": "/s", "queue": None}) == 3
+    assert exit_code(doc(live(inboxes=(healthy,)))) == 0
+    assert exit_code(doc()) == 0  # running, the live state not written yet
+    assert exit_code(doc(live(inboxes=(healthy, down)))) == 1
