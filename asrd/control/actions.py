@@ -112,8 +112,12 @@ class Dispatching(Protocol):
     progress: dict[int, Any]
     accepting: bool
 
+    requeued: int  # re-runs in flight that the last unload queued again
+
     @property
     def worker(self) -> Any: ...  # a running worker (the first), or None
+    @property
+    def any_worker(self) -> bool: ...  # a worker of the configured model or a re-run worker runs
     def warm_up(self) -> bool: ...
     def unload(self, why: str) -> bool: ...
     def shutdown(self, now: float, reason: str) -> None: ...
@@ -159,11 +163,12 @@ def apply(action: Action, controls: Controls, now: float, *, draining: bool = Fa
     if kind is ActionKind.RETRY_ALL:
         return f"{store.retry(now)} file(s) queued again"
     if kind is ActionKind.UNLOAD:
-        if dispatcher.worker is None:
+        if not dispatcher.any_worker:
             raise ActionRefused("the model is not loaded")
         if not dispatcher.unload(f"unloaded by the {action.who}"):
             raise ActionRefused(f"{len(dispatcher.jobs)} file(s) in flight: pause first, or wait until they finish")
-        return "model unloaded"
+        requeued = dispatcher.requeued
+        return f"model unloaded; {requeued} re-run(s) queued again" if requeued else "model unloaded"
     if kind is ActionKind.WARM_UP:
         if draining:
             raise ActionRefused("the daemon is stopping")

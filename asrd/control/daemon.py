@@ -398,7 +398,7 @@ class Daemon:
             model_error=self.dispatcher.model_error,
             download=self.dispatcher.download,
             current=tuple(self.dispatcher.progress.values()),
-            slots=self.dispatcher.pool.states(),
+            slots=self.dispatcher.slot_states(),
             inboxes=tuple(
                 InboxState(
                     str(i.view.settings.path), i.watcher.mode or "not watching", i.watcher.reason, i.watcher.healthy()

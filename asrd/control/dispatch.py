@@ -25,7 +25,7 @@ from asrd.control.library import index_transcript
 from asrd.control.pool import Lost, WorkerPool, slot_specs, spawn_worker
 from asrd.control.runoptions import read_options
 from asrd.control.speed import SpeedMeter
-from asrd.control.status import CurrentFile, ModelDownload
+from asrd.control.status import CurrentFile, ModelDownload, SlotState
 from asrd.energy.unload import AutoUnload
 from asrd.output.alerts import excerpt, find_alerts
 from asrd.output.cuerules import DEFAULT_RULES, CueRules
@@ -158,6 +158,7 @@ class Dispatcher:
         # Called with each finished job and its view on the daemon loop (media-server refresh): must not block.
         self.on_done: list[Callable[[Job, InboxView | None], None]] = []
         self.reruns: Reruns | None = None  # re-runs with other options or models (asrd.control.reruns)
+        self.requeued = 0  # re-runs in flight that the last unload queued again
 
     # ------------------------------------------------------------ the loop's entry points
 
@@ -281,13 +282,24 @@ class Dispatcher:
         The idle unload applies from then on as after any file."""
         return self.pool.warm_up()
 
+    @property
+    def any_worker(self) -> bool:
+        """A model worker runs: the configured model's or a re-run worker of another model."""
+        return bool(self.pool.workers) or (self.reruns is not None and self.reruns.running)
+
+    def slot_states(self) -> tuple[SlotState, ...]:
+        """Every worker slot: the configured model's, then the re-run workers' (with their model)."""
+        return self.pool.states() + (self.reruns.states() if self.reruns is not None else ())
+
     def unload(self, why: str) -> bool:
-        """End the idle workers now (all their memory back); False when files are in flight or none runs."""
-        if not self.pool.workers or self.busy:
+        """End every worker now, re-run workers included (all their memory back); False when files are in
+        flight or none runs. Re-runs in flight are queued again without costing an attempt (``requeued``)."""
+        self.requeued = 0
+        if not self.any_worker or self.jobs:
             return False
         self.pool.stop(why)
         if self.reruns is not None:
-            self.reruns.shutdown(self._now, why)
+            self.requeued = self.reruns.shutdown(self._now, why)
         return True
 
     def idle_deadline(self) -> float | None:

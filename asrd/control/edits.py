@@ -23,7 +23,8 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from asrd.control.jobs import Job, JobStore
-from asrd.output.edits import EditError, EditRecord, WrittenSidecar, machine_facts, render_edited
+from asrd.control.library import index_cues
+from asrd.output.edits import EditError, EditRecord, WrittenSidecar, machine_cues, machine_facts, render_edited
 from asrd.output.ownership import Mark, Ownership, digest, for_store
 from asrd.output.sidecars import Sidecar, SidecarError, is_ours, write_atomic
 from asrd.records import Cue
@@ -110,6 +111,7 @@ def save(store: JobStore, job: Job, cues: Sequence[Cue], now: float, ownership: 
         raise EditError(f"not saved: {err}") from None
     store.put_edit(EditRecord(job.id, tuple(cues), now, tuple(written), tuple(machine),
                               record.newer if record is not None else None))
+    index_cues(store, job.id, cues)  # search finds what the sidecars say, at the edited times
     names = ", ".join("." + f for f in formats)
     log.info("%s: %d corrected cue(s) saved to %s; these sidecars are now the user's", job.path, len(cues), names)
     return f"saved {len(cues)} cue(s) to {names}"
@@ -146,6 +148,11 @@ def discard(store: JobStore, job: Job, now: float, ownership: Ownership | None =
     except SidecarError as err:
         raise EditError(f"not discarded: {err}") from None
     store.drop_edit(job.id)
+    cues = machine_cues({m.fmt: m.content for m in record.machine})
+    if cues is not None:
+        index_cues(store, job.id, cues)
+    else:
+        log.warning("%s: no .json, .srt or .vtt among the sidecars: search keeps the edited cues", job.path)
     which = "the newer machine result" if record.newer is not None else "the machine result"
     log.info("%s: edits discarded; sidecars rewritten from %s", job.path, which)
     return f"edits discarded: {len(record.machine)} sidecar(s) rewritten from {which}"

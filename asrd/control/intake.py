@@ -14,8 +14,10 @@ from pathlib import Path
 from asrd.control.dispatch import InboxView
 from asrd.control.fingerprint import Fingerprint, fingerprint, with_full_hash
 from asrd.control.jobs import Job, JobState, JobStore
+from asrd.control.library import follow_move
+from asrd.output.edits import relocated
 from asrd.output.ownership import for_store
-from asrd.output.sidecars import SidecarError, move_sidecars
+from asrd.output.sidecars import SidecarError, moved_sidecars
 
 log = logging.getLogger("asrd.daemon")
 
@@ -79,14 +81,20 @@ class Intake:
                 moved_fp = with_full_hash(fp, path)
                 if not moved_fp.same_content(job.fingerprint):
                     continue
+            record = self.store.edited(job.id)  # a person's corrected sidecars are this file's too: they follow
+            theirs = {w.path: w.sha256 for w in record.written} if record is not None else None
             try:
-                sidecars = move_sidecars(job.path, path, job.sidecars, view.output, ownership=for_store(self.store))
+                moved = moved_sidecars(job.path, path, job.sidecars, view.output, ownership=for_store(self.store),
+                                       theirs=theirs)
             except SidecarError as err:
                 log.warning("%s was moved to %s, but its sidecars could not follow (%s)", job.path, path, err)
                 return False
-            if not sidecars:
-                continue  # its sidecars are gone or were edited: a new transcript is wanted
-            self.store.move(job.id, path, key, moved_fp, sidecars, now)
+            if not moved:
+                continue  # its sidecars are gone or were changed outside asrd: a new transcript is wanted
+            self.store.move(job.id, path, key, moved_fp, list(moved.values()), now)
+            if record is not None:
+                self.store.put_edit(relocated(record, moved))
+            follow_move(self.store, job.id, key, path.name)
             log.info("%s was moved to %s: its sidecars followed, nothing to transcribe", job.path, path)
             return True
         return False

@@ -25,7 +25,7 @@ import re
 import sqlite3
 import unicodedata
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -315,17 +315,47 @@ class _Indexed(Protocol):
     @property
     def library(self) -> Library: ...
 
+    def edited(self, job_id: int) -> Any: ...  # EditRecord | None (jobs.py imports this module's types)
+
+
+def index_cues(store: _Indexed, job_id: int, cues: Sequence[Cue]) -> None:
+    """Search follows the sidecars: index ``cues`` (a person's edit, or the machine's again after a discard)
+    in place of the job's indexed cues, its summary kept. Logged, never raised: it costs only search."""
+    try:
+        entry = store.library.get(job_id)
+        if entry is None:
+            return
+        indexed = tuple(IndexedCue(i, c.start, c.end, c.text) for i, c in enumerate(cues))
+        store.library.put(Entry(replace(entry.summary, cues=len(indexed)), indexed))
+    except (sqlite3.Error, OSError) as err:
+        log.warning("library: job %d not re-indexed: %s", job_id, err)
+
+
+def follow_move(store: _Indexed, job_id: int, inbox: str, name: str) -> None:
+    """A finished file was renamed or moved (its job followed it): its library entry shows the new name."""
+    try:
+        entry = store.library.get(job_id)
+        if entry is not None:
+            store.library.put(Entry(replace(entry.summary, inbox=inbox, name=name), entry.cues))
+    except (sqlite3.Error, OSError) as err:
+        log.warning("library: job %d keeps its old name: %s", job_id, err)
+
 
 def index_transcript(store: _Indexed, job_id: int, inbox: str, source: Path, done: float, transcript: Transcript,
                      rules: CueRules) -> None:
     """The daemon's hook once a job's sidecars are written: the same cues as the sidecars, into the library.
+
+    A job with saved edits keeps the person's sidecars (``control.edits.keep_edits``): its edited cues are
+    what is indexed; the machine result goes only into the edit record.
 
     A failure here is logged and costs only the search entry (the next start's backfill retries it when
     there is a .json sidecar), never the job.
     """
     try:
         cleaned = clean(transcript)
-        entry = entry_from_transcript(job_id, inbox, source.name, done, cleaned, build_cues(cleaned, rules))
+        record = store.edited(job_id)
+        cues = list(record.cues) if record is not None else build_cues(cleaned, rules)
+        entry = entry_from_transcript(job_id, inbox, source.name, done, cleaned, cues)
         store.library.put(entry)
     except (sqlite3.Error, OSError) as err:
         log.warning("library: %s not indexed: %s", source, err)

@@ -29,6 +29,7 @@ from asrd.control.library import index_transcript
 from asrd.control.pool import Answer, Event, Slot, WorkerPool
 from asrd.control.runoptions import read_options
 from asrd.control.runs import RerunOptions, Run, RunState, content_key
+from asrd.control.status import SlotState
 from asrd.output.alerts import find_alerts
 from asrd.output.ownership import for_store
 from asrd.output.sidecars import SidecarError, is_ours, write_outputs
@@ -210,7 +211,7 @@ class Reruns:
                     if model not in offered:  # removed from the config since it was asked for
                         self._refuse_model(now, model)
                         continue
-                    self.pools[model] = WorkerPool([(f"rerun {Path(model).name}", self._other_spec(model))],
+                    self.pools[model] = WorkerPool([(Path(model).name, self._other_spec(model))],
                                                    self._idle_unload(), self._spawn)
         for model, pool in list(self.pools.items()):
             spec = self._other_spec(model)
@@ -244,15 +245,26 @@ class Reruns:
     def next_due(self) -> float | None:
         return self.store.runs.next_due()
 
-    def shutdown(self, now: float, reason: str) -> None:
-        """Workers ended: every re-run in flight is queued again, no attempt counted."""
+    def shutdown(self, now: float, reason: str) -> int:
+        """Workers ended: every re-run in flight is queued again, no attempt counted. Returns how many."""
         for pool in self.pools.values():
             pool.stop(reason)
         self.pools.clear()
+        requeued = len(self.flight)
         if self.flight:
             self.store.runs.requeue(list(self.flight), now)
             log.info("%d re-run(s) queued again (%s)", len(self.flight), reason)
         self.flight.clear()
+        return requeued
+
+    @property
+    def running(self) -> bool:
+        """A worker of another model is started (loading or loaded)."""
+        return any(pool.workers for pool in self.pools.values())
+
+    def states(self) -> tuple[SlotState, ...]:
+        """The other models' worker slots, each with its model (the Model page and ``asrd status``)."""
+        return tuple(replace(s, model=model) for model, pool in self.pools.items() for s in pool.states())
 
     # ------------------------------------------------------------ internals
 

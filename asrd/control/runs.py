@@ -10,6 +10,7 @@ its in-memory twin (``runs_memory``) keep the same rows.
 from __future__ import annotations
 
 import json
+import math
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -117,6 +118,9 @@ class RunBook(Protocol):
         ...
     def next_due(self) -> float | None: ...
     def drop(self, job_id: int) -> None: ...
+    def waiting(self) -> list[Run]:
+        """Re-runs queued (a retry's wait included) or running, by id: what the compare page follows."""
+        ...
 
 
 # ------------------------------------------------------------------ a transcript in the database
@@ -241,6 +245,10 @@ class RunsBase:
     def next_due(self) -> float | None:
         with self._locked():
             return self._earliest()
+
+    def waiting(self) -> list[Run]:
+        with self._locked():
+            return sorted(self._running() + self._due(math.inf, None), key=lambda r: r.id)
 
     def drop(self, job_id: int) -> None:
         with self._write():

@@ -84,6 +84,7 @@ class SlotState:
     crashes: int  # since its last finished file
     actors: tuple[str, ...] = ()  # cluster mode: one line per actor (node, GPU, files in flight)
     lost: tuple[str, ...] = ()  # cluster mode: nodes given up on or refused, with why
+    model: str | None = None  # a re-run worker's model ([model] rerun_models); None: the configured model
 
 
 @dataclass(frozen=True)
@@ -250,7 +251,8 @@ def render(doc: dict[str, Any]) -> str:
                 where = f" on {slot['device']}" if slot["device"] else ""
                 crashes = f", {slot['crashes']} crash(es)" if slot["crashes"] else ""
                 flight = f"{slot['in_flight']} in flight"
-                lines.append(f"worker {slot['name']}: {slot['phase']}{where}, {flight}{pid}{crashes}")
+                model = f" (re-runs on {slot['model']})" if slot.get("model") else ""
+                lines.append(f"worker {slot['name']}{model}: {slot['phase']}{where}, {flight}{pid}{crashes}")
                 lines += [f"  actor {line}" for line in slot.get("actors") or ()]
                 lines += [f"  lost node {line}" for line in slot.get("lost") or ()]
             if live.get("model_error"):

@@ -10,10 +10,12 @@ and tokens (what was recognised) next to the edited cues (what is shown), marked
 from __future__ import annotations
 
 import difflib
+import itertools
 import json
+import re
 import unicodedata
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -62,6 +64,14 @@ class EditRecord:
     written: tuple[WrittenSidecar, ...]
     machine: tuple[WrittenSidecar, ...]
     newer: float | None = None
+
+
+def relocated(record: EditRecord, moved: Mapping[Path, Path]) -> EditRecord:
+    """The record after its file's sidecars moved (``moved``: old path -> new path) with a renamed file."""
+    def follow(sidecars: tuple[WrittenSidecar, ...]) -> tuple[WrittenSidecar, ...]:
+        return tuple(replace(w, path=moved.get(w.path, w.path)) for w in sidecars)
+
+    return replace(record, written=follow(record.written), machine=follow(record.machine))
 
 
 def _clean_text(raw: str) -> str:
@@ -183,6 +193,44 @@ def machine_facts(machine: Mapping[str, bytes]) -> tuple[int, str | None]:
         return round(float(doc.get("duration") or 0) * SAMPLE_RATE), doc.get("language") or None
     except (KeyError, ValueError, TypeError, AttributeError):
         return 0, None
+
+
+_TIME = re.compile(r"^\s*(?:(\d+):)?(\d{1,2}):(\d{2})[,.](\d{3})\s*-->\s*(?:(\d+):)?(\d{1,2}):(\d{2})[,.](\d{3})")
+
+
+def _ms(h: str | None, m: str, s: str, f: str) -> int:
+    return ((int(h or 0) * 60 + int(m)) * 60 + int(s)) * 1000 + int(f)
+
+
+def _subtitle_cues(text: str) -> tuple[Cue, ...]:
+    """The cues of an .srt or .vtt asrd wrote (a timing line, then the text lines up to a blank line)."""
+    cues: list[Cue] = []
+    lines = text.replace("\r\n", "\n").split("\n")
+    for i, line in enumerate(lines):
+        m = _TIME.match(line)
+        if m is None:
+            continue
+        body = list(itertools.takewhile(lambda x: x.strip() != "", lines[i + 1:]))
+        cues.append(Cue(_ms(*m.group(1, 2, 3, 4)) * MS, _ms(*m.group(5, 6, 7, 8)) * MS, "\n".join(body)))
+    return tuple(cues)
+
+
+def machine_cues(machine: Mapping[str, bytes]) -> tuple[Cue, ...] | None:
+    """The cues of the machine result kept in an edit record: from its .json, else its .srt or .vtt.
+
+    None when there is none of those (a .txt has no times) or it cannot be read.
+    """
+    try:
+        if "json" in machine:
+            doc = json.loads(machine["json"])
+            return tuple(Cue(round(float(c["start"]) * SAMPLE_RATE), round(float(c["end"]) * SAMPLE_RATE),
+                             str(c["text"])) for c in doc.get("cues") or [])
+        for fmt in ("srt", "vtt"):
+            if fmt in machine:
+                return _subtitle_cues(machine[fmt].decode("utf-8"))
+    except (KeyError, ValueError, TypeError, AttributeError):
+        return None
+    return None
 
 
 # ---------------------------------------------------------------- comparing

@@ -31,7 +31,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-__all__ = ["XATTR", "Sidecar", "SidecarError", "choose_paths", "move_sidecars", "owner", "write_atomic"]
+__all__ = [
+    "XATTR", "Sidecar", "SidecarError", "choose_paths", "move_sidecars", "moved_sidecars", "owner", "write_atomic",
+]
 
 
 class SidecarError(Exception):
@@ -291,42 +293,73 @@ def move_sidecars(
     output: OutputSettings,
     *,
     ownership: Ownership,
+    theirs: Mapping[Path, str] | None = None,
 ) -> list[Path]:
     """A finished source was renamed or moved (same content): rename its sidecars to match.
 
-    Only sidecars still asrd's for ``old_source`` move; each gets the name ``new_source`` would get
-    (never over a file that exists) and its mark is re-recorded for the new source before the
-    rename. Returns the sidecars' new paths; raises SidecarError when one cannot move (those
-    already moved stay moved: each is whole under one name or the other).
+    The new paths of ``moved_sidecars``, in its order.
+    """
+    return list(moved_sidecars(old_source, new_source, sidecars, output, ownership=ownership, theirs=theirs).values())
+
+
+def moved_sidecars(
+    old_source: Path,
+    new_source: Path,
+    sidecars: Sequence[Path],
+    output: OutputSettings,
+    *,
+    ownership: Ownership,
+    theirs: Mapping[Path, str] | None = None,
+) -> dict[Path, Path]:
+    """A finished source was renamed or moved (same content): rename its sidecars to match.
+
+    Sidecars still asrd's for ``old_source`` move, and so do the ones asrd wrote for a person from the editor
+    (``theirs``: path -> sha256 of what it wrote) while they still hold exactly that: both are this file's
+    transcript. Each gets the name ``new_source`` would get (never over a file that exists); asrd's mark is
+    re-recorded for the new source before the rename (a person's file gets none). Returns old path -> new path
+    of those that moved; raises SidecarError when one cannot move (those already moved stay moved: each is
+    whole under one name or the other).
     """
     by_fmt: dict[str, Path] = {}
+    person: set[Path] = set()
     for path in sidecars:
         if is_ours(path, old_source, ownership):
             by_fmt[path.suffix.lstrip(".")] = path
+        elif theirs and path in theirs and _holds(path, theirs[path]):
+            by_fmt[path.suffix.lstrip(".")] = path
+            person.add(path)
     if not by_fmt:
-        return []
+        return {}
     language = _language_in(sidecars, old_source, output)
     targets = choose_paths(
         new_source, list(by_fmt), output.naming, output.output_dir, language, overwrite=False, ownership=ownership
     )
-    moved: list[Path] = []
+    moved: dict[Path, Path] = {}
     for fmt, old in by_fmt.items():
         new = targets[fmt]
         if new == old:
-            moved.append(old)
+            moved[old] = old
             continue
         try:
             if os.path.lexists(new):
                 raise SidecarError(new, "exists; the sidecar of the moved file was left under its old name")
             new.parent.mkdir(parents=True, exist_ok=True)
-            ownership.record(new, old, Mark(_source_id(new_source), own.digest(old.read_bytes())))
+            if old not in person:
+                ownership.record(new, old, Mark(_source_id(new_source), own.digest(old.read_bytes())))
             os.rename(old, new)
             ownership.forget(old)
         except OSError as err:
             raise SidecarError(old, f"cannot move to {new}: {err.strerror or err}", environmental=True) from err
         log.info("moved %s -> %s", old, new)
-        moved.append(new)
+        moved[old] = new
     return moved
+
+
+def _holds(path: Path, sha256: str) -> bool:
+    try:
+        return own.digest(path.read_bytes()) == sha256
+    except OSError:
+        return False
 
 
 def _language_in(sidecars: Sequence[Path], source: Path, output: OutputSettings) -> str | None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import difflib
 import json
 import re
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,7 +33,8 @@ from asrd.output.ownership import for_store
 from asrd.output.sidecars import is_ours
 from asrd.output.textguard import clean
 from asrd.records import SAMPLE_RATE
-from asrd.web.api import act
+from asrd.web.api import act, sse
+from asrd.web.hub import Hub
 from asrd.web.pages import page
 from asrd.web.port import DaemonPort
 
@@ -217,8 +219,30 @@ async def compare_page(request: Request) -> Response:
                 formats=[f for f in SIDECAR_FORMATS if any(p.suffix == "." + f for p in job.sidecars)])
 
 
+async def compare_events(request: Request) -> Response:
+    """SSE for the compare page: this job's waiting re-runs (event ``runs``: ``[[run id, state], ...]``), at
+    once and whenever they change (a run starts, finishes or fails): the page reloads then, it never polls."""
+    hub: Hub = request.app.state.hub
+    job_id = request.path_params["job_id"]
+
+    async def stream() -> AsyncIterator[str]:
+        sent: list[list[Any]] | None = None
+        async for item in hub.stream():
+            if item is None:
+                yield ": keep-alive\n\n"
+                continue
+            seq, snap = item
+            mine = [[run_id, state] for job, run_id, state in snap.runs if job == job_id]
+            if mine != sent:
+                sent = mine
+                yield f"id: {seq}\nevent: runs\ndata: {json.dumps(mine)}\n\n"
+
+    return sse(stream())
+
+
 ROUTES = [
     Route("/compare/{job_id:int}", compare_page),
+    Route("/compare/{job_id:int}/events", compare_events),
     Route("/api/jobs/{job_id:int}/runs", runs_api),
     Route("/api/jobs/{job_id:int}/rerun", rerun_api, methods=["POST"]),
     Route("/api/jobs/{job_id:int}/runs/{run_id:int}/choose", choose_api, methods=["POST"]),

@@ -22,6 +22,7 @@ from asrd.control.actions import Action, ActionKind
 from asrd.control.jobs import Job
 from asrd.output.cuerules import CueRules, check
 from asrd.output.edits import MAX_BODY_BYTES, MS, DiffRow, EditError, cues_doc, diff, parse_cues
+from asrd.output.edits import machine_cues as kept_cues
 from asrd.records import Cue
 from asrd.web.api import act
 from asrd.web.port import DaemonPort
@@ -60,9 +61,15 @@ def _duration(port: DaemonPort, job: Job) -> int | None:
 
 
 def machine_cues(port: DaemonPort, job: Job) -> list[Cue]:
-    """The latest machine result's cues (the library holds the machine's, whatever the files say)."""
+    """The latest machine result's cues: kept in the edit record once edited (the library, like search,
+    follows the sidecars), else the library's."""
+    record = port.jobs.edited(job.id)
+    if record is not None:
+        kept = kept_cues({m.fmt: m.content for m in record.machine})
+        if kept is not None:
+            return list(kept)
     entry = port.jobs.library.get(job.id)
-    return [Cue(c.start, c.end, c.text) for c in entry.cues] if entry is not None else []
+    return [Cue(c.start, c.end, c.text) for c in entry.cues] if entry is not None and record is None else []
 
 
 def _diff_doc(rows: list[DiffRow]) -> list[dict[str, Any]]:
@@ -73,10 +80,11 @@ def _diff_doc(rows: list[DiffRow]) -> list[dict[str, Any]]:
 def state(port: DaemonPort, job: Job) -> dict[str, Any]:
     """What the viewer shows about edits: saved when, a newer machine result, the difference per cue."""
     record = port.jobs.edited(job.id)
+    gap = port.settings.subtitles.min_gap_ms  # what a split leaves between the halves (the checker's "gap")
     if record is None:
-        return {"edited": False, "saved": None, "newer": None, "diff": [], "changed": 0}
+        return {"edited": False, "saved": None, "newer": None, "diff": [], "changed": 0, "min_gap_ms": gap}
     rows = diff(machine_cues(port, job), record.cues)
-    return {"edited": True, "saved": record.saved, "newer": record.newer, "diff": _diff_doc(rows),
+    return {"edited": True, "min_gap_ms": gap, "saved": record.saved, "newer": record.newer, "diff": _diff_doc(rows),
             "changed": sum(1 for r in rows if r.op != "equal" or r.retimed),
             "files": [w.path.name for w in record.written]}
 

@@ -19,7 +19,7 @@ from asrd.config import Settings
 from asrd.control.actions import Action, ActionQueue, Controls, apply_all
 from asrd.control.jobs import JobState
 from asrd.control.status import LiveState
-from asrd.web.port import InboxInfo, JobReader, Publisher, Snapshot
+from asrd.web.port import InboxInfo, JobReader, Publisher, Snapshot, waiting_runs
 
 if TYPE_CHECKING:
     from asrd.control.daemon import Daemon
@@ -118,7 +118,7 @@ class WebHook:
         return Snapshot(
             live, tuple((s, counts.get(s, 0)) for s in JobState), self.controls.paused, settling,
             daemon.dispatcher.idle_deadline(), inboxes, daemon.dispatcher.meter.speed(), ctl.ignored.recent(),
-            ctl.reconciler.report, daemon.last_scan, taken=time.time(),
+            ctl.reconciler.report, daemon.last_scan, runs=waiting_runs(daemon.store.runs), taken=time.time(),
         )
 
     # ------------------------------------------------------------ DaemonPort (web thread)

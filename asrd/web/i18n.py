@@ -87,6 +87,7 @@ ZH: dict[str, str] = {
     "when idle for as long as a cold start costs in energy": "空闲时间达到一次冷启动的能耗时",
     "never": "从不", "after {span} with nothing to do": "无事可做 {span}后", "New files": "新文件",
     "start as they arrive": "到达即开始", "Workers": "工作进程", "Files in flight": "处理中的文件", "Crashes": "崩溃",
+    "re-runs on {model}": "重新转写使用 {model}",
     "Unload now": "立即卸载", "Warm up": "预热", "Resume all": "全部恢复", "Pause all": "全部暂停",
     "Unloading ends the model's worker process: all of its memory (GPU memory included) goes back. "
     "The next file, or \"Warm up\", starts it again.":

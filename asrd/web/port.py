@@ -50,6 +50,7 @@ class Snapshot:
     ignored: tuple[Ignored, ...] = ()  # recent files the rules kept out, newest first
     reconcile: Report = NO_REPORT  # the last look for files without a job
     last_scan: float | None = None  # the last full look at the inboxes (start or rescan)
+    runs: tuple[tuple[int, int, str], ...] = ()  # re-runs queued or running: (job id, run id, state); compare page
     taken: float = field(default=0.0, compare=False)
 
     def count(self, state: JobState) -> int:
@@ -86,6 +87,11 @@ class DaemonPort(Protocol):
     def submit(self, action: Action) -> Future[str]: ...
     def listen(self, callback: Callable[[Snapshot], None]) -> None: ...
     def recent_logs(self) -> list[str]: ...
+
+
+def waiting_runs(runs: RunBook) -> tuple[tuple[int, int, str], ...]:
+    """``Snapshot.runs`` from the run book (one indexed query per loop turn, like the job counts)."""
+    return tuple((r.job_id, r.id, r.state.value) for r in runs.waiting())
 
 
 def _unstamped(snap: Snapshot) -> Snapshot:

@@ -24,7 +24,7 @@ from asrd.control.settle import Settling
 from asrd.control.speed import Speed
 from asrd.control.status import InboxState, LiveState
 from asrd.control.watch import scan
-from asrd.web.port import InboxInfo, Publisher, Snapshot
+from asrd.web.port import InboxInfo, Publisher, Snapshot, waiting_runs
 from asrd.worker.protocol import Worker
 
 
@@ -37,8 +37,13 @@ class FakeDispatcher:
         self.progress: dict[int, object] = {}
         self.accepting = True
         self.shutdowns: list[str] = []
+        self.requeued = 0
         self.cancelled: list[int] = []  # jobs whose worker was ended by a cancel
         self.paused_inboxes: frozenset[str] = frozenset()
+
+    @property
+    def any_worker(self) -> bool:
+        return self.worker is not None
 
     def warm_up(self) -> bool:
         if self.worker is not None:
@@ -115,7 +120,7 @@ class MemoryPort:
         settling = sum(len(v) for v in self.settling.values())
         return Snapshot(self.live, tuple((s, counts.get(s, 0)) for s in JobState), self.controls.paused,
                         settling, None, inboxes, self.speed, ctl.ignored.recent(), ctl.reconciler.report,
-                        self.last_scan, taken=self.clock())
+                        self.last_scan, runs=waiting_runs(self.store.runs), taken=self.clock())
 
     def recent_logs(self) -> list[str]:
         return list(self.log_lines)

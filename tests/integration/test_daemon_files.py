@@ -13,9 +13,12 @@ import pytest
 import soundfile as sf
 from test_daemon import JFK, Harness, sidecars
 
+from asrd.control import edits
 from asrd.control.fingerprint import EDGE_BYTES
 from asrd.control.jobs import JobState
 from asrd.output import ownership
+from asrd.output.sidecars import is_ours
+from asrd.records import Cue
 from asrd.testing.inline_worker import InlineWorker
 from asrd.worker.protocol import Task
 
@@ -78,6 +81,35 @@ def test_renamed_and_moved_files_take_their_sidecars_along(
     assert h.store.retry(h.now(), h.inbox / "1961" / "kennedy.flac") == 1
     h.run_until(lambda: h.sent == ["rec001.flac", "kennedy.flac"])  # type: ignore[attr-defined]
     h.run_until(h.done("1961/kennedy.flac"))
+
+
+def test_edited_sidecars_follow_a_renamed_file_and_the_edit_record_too(h: Harness) -> None:
+    shutil.copy(JFK, h.inbox / "rec002.flac")
+    h.run_until(h.done("rec002.flac"))
+    job = h.store.get(h.inbox / "rec002.flac")
+    assert job is not None
+    edits.save(h.store, job, (Cue(8_000, 32_000, "Corrected by a person."),), h.now())
+    corrected = {p.suffix: p.read_bytes() for p in job.sidecars}
+    (h.inbox / "rec002.flac").rename(h.inbox / "speech.flac")
+    h.run_until(h.done("speech.flac"))
+    settle(h)
+    assert h.sent == ["rec002.flac"]  # type: ignore[attr-defined]  # still no model time: the transcript moved
+    assert sidecars(h.inbox) == ["speech.srt", "speech.txt"]
+    assert {p.suffix: p.read_bytes() for p in (h.inbox / "speech.srt", h.inbox / "speech.txt")} == corrected
+    moved = h.store.by_id(job.id)
+    assert moved is not None and sorted(p.name for p in moved.sidecars) == ["speech.srt", "speech.txt"]
+    entry = h.store.library.get(job.id)
+    assert entry is not None and entry.summary.name == "speech.flac"  # search hits name the file as it is now
+    assert [c.text for c in entry.cues] == ["Corrected by a person."]
+    record = h.store.edited(job.id)
+    assert record is not None
+    assert sorted(w.path.name for w in record.written) == sorted(m.path.name for m in record.machine) == [
+        "speech.srt", "speech.txt"]
+    own = ownership.for_store(h.store)
+    assert not any(is_ours(p, moved.path, own) for p in moved.sidecars)  # still the person's
+    assert "rewritten" in edits.discard(h.store, moved, h.now())  # and discard finds them under the new name
+    assert all(is_ours(p, moved.path, own) for p in moved.sidecars)
+    assert "Corrected" not in (h.inbox / "speech.srt").read_text(encoding="utf-8")
 
 
 def test_a_copy_is_transcribed_and_the_original_keeps_its_sidecars(h: Harness) -> None:

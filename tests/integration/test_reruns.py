@@ -4,17 +4,19 @@ the inline worker twin where only the daemon's logic is under test."""
 from __future__ import annotations
 
 import shutil
+from dataclasses import asdict
 from pathlib import Path
 
 import pytest
 from test_daemon import JFK, Harness
 
 from asrd.control import edits
-from asrd.control.actions import ActionRefused
+from asrd.control.actions import Action, ActionKind, ActionRefused, Controls, apply
 from asrd.control.daemon import Daemon
 from asrd.control.jobs import Job
 from asrd.control.runs import RerunOptions, RunOrigin, RunState
 from asrd.control.service import ServiceState
+from asrd.control.status import render
 from asrd.output.edits import parse_cues
 from asrd.output.ownership import for_store
 from asrd.output.sidecars import is_ours
@@ -213,6 +215,36 @@ def test_cli_rerun_is_picked_up_by_the_daemon(inline: Harness, tmp_path: Path,
         h.run_until(lambda: _runs_done(h, job, 2))
         run = h.store.runs.get(2)
         assert run is not None and run.transcript is not None and run.transcript.language == "yue"
+    finally:
+        h.daemon.stop(h.now())
+        h.store.close()
+
+
+def test_rerun_workers_show_as_slots_and_unload_ends_them(tmp_path: Path) -> None:
+    h = Harness(tmp_path, InlineWorker, rerun_models=["other-model"])
+    h.daemon.start(h.now())
+    controls = Controls(h.store, h.daemon.dispatcher, reruns=h.daemon.reruns)
+    try:
+        job = _done_job(h)
+        assert apply(Action(ActionKind.UNLOAD), controls, h.now()) == "model unloaded"  # the configured model's
+        run_id = int(h.daemon.reruns.request(job.id, RerunOptions(model="other-model"), h.now()))
+        h.daemon.reruns.step(h.now(), True)  # its own pool: spawned, the run placed, not answered yet
+        assert h.store.runs.get(run_id).state is RunState.RUNNING  # type: ignore[union-attr]
+        assert h.daemon.dispatcher.worker is None  # only the re-run worker runs
+        slots = h.daemon._live().slots
+        assert [(s.name, s.model) for s in slots] == [("worker", None), ("other-model", "other-model")]
+        assert slots[1].in_flight == 1 and slots[1].phase in ("loading", "busy")
+        status = {"running": True, "pid": 1, "state_dir": str(tmp_path), "queue": None,
+                  "daemon": asdict(h.daemon._live())}
+        assert "worker other-model (re-runs on other-model): " in render(status)
+        # unload ends it too; the run in flight is queued again without costing an attempt
+        assert apply(Action(ActionKind.UNLOAD), controls, h.now()) == "model unloaded; 1 re-run(s) queued again"
+        run = h.store.runs.get(run_id)
+        assert run is not None and run.state is RunState.QUEUED and run.attempts == 0
+        assert not h.daemon.reruns.pools and not h.daemon.reruns.busy
+        with pytest.raises(ActionRefused, match="not loaded"):
+            apply(Action(ActionKind.UNLOAD), controls, h.now())
+        h.run_until(lambda: _runs_done(h, job, 2))
     finally:
         h.daemon.stop(h.now())
         h.store.close()

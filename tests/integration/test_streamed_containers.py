@@ -90,14 +90,14 @@ def test_progress_total_unknown_until_decoded(streamed_audio: dict[str, Path]) -
 def test_transcribe_bar_has_no_end_until_the_length_is_known(
     streamed_audio: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from asrd import cli
+    from asrd import cli_model
 
     src = tmp_path / "browser.webm"
     src.write_bytes(streamed_audio["browser.webm"].read_bytes())
     settings = load_settings(None, {"output": {"formats": ["txt"]}})
     pipeline = Pipeline(settings, FakeRecognizer(), budget=SLOW, frontend_threads=0)
     pipeline.engine = Engine(pipeline.recognizer, segmenter_factory(settings.vad), SLOW, ahead_samples=SAMPLE_RATE)
-    assert cli._run_all(pipeline, [src]) == []
+    assert cli_model._run_all(pipeline, [src]) == []
     frames = [f.strip() for f in capsys.readouterr().err.replace("\n", "\r").split("\r") if "file(s)" in f]
     counting = [f for f in frames if "%" not in f]
     assert len(counting) >= 2, frames  # the start and at least one step while decoding

@@ -147,3 +147,34 @@ def test_asrd_status_names_edits_with_a_newer_machine_result(tmp_path: Path) -> 
     doc = report(tmp_path)
     assert doc["edited_newer"] == [{"job_id": job.id, "path": str(source)}]
     assert f"edited by you, newer machine result kept: {source}" in render(doc)
+
+
+def _hits(store: JobStore, text: str) -> list[tuple[int, str]]:
+    from asrd.control.library import LibraryQuery
+    return [(h.cue.start, h.cue.text) for h in store.library.search(LibraryQuery(text=text)).hits]
+
+
+@pytest.mark.parametrize("formats", [("txt", "srt", "vtt", "json"), ("srt",), ("vtt", "txt")])
+def test_search_follows_the_sidecars_through_save_new_result_and_discard(store: JobStore, tmp_path: Path,
+                                                                         formats: tuple[str, ...]) -> None:
+    source = tmp_path / "a.wav"
+    source.write_bytes(b"\0" * 8)
+    job = finished_owned(store, source, SPANS, language="en", formats=formats)
+    assert _hits(store, "sentence") == [(3 * 16_000, "The second sentence.")]
+    edits.save(store, job, (Cue(8_000, 32_000, "Hello there."), Cue(56_000, 80_000, "A corrected phrase.")), 2.0)
+    assert _hits(store, "sentence") == []
+    assert _hits(store, "corrected") == [(56_000, "A corrected phrase.")]  # opens at the edited cue's time
+    entry = store.library.get(job.id)
+    assert entry is not None and entry.summary.cues == 2 and entry.summary.language == "en"
+    # the file is transcribed again: the new machine result goes into the record, search still shows the edit
+    from asrd.control.library import index_transcript
+    from asrd.output.cuerules import DEFAULT_RULES
+    from asrd.output.formats import render
+    from asrd.testing.library import transcript
+    newer = transcript(source, [(1.0, 2.5, "A newer machine sentence.")], language="en")
+    edits.keep_edits(store, job, lambda fmts: render(newer, fmts), 3.0)
+    index_transcript(store, job.id, job.inbox, source, 3.0, newer, DEFAULT_RULES)
+    assert _hits(store, "corrected") == [(56_000, "A corrected phrase.")] and _hits(store, "newer") == []
+    edits.discard(store, job, 4.0)
+    assert _hits(store, "corrected") == []
+    assert _hits(store, "newer") == [(16_000, "A newer machine sentence.")]

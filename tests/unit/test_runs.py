@@ -104,3 +104,18 @@ def test_a_version_4_database_gets_the_run_table(tmp_path: Path) -> None:
         assert [r.options.itn for r in s.runs.of_job(job_id)] == [False]
     with SqliteJobStore.open_readonly(db) as s:  # the dashboard's own connection reads them
         assert len(s.runs.of_job(job_id)) == 1
+
+
+def test_waiting_runs_are_what_the_compare_page_follows(store: JobStore) -> None:
+    job_id = _job(store)
+    runs = store.runs
+    runs.record_auto(job_id, RerunOptions(), T1, "3:h", 1.0)
+    a = runs.add(job_id, RerunOptions(language="en"), "", "3:h", 2.0)
+    b = runs.add(job_id, RerunOptions(model="paraformer"), "paraformer", "3:h", 3.0)
+    assert [(r.id, r.state) for r in runs.waiting()] == [(a.id, RunState.QUEUED), (b.id, RunState.QUEUED)]
+    runs.claim(5.0, "")
+    runs.fail(a.id, "worker died", 6.0, attempt=True)  # back off: still waiting, not yet due
+    runs.claim(6.0, "paraformer")
+    assert [(r.id, r.state) for r in runs.waiting()] == [(a.id, RunState.QUEUED), (b.id, RunState.RUNNING)]
+    runs.finish(b.id, T2, 7.0)
+    assert [r.id for r in runs.waiting()] == [a.id]

@@ -218,3 +218,13 @@ def test_model_page_lists_each_worker_slot(client: TestClient, port: MemoryPort)
     assert page.count('<tr class="slot">') == 2
     assert "<td>gpu 0</td><td>busy</td><td>cuda</td><td>3</td><td>4242</td>" in page
     assert "<td>gpu 1</td><td>off</td><td></td><td>0</td><td></td><td>2</td>" in page
+
+
+def test_model_page_shows_rerun_workers_with_their_model(client: TestClient, port: MemoryPort) -> None:
+    from asrd.control.status import SlotState
+
+    port.set_live(slots=(SlotState("worker", "off", None, None, 0, 0),
+                         SlotState("rerun paraformer-zh", "busy", 4343, "cpu", 1, 0, model="/models/paraformer-zh")))
+    page = client.get("/model").text
+    assert page.count('<tr class="slot') == 2 and page.count('<tr class="slot rerun">') == 1
+    assert "re-runs on /models/paraformer-zh" in page

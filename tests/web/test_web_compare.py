@@ -125,3 +125,31 @@ def test_align_joins_overlapping_cues_and_marks_cjk_by_character() -> None:
     assert [(r.start, r.end, r.texts) for r in rows] == [(0, 20, ("a b c", "a b c", "")), (30, 40, ("", "", "d"))]
     assert [r.differs for r in align([[Span(0, 10, "a b"), Span(10, 20, "c")], [Span(0, 20, "a  b c")]])] == [False]
     assert [t for t, m in marked("今天去公园", "今天去花园") if m] == ["花"]
+
+
+def _first_runs_event(client: Any, job_id: int) -> Any:
+    import json
+
+    with client.stream("GET", f"/compare/{job_id}/events") as answer:
+        assert answer.headers["content-type"].startswith("text/event-stream")
+        lines = []
+        for line in answer.iter_lines():
+            lines.append(line)
+            if line.startswith("data:"):
+                break
+    assert lines[1] == "event: runs"
+    return json.loads(lines[2][5:])
+
+
+def test_the_compare_page_is_pushed_its_waiting_runs(client: Any, port: Any, tmp_path: Path) -> None:
+    job = done_job(port, tmp_path)
+    run_id = int(client.post(f"/api/jobs/{job.id}/rerun", json={"language": "en"}).json()["message"])
+    port.publish()  # what the daemon loop does after every turn
+    assert port.snapshot().runs == ((job.id, run_id, "queued"),)
+    assert _first_runs_event(client, job.id) == [[run_id, "queued"]]
+    assert _first_runs_event(client, job.id + 1) == []  # another job's page: nothing of this one's
+    finish_rerun(port, run_id, job.path)
+    port.publish()
+    assert port.snapshot().runs == ()
+    assert _first_runs_event(client, job.id) == []
+    client.app.state.hub.close()

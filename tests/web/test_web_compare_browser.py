@@ -57,6 +57,8 @@ def test_rerun_compare_and_choose(chromium: Any, daemon: tuple[str, Path], tmp_p
     first = srt.read_bytes()
 
     page = chromium.new_page(viewport={"width": 1280, "height": 860})
+    requested: list[str] = []  # what the page requested: it follows the re-run over SSE and never polls
+    page.on("request", lambda r: requested.append(r.url))
     page.goto(f"{url}/viewer/{job}")
     page.click("#compare-link")
     page.wait_for_selector("#rerun")
@@ -67,6 +69,8 @@ def test_rerun_compare_and_choose(chromium: Any, daemon: tuple[str, Path], tmp_p
     # The page follows the re-run and shows both results once it is done (the other model loads first).
     page.wait_for_function("() => document.querySelectorAll('#grid thead th').length === 3", timeout=150_000)
     assert srt.read_bytes() == first  # the re-run wrote nothing
+    assert not [u for u in requested if u.endswith(f"/api/jobs/{job}/runs")], "the page polled"
+    assert any(u.endswith(f"/compare/{job}/events") for u in requested)
     assert page.eval_on_selector_all("#grid thead th", "ths => ths.length") == 3  # time + two runs
     differing = page.eval_on_selector_all("#grid tr.differs", "rows => rows.length")
     assert differing > 0 and page.eval_on_selector_all("#grid mark", "m => m.length") > 0

@@ -62,12 +62,23 @@ def test_correct_a_cue_and_see_it_in_the_srt(chromium: Any, daemon: tuple[str, P
     assert n >= 2
     first = "#edit-cues li:nth-child(1) .t-text"
     page.fill(first, "And so, my fellow Americans")
+    # split with the cursor before all text: refused with a message (not a script error), nothing split
+    page.focus(first)
+    page.evaluate(f"() => document.querySelector('{first}').setSelectionRange(0, 0)")
+    page.keyboard.press("Control+Enter")
+    page.wait_for_function("() => /cursor inside the text/.test(document.querySelector('#ed-status').textContent)",
+                           timeout=5_000)
+    assert rows(page) == n
     # split at the cursor (after "And so,"), undo, redo
     page.focus(first)
     page.evaluate(f"() => document.querySelector('{first}').setSelectionRange(7, 7)")
     page.keyboard.press("Control+Enter")
     page.wait_for_function(f"() => document.querySelectorAll('#edit-cues li').length === {n + 1}")
     assert page.input_value("#edit-cues li:nth-child(2) .t-text") == "my fellow Americans"
+    # the halves are [subtitles] min_gap_ms (83 by default) apart, so the checker has no "gap" to warn about
+    ms = [page.input_value(f"#edit-cues li:nth-child({k}) {c}") for k, c in ((1, ".t-end"), (2, ".t-start"))]
+    (m1, s1), (m2, s2) = (t.split(":") for t in ms)
+    assert round((int(m2) * 60 + float(s2) - int(m1) * 60 - float(s1)) * 1000) == 83, ms
     page.keyboard.press("Control+z")
     page.wait_for_function(f"() => document.querySelectorAll('#edit-cues li').length === {n}")
     assert page.input_value(first) == "And so, my fellow Americans"

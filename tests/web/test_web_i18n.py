@@ -60,7 +60,8 @@ def port(tmp_path: Path) -> Any:
     p.settling = {key: (Settling(memos / "会议.m4a", now + 3.4, True, False),)}
     p.speed = Speed(20.0, 0.001)
     p.set_live(current=(CurrentFile(str(memos / "文件3.m4a"), 3.0, 10.0),), worker_pid=None, device="cpu",
-               slots=(SlotState("gpu 0", "busy", 42, "cuda", 1, 0), SlotState("gpu 1", "off", None, None, 0, 1)))
+               slots=(SlotState("gpu 0", "busy", 42, "cuda", 1, 0), SlotState("gpu 1", "off", None, None, 0, 1),
+                      SlotState("paraformer", "busy", 43, "cpu", 1, 0, model="iic/paraformer")))
     return p
 
 

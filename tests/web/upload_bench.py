@@ -1,7 +1,8 @@
 """Upload throughput and the daemon's memory while it streams:
-``python tests/web/upload_bench.py [--browser] [MB ...]``.
+``python tests/web/upload_bench.py [--browser] [--model DIR] [MB ...]``.
 
-Starts ``asrd run`` with the dashboard on a free loopback port and new files paused (no model worker),
+Starts ``asrd run`` with the dashboard on a free loopback port (``--model``: ``[model] name``, say the tiny
+test model from ``python -m asrd.testing build sensevoice-tiny DIR``) and new files paused (no model worker),
 then for each size sends one file of that many MiB with curl (multipart), or with ``--browser`` through
 the Upload page in Chromium (Playwright, as a person would), and prints the time, MiB/s and the daemon's
 VmRSS / VmHWM (peak) from /proc. Not a test: numbers for README/notes.
@@ -43,7 +44,7 @@ def send_browser(page: Any, url: str, src: Path, name: str) -> None:
     assert page.get_attribute("#uploads tbody tr", "data-state") == "done", page.text_content("#uploads")
 
 
-def main(sizes: list[int], browser: bool) -> None:
+def main(sizes: list[int], browser: bool, model: str | None = None) -> None:
     page = None
     if browser:
         from playwright.sync_api import sync_playwright
@@ -60,7 +61,8 @@ def main(sizes: list[int], browser: bool) -> None:
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]
         config = root / "config.toml"
-        config.write_text(f'[daemon]\nstate_dir = "{root / "state"}"\n[web]\nenabled = true\n'
+        model_table = f'[model]\nname = "{model}"\n' if model else ""
+        config.write_text(f'{model_table}[daemon]\nstate_dir = "{root / "state"}"\n[web]\nenabled = true\n'
                           f'listen = "127.0.0.1:{port}"\n[[inbox]]\npath = "{inbox}"\n')
         env = {k: v for k, v in os.environ.items() if not k.startswith("ASRD_")}
         proc = subprocess.Popen([sys.executable, "-m", "asrd", "run", "--config", str(config)], env=env,
@@ -105,4 +107,8 @@ def main(sizes: list[int], browser: bool) -> None:
 
 if __name__ == "__main__":
     args = sys.argv[1:]
-    main([int(a) for a in args if a != "--browser"] or [50, 500], "--browser" in args)
+    model = args[args.index("--model") + 1] if "--model" in args else None
+    if model is not None:
+        args.remove("--model")
+        args.remove(model)
+    main([int(a) for a in args if a != "--browser"] or [50, 500], "--browser" in args, model)

@@ -25,17 +25,22 @@
     return {ok: answer.ok && doc.ok !== false, doc: doc};
   }
 
-  // While a run is queued or running, look again every 2 s (only while this page is open).
+  // While a run is queued or running, the server pushes this job's waiting runs (SSE, no polling); when they
+  // differ from what the page shows (one started, finished or failed), the page is drawn again.
   function follow() {
-    const waiting = document.querySelector("tr[data-state=queued], tr[data-state=running]");
-    if (!waiting) return;
-    setTimeout(async function () {
-      const answer = await fetch("/api/jobs/" + job + "/runs", {credentials: "same-origin"});
-      if (!answer.ok) return follow();
-      const doc = await answer.json();
-      if (doc.runs.some(function (r) { return r.state === "queued" || r.state === "running"; })) return follow();
+    function key(runs) {  // [[run id, state], ...] in run id order, whatever order the table has
+      return JSON.stringify(runs.slice().sort(function (a, b) { return a[0] - b[0]; }));
+    }
+    const shown = Array.from(document.querySelectorAll("tr[data-state=queued], tr[data-state=running]"))
+      .map(function (tr) { return [parseInt(tr.id.slice(4), 10), tr.dataset.state]; });
+    if (!shown.length) return;
+    const source = new EventSource("/compare/" + job + "/events", {withCredentials: true});
+    source.addEventListener("runs", function (event) {
+      if (key(JSON.parse(event.data)) === key(shown)) return;
+      source.close();
       location.reload();
-    }, 2000);
+    });
+    window.addEventListener("pagehide", function () { source.close(); });
   }
 
   document.getElementById("rerun").addEventListener("submit", async function (event) {

@@ -114,12 +114,18 @@
   function split(i, at) {
     var c = cues[i], text = c.text, a = text.slice(0, at).trim(), b = text.slice(at).trim();
     if (!a || !b) { say(t("put the cursor inside the text where the cue should be split"), true); return; }
-    var t = media ? Math.round(media.currentTime * 1000) : NaN, cut;
-    if (t > c.start_ms && t < c.end_ms) cut = t;  // at the playhead when it is inside the cue
+    // not "var t": that would hide the i18n helper t() in this whole function (hoisting), say(t(...)) included
+    var playhead = media ? Math.round(media.currentTime * 1000) : NaN, cut;
+    if (playhead > c.start_ms && playhead < c.end_ms) cut = playhead;  // at the playhead when it is inside the cue
     else cut = c.start_ms + Math.round((c.end_ms - c.start_ms) * at / Math.max(1, text.length));
     cut = Math.max(c.start_ms + 1, Math.min(c.end_ms - 1, cut));
+    // leave the configured minimum gap ([subtitles] min_gap_ms) between the halves when both keep some time
+    var gap = parseInt(box.dataset.gap, 10) || 0, aEnd = cut, bStart = cut;
+    if (gap > 0 && cut - Math.floor(gap / 2) > c.start_ms && cut - Math.floor(gap / 2) + gap < c.end_ms) {
+      aEnd = cut - Math.floor(gap / 2); bStart = aEnd + gap;
+    }
     remember(); typing = null;
-    cues.splice(i, 1, {start_ms: c.start_ms, end_ms: cut, text: a}, {start_ms: cut, end_ms: c.end_ms, text: b});
+    cues.splice(i, 1, {start_ms: c.start_ms, end_ms: aEnd, text: a}, {start_ms: bStart, end_ms: c.end_ms, text: b});
     current = i + 1; draw(); check(); focusText(i + 1, 0);
   }
   function merge(i) {
