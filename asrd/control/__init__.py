@@ -12,7 +12,8 @@ A file's way through this room::
                  the job's not_before), a CPU-only spec while quiet; schedule_series.py reads the price or
                  carbon series on a helper thread; planview.py is ``asrd plan``; wait_log.py keeps each
                  job's class and the signal when it was held and let go (beside the energy log)
-    dispatch.py  claims jobs, places them on workers, failure policy, writes sidecars
+    dispatch.py  claims jobs, places them on workers, failure policy, writes sidecars; inboxviews.py:
+                 each inbox's effective settings and the worker's EngineSpec, from the config
     pool.py      the model workers, one per device (gpus.py finds GPUs without torch): backoff,
                  idle unload, leases
     daemon.py    Daemon: start/step(now)/stop tying them together; timers.py: rescans, idle unload, retries

@@ -20,10 +20,11 @@ from typing import TYPE_CHECKING
 from asrd import __version__
 from asrd.config import ConfigError, DaemonSettings, Settings, load_settings, with_folders
 from asrd.control import apiinbox
-from asrd.control.dispatch import Dispatcher, InboxView, engine_spec, inbox_views
+from asrd.control.dispatch import Dispatcher
 from asrd.control.energy_log import EnergyLog
 from asrd.control.ignore import IgnoreRules
 from asrd.control.inboxctl import for_daemon
+from asrd.control.inboxviews import InboxView, engine_spec, inbox_views
 from asrd.control.intake import Intake
 from asrd.control.jobs import JobState, JobStore, Outcome
 from asrd.control.leftovers import sweep_temp_files
