@@ -17,6 +17,7 @@ A file's way through this room::
     pool.py      the model workers, one per device (gpus.py finds GPUs without torch): backoff,
                  idle unload, leases
     daemon.py    Daemon: start/step(now)/stop tying them together; timers.py: rescans, idle unload, retries
+                 watched.py: the watched folders (watcher, ignore rules, settle tracker each)
     driver.py    ``asrd run``: the real clocks, signals and watchdog around a Daemon
 
 After a file is done::
