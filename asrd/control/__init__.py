@@ -7,7 +7,8 @@ A file's way through this room::
     settle.py    "is it completely written?" - stable size and mtime, looked at twice
     intake.py    a settled path -> a new job, a renamed finished file (its sidecars follow), or nothing
     jobs.py      the durable queue: records and the JobStore protocol; jobs_base.py its rules (once),
-                 jobs_sqlite.py (SQLite, WAL) and jobs_memory.py (the twin); fingerprint.py
+                 jobs_sqlite.py (SQLite, WAL; jobs_schema.py its tables, migrations and rows) and
+                 jobs_memory.py (the twin); fingerprint.py
     schedule.py  [schedule]: holds backlog until its window and everything during quiet hours (through
                  the job's not_before), a CPU-only spec while quiet; schedule_series.py reads the price or
                  carbon series on a helper thread; planview.py is ``asrd plan``; wait_log.py keeps each
