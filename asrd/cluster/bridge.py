@@ -24,12 +24,13 @@ import os
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
 from asrd.cluster.actor import NodeWorker
+from asrd.cluster.actorbook import ActorSlot, node_spec
 from asrd.cluster.handshake import Hello, local_hello, refusal
 from asrd.cluster.pathmap import PathMap
 from asrd.worker.protocol import (
@@ -53,43 +54,6 @@ _TICK = 0.1  # seconds the loop waits for an actor's answer or the daemon's next
 _POLL_WAIT = 1.0  # seconds an actor's poll blocks when it has nothing to say
 _NODES_EVERY = 5.0  # seconds between looks at the cluster's node list
 _BACKOFF = (2.0, 5.0, 15.0, 60.0)  # seconds before a node gets a new actor after one crashed there
-
-
-@dataclass(eq=False)
-class ActorSlot:
-    """One actor on a node, as the bridge tracks it."""
-
-    name: str
-    node_id: str
-    node_ip: str
-    handle: Any  # a Ray ActorHandle (Ray's API is untyped)
-    started: float
-    ref: Any = None  # the outstanding hello or poll call
-    hello: Hello | None = None
-    loaded: Loaded | None = None
-    tasks: dict[int, Task] = field(default_factory=dict)  # job id -> the daemon's task (daemon path)
-    heard: float = 0.0  # last word about a file, or when it was given its first
-    idle_since: float | None = None
-    lost: bool = False  # its node was given up on; a late answer still passes (the lease drops it)
-    solo: bool = False  # runs a suspect file alone
-
-    def room(self) -> int:
-        if self.lost or self.loaded is None or self.solo:
-            return 0
-        return max(1, self.loaded.capacity) - len(self.tasks)
-
-    def line(self) -> str:
-        phase = "starting" if self.hello is None else "loading" if self.loaded is None else (
-            "busy" if self.tasks else "idle")
-        return f"{self.name}: {phase}, {len(self.tasks)} in flight" + (" (one file at a time)" if self.solo else "")
-
-
-def node_spec(spec: EngineSpec) -> EngineSpec:
-    """What each actor loads: the daemon's model and VAD settings on the cluster's device. Ray has set the
-    actor's visible GPUs already, so nothing is pinned here."""
-    assert spec.cluster is not None
-    model = spec.model.model_copy(update={"device": spec.cluster.device, "devices": ()})
-    return replace(spec, model=model, visible_devices=None, cluster=None)
 
 
 class Bridge:

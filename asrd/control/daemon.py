@@ -20,25 +20,24 @@ from typing import TYPE_CHECKING
 from asrd import __version__
 from asrd.config import ConfigError, DaemonSettings, Settings, load_settings, with_folders
 from asrd.control import apiinbox
-from asrd.control.dispatch import Dispatcher, InboxView, engine_spec, inbox_views
+from asrd.control.dispatch import Dispatcher
 from asrd.control.energy_log import EnergyLog
-from asrd.control.ignore import IgnoreRules
 from asrd.control.inboxctl import for_daemon
+from asrd.control.inboxviews import engine_spec, inbox_views
 from asrd.control.intake import Intake
 from asrd.control.jobs import JobState, JobStore, Outcome
 from asrd.control.leftovers import sweep_temp_files
 from asrd.control.library import backfill
 from asrd.control.mediaservers import MediaRefresh
-from asrd.control.mountcache import cache_warning
 from asrd.control.notify import Notifier, Sender, run_helper
 from asrd.control.pool import spawn_worker
 from asrd.control.reruns import Reruns
 from asrd.control.schedule import Scheduler
 from asrd.control.service import ServiceState
-from asrd.control.settle import StabilityTracker
 from asrd.control.status import InboxState, LiveState, write_live
 from asrd.control.timers import Timers
-from asrd.control.watch import InboxWatcher, default_settle_seconds, scan
+from asrd.control.watch import scan
+from asrd.control.watched import WatchedInbox, restart_lost_watchers, start_watching
 from asrd.worker.protocol import EngineSpec, Worker
 
 if TYPE_CHECKING:
@@ -48,31 +47,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("asrd.daemon")
 
 DRAIN_SECONDS = 60.0  # first SIGTERM: how long the file in flight may take to finish
-
-
-WATCH_RETRY = 60.0  # seconds between attempts to restart a watcher whose folder went away
-
-
-class _Inbox:
-    """One watched folder: its watcher, its rules, its stability tracker."""
-
-    def __init__(self, view: InboxView, on_path: Callable[[Path, str], None], on_overflow: Callable[[], None]) -> None:
-        self.view = view
-        self.rules = IgnoreRules(view.settings.include, view.settings.exclude)
-        self.watcher = InboxWatcher(view.settings, lambda p: on_path(p, view.key), on_overflow)
-        self.tracker: StabilityTracker | None = None
-        self.next_restart = 0.0
-
-    def start(self) -> None:
-        self.watcher.start()
-        # Read the mode after every start: a restart may have fallen back to polling.
-        settle = self.view.settings.settle_seconds or default_settle_seconds(self.watcher.mode or "poll")
-        if self.tracker is None or self.tracker.settle_seconds != settle:
-            self.tracker = StabilityTracker(settle)
-        self.next_restart = 0.0
-
-    def stop(self) -> None:
-        self.watcher.stop()
 
 
 class Daemon:
@@ -121,7 +95,7 @@ class Daemon:
         self._notify_due: float | None = None
         self.intake = Intake(store, lambda: self.dispatcher.views)
         self.schedule = Scheduler(settings.schedule, store, self.dispatcher, timers, state_dir, wake=wake)
-        self.inboxes: dict[str, _Inbox] = {}
+        self.inboxes: dict[str, WatchedInbox] = {}
         self._events: set[tuple[Path, str]] = set()
         self._events_lock = threading.Lock()
         self._rescan = False
@@ -294,40 +268,11 @@ class Daemon:
     # ------------------------------------------------------------ inboxes and files
 
     def _start_inboxes(self, now: float) -> None:
-        self.inboxes = {}
-        for key, view in self.dispatcher.views.items():
-            inbox = _Inbox(view, self._on_path, self._on_overflow)
-            try:
-                inbox.start()
-            except OSError as err:
-                log.error("cannot watch %s: %s; trying again in %.0f s", view.settings.path, err, WATCH_RETRY)
-                inbox.tracker = StabilityTracker(view.settings.settle_seconds or default_settle_seconds("poll"))
-                inbox.next_restart = now + WATCH_RETRY
-            self.inboxes[key] = inbox
-            self._warn_mount_cache(inbox)
-
-    def _warn_mount_cache(self, inbox: _Inbox) -> None:
-        """sshfs, NFS and others answer stat() from a cache: a shorter settle time cannot see growth."""
-        if inbox.tracker is not None:
-            warning = cache_warning(inbox.view.settings.path, inbox.tracker.settle_seconds)
-            if warning:
-                log.warning("%s", warning)
+        self.inboxes = start_watching(self.dispatcher.views, self._on_path, self._on_overflow, now)
 
     def _heal_watchers(self, now: float) -> None:
-        """A watcher whose folder vanished (NAS unmounted) is restarted once the folder is back,
-        then the folder is rescanned: a new watcher sees nothing that arrived in the gap."""
-        for inbox in self.inboxes.values():
-            if inbox.watcher.healthy() or now < inbox.next_restart:
-                continue
-            inbox.watcher.stop()
-            try:
-                inbox.start()
-            except OSError as err:
-                inbox.next_restart = now + WATCH_RETRY
-                log.warning("cannot watch %s (%s); trying again in %.0f s", inbox.view.settings.path, err, WATCH_RETRY)
-                continue
-            log.info("watching %s again", inbox.view.settings.path)
-            for path in scan(inbox.view.settings, inbox.rules):
+        for inbox in restart_lost_watchers(self.inboxes.values(), now):
+            for path in scan(inbox.view.settings, inbox.rules):  # a new watcher sees nothing from the gap
                 self._consider(inbox, path, now)
 
     def _on_path(self, path: Path, key: str) -> None:
@@ -354,7 +299,7 @@ class Daemon:
             else:
                 self._consider(inbox, path, now)
 
-    def _consider(self, inbox: _Inbox, path: Path, now: float, bulk: bool = False) -> None:
+    def _consider(self, inbox: WatchedInbox, path: Path, now: float, bulk: bool = False) -> None:
         root = inbox.view.settings.path
         try:
             relative = path.relative_to(root)

@@ -11,8 +11,8 @@ import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
-from asrd.control.dispatch import InboxView
 from asrd.control.fingerprint import Fingerprint, fingerprint, with_full_hash
+from asrd.control.inboxviews import InboxView
 from asrd.control.jobs import Job, JobState, JobStore
 from asrd.control.library import follow_move
 from asrd.output.edits import relocated

@@ -18,8 +18,6 @@ from typing import Any
 from urllib.parse import quote
 
 from asrd.control import edits_sqlite
-from asrd.control.edits_sqlite import SCHEMA as _EDIT_TABLES
-from asrd.control.fingerprint import Fingerprint
 from asrd.control.jobs import (
     SCHEMA_VERSION,
     Job,
@@ -32,115 +30,24 @@ from asrd.control.jobs import (
     ReasonCount,
 )
 from asrd.control.jobs_base import _BaseStore, _like
+from asrd.control.jobs_schema import (
+    CLAIMABLE,
+    INDEXES,
+    INSERT,
+    MIGRATIONS,
+    PROBLEM,
+    SCHEMA,
+    SELECT,
+    UPDATE,
+    dec,
+    enc,
+    job_row,
+    row_job,
+)
 from asrd.control.library_sqlite import ALERTED, SqliteLibrary
-from asrd.control.library_sqlite import SCHEMA as _V3
-from asrd.control.runs_sqlite import SCHEMA as _RUN_TABLES
 from asrd.control.runs_sqlite import SqliteRuns
 from asrd.output.alerts import AlertMatch
 from asrd.output.edits import EditRecord
-
-_V2 = (
-    "CREATE INDEX IF NOT EXISTS job_content ON job (size, content_hash)",
-    # Marks of the sidecars asrd wrote, for mounts without user xattrs (asrd.output.ownership).
-    "CREATE TABLE IF NOT EXISTS sidecar (path BLOB PRIMARY KEY, source BLOB NOT NULL, sha256 TEXT NOT NULL)",
-)
-_V4 = (
-    # Notifications waiting for delivery (asrd.control.notify); a delivered one is deleted.
-    """CREATE TABLE IF NOT EXISTS notification (
-        id INTEGER PRIMARY KEY AUTOINCREMENT, target TEXT NOT NULL, event TEXT NOT NULL, payload TEXT NOT NULL,
-        attempts INTEGER NOT NULL, not_before REAL NOT NULL, created REAL NOT NULL, last_error TEXT)""",
-    "CREATE INDEX IF NOT EXISTS notification_due ON notification (not_before, id)",
-    # How each file ended, for asrd report and daily summaries (alerts: JSON list).
-    """CREATE TABLE IF NOT EXISTS outcome (
-        id INTEGER PRIMARY KEY AUTOINCREMENT, path BLOB NOT NULL, inbox BLOB NOT NULL, state TEXT NOT NULL,
-        at REAL NOT NULL, duration REAL NOT NULL, language TEXT, excerpt TEXT NOT NULL, alerts TEXT NOT NULL,
-        sidecars TEXT NOT NULL, reason TEXT)""",
-    "CREATE INDEX IF NOT EXISTS outcome_at ON outcome (at)",
-)
-_V5 = (*_EDIT_TABLES, *_RUN_TABLES)  # 5: edits kept apart from machine results, and re-runs
-_SCHEMA = (
-    # path and inbox hold UTF-8 text, or the raw bytes (a BLOB) when a name is not valid UTF-8.
-    """CREATE TABLE IF NOT EXISTS job (
-        id INTEGER PRIMARY KEY AUTOINCREMENT, path BLOB NOT NULL UNIQUE, inbox BLOB NOT NULL,
-        state TEXT NOT NULL CHECK (state IN ('queued', 'running', 'done', 'failed', 'quarantined')),
-        device INTEGER NOT NULL, inode INTEGER NOT NULL, size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL,
-        content_hash TEXT NOT NULL, attempts INTEGER NOT NULL, not_before REAL NOT NULL, last_error TEXT,
-        updated REAL NOT NULL, created REAL NOT NULL, sidecars TEXT NOT NULL,
-        full_hash TEXT NOT NULL DEFAULT '')""",
-    "CREATE INDEX IF NOT EXISTS job_due ON job (state, not_before)",
-    *_V2,
-    *_V3,
-    *_V4,
-    *_V5,
-)
-# Each step takes a database from version N to N + 1 (the key).
-_MIGRATIONS: dict[int, tuple[str, ...]] = {
-    1: ("ALTER TABLE job ADD COLUMN full_hash TEXT NOT NULL DEFAULT ''", *_V2),
-    2: _V3,
-    3: _V4,
-    4: _V5,
-}
-_COLUMNS = (
-    "path", "inbox", "state", "device", "inode", "size", "mtime_ns", "content_hash",
-    "attempts", "not_before", "last_error", "updated", "created", "sidecars", "full_hash",
-)
-_SELECT = f"SELECT id, {', '.join(_COLUMNS)} FROM job"
-_INSERT = f"INSERT INTO job ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})"
-_UPDATE = f"UPDATE job SET {', '.join(c + ' = ?' for c in _COLUMNS)} WHERE id = ?"
-_CLAIMABLE = "state IN ('queued', 'failed')"
-# The unary + keeps SQLite from answering this through job_due (two index searches, then a sort of every
-# problem): the partial indexes below, whose WHERE is this very term, are the only ones it can use.
-_PROBLEM = "(+state IN ('failed', 'quarantined') OR (+state = 'queued' AND last_error IS NOT NULL))"
-# Indexes over the problem jobs only, for the dashboard's Problems page: a count, newest first, by reason.
-# With 10,000 failed files beside 10,000 done ones the page took 140 ms reading and sorting every problem row.
-# Made on every read-write open (no schema version: a database without them is only slower).
-_INDEXES = (
-    f"CREATE INDEX IF NOT EXISTS job_problem ON job (updated, id) WHERE {_PROBLEM}",
-    f"CREATE INDEX IF NOT EXISTS job_problem_reason ON job (last_error, updated) WHERE {_PROBLEM}",
-    "CREATE INDEX IF NOT EXISTS outcome_path ON outcome (path, state, at)",  # the "files with alerts" filter
-)
-
-
-def _enc(value: Path | str) -> str | bytes:
-    text = os.fsdecode(value)
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:  # surrogate-escaped bytes: keep the exact bytes
-        return os.fsencode(text)
-    return text
-
-
-def _dec(value: str | bytes) -> str:
-    return os.fsdecode(value) if isinstance(value, bytes) else value
-
-
-def _i64(n: int) -> int:
-    # Some filesystems (NFS, overlay) report inode or device numbers beyond SQLite's signed 64 bits.
-    return n - (1 << 64) if n >= 1 << 63 else n
-
-
-def _u64(n: int) -> int:
-    return n + (1 << 64) if n < 0 else n
-
-
-def _row(job: Job) -> tuple[Any, ...]:
-    fp = job.fingerprint
-    sidecars = json.dumps([os.fsdecode(p) for p in job.sidecars])  # ASCII escapes keep lone surrogates exact
-    return (
-        _enc(job.path), _enc(job.inbox), job.state.value, _i64(fp.device), _i64(fp.inode), fp.size, fp.mtime_ns,
-        fp.content_hash, job.attempts, job.not_before, job.last_error, job.updated, job.created, sidecars,
-        fp.full_hash,
-    )
-
-
-def _job(row: Sequence[Any]) -> Job:
-    (job_id, path, inbox, state, device, inode, size, mtime_ns, content_hash,
-     attempts, not_before, last_error, updated, created, sidecars, full_hash) = row
-    return Job(
-        job_id, Path(_dec(path)), _dec(inbox), JobState(state),
-        Fingerprint(_u64(device), _u64(inode), size, mtime_ns, content_hash, full_hash), attempts, not_before,
-        last_error, updated, created, tuple(Path(p) for p in json.loads(sidecars)),
-    )
 
 
 class SqliteJobStore(_BaseStore):
@@ -200,23 +107,23 @@ class SqliteJobStore(_BaseStore):
         with self._write():
             version = db.execute("PRAGMA user_version").fetchone()[0]
             if version == 0:  # a new file; later schema changes migrate from the version found here
-                for statement in _SCHEMA:
+                for statement in SCHEMA:
                     db.execute(statement)
                 db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
             else:
-                while version in _MIGRATIONS and version < SCHEMA_VERSION:
-                    for statement in _MIGRATIONS[version]:
+                while version in MIGRATIONS and version < SCHEMA_VERSION:
+                    for statement in MIGRATIONS[version]:
                         db.execute(statement)
                     version += 1
                     db.execute(f"PRAGMA user_version = {version}")
                 self._check_version(version)
-            for statement in _INDEXES:
+            for statement in INDEXES:
                 db.execute(statement)
 
     def _check_version(self, version: int) -> None:
         if version != SCHEMA_VERSION:
             what = "a newer asrd" if version > SCHEMA_VERSION else "something else (not an asrd job database)"
-            if self.readonly and version in _MIGRATIONS:
+            if self.readonly and version in MIGRATIONS:
                 what = "an older asrd (the daemon upgrades it when it starts)"
             raise JobDatabaseError(f"{self.path}: written by {what}; schema version {version}")
 
@@ -234,21 +141,21 @@ class SqliteJobStore(_BaseStore):
             raise
 
     def _select(self, where: str, *args: Any) -> list[Job]:
-        return [_job(row) for row in self._db.execute(f"{_SELECT} WHERE {where}", args).fetchall()]
+        return [row_job(row) for row in self._db.execute(f"{SELECT} WHERE {where}", args).fetchall()]
 
     def _find(self, path: Path) -> Job | None:
-        return next(iter(self._select("path = ?", _enc(path))), None)
+        return next(iter(self._select("path = ?", enc(path))), None)
 
     def _find_id(self, job_id: int) -> Job | None:
         return next(iter(self._select("id = ?", job_id)), None)
 
     def _insert(self, job: Job) -> Job:
-        new_id = self._db.execute(_INSERT, _row(job)).lastrowid
+        new_id = self._db.execute(INSERT, job_row(job)).lastrowid
         assert new_id is not None  # an INSERT always sets it
         return replace(job, id=new_id)
 
     def _save(self, jobs: Sequence[Job]) -> None:
-        self._db.executemany(_UPDATE, [(*_row(j), j.id) for j in jobs])
+        self._db.executemany(UPDATE, [(*job_row(j), j.id) for j in jobs])
 
     def _delete(self, job_id: int) -> None:
         self.library._drop(job_id)
@@ -258,11 +165,11 @@ class SqliteJobStore(_BaseStore):
 
     def _due(self, now: float, limit: int, skip: Collection[str]) -> list[Job]:
         if not skip:
-            return self._select(f"{_CLAIMABLE} AND not_before <= ? ORDER BY not_before, id LIMIT ?", now, limit)
+            return self._select(f"{CLAIMABLE} AND not_before <= ? ORDER BY not_before, id LIMIT ?", now, limit)
         marks = ", ".join("?" * len(skip))
         return self._select(
-            f"{_CLAIMABLE} AND not_before <= ? AND inbox NOT IN ({marks}) ORDER BY not_before, id LIMIT ?",
-            now, *(_enc(k) for k in skip), limit,
+            f"{CLAIMABLE} AND not_before <= ? AND inbox NOT IN ({marks}) ORDER BY not_before, id LIMIT ?",
+            now, *(enc(k) for k in skip), limit,
         )
 
     def _running(self) -> list[Job]:
@@ -272,32 +179,32 @@ class SqliteJobStore(_BaseStore):
         # One statement: loading 10,000 problem jobs and writing each back took 1.2 s (bench_problems).
         return self._db.execute(
             f"UPDATE job SET state = 'queued', attempts = 0, not_before = ?, last_error = NULL, updated = ? "
-            f"WHERE {_PROBLEM}", (now, now)).rowcount
+            f"WHERE {PROBLEM}", (now, now)).rowcount
 
     def _problem_jobs(self, limit: int | None) -> list[Job]:
-        return self._select(f"{_PROBLEM} ORDER BY updated DESC, id DESC LIMIT ?", -1 if limit is None else limit)
+        return self._select(f"{PROBLEM} ORDER BY updated DESC, id DESC LIMIT ?", -1 if limit is None else limit)
 
     def _state_counts(self) -> dict[JobState, int]:
         rows = self._db.execute("SELECT state, COUNT(*) FROM job GROUP BY state").fetchall()
         return {JobState(state): n for state, n in rows}
 
     def _earliest_due(self) -> float | None:
-        return self._db.execute(f"SELECT MIN(not_before) FROM job WHERE {_CLAIMABLE}").fetchone()[0]
+        return self._db.execute(f"SELECT MIN(not_before) FROM job WHERE {CLAIMABLE}").fetchone()[0]
 
     def _by_content(self, size: int, content_hash: str) -> list[Job]:
         return self._select("size = ? AND content_hash = ? AND state = 'done'", size, content_hash)
 
     def _mark_get(self, path: Path) -> tuple[str, str] | None:
-        row = self._db.execute("SELECT source, sha256 FROM sidecar WHERE path = ?", (_enc(path),)).fetchone()
-        return None if row is None else (_dec(row[0]), row[1])
+        row = self._db.execute("SELECT source, sha256 FROM sidecar WHERE path = ?", (enc(path),)).fetchone()
+        return None if row is None else (dec(row[0]), row[1])
 
     def _mark_put(self, path: Path, source: str, sha256: str) -> None:
         self._db.execute(
-            "INSERT OR REPLACE INTO sidecar (path, source, sha256) VALUES (?, ?, ?)", (_enc(path), _enc(source), sha256)
+            "INSERT OR REPLACE INTO sidecar (path, source, sha256) VALUES (?, ?, ?)", (enc(path), enc(source), sha256)
         )
 
     def _mark_del(self, path: Path) -> None:
-        self._db.execute("DELETE FROM sidecar WHERE path = ?", (_enc(path),))
+        self._db.execute("DELETE FROM sidecar WHERE path = ?", (enc(path),))
 
     def _search(self, query: JobQuery) -> JobPage:
         where: list[str] = ["1"]
@@ -306,7 +213,7 @@ class SqliteJobStore(_BaseStore):
             where.append(f"state IN ({', '.join('?' * len(query.states))})")
             args += [s.value for s in query.states]
         if query.problems:
-            where.append(_PROBLEM)
+            where.append(PROBLEM)
         if query.name:  # CAST: a path stored as raw bytes (not UTF-8) still matches on its readable parts
             where.append("CAST(path AS TEXT) LIKE ? ESCAPE '\\'")
             args.append(_like(query.name))
@@ -323,7 +230,7 @@ class SqliteJobStore(_BaseStore):
 
     def _reasons(self, limit: int, offset: int) -> list[ReasonCount]:
         rows = self._db.execute(
-            f"SELECT COALESCE(last_error, ''), COUNT(*), MAX(updated) FROM job WHERE {_PROBLEM} "
+            f"SELECT COALESCE(last_error, ''), COUNT(*), MAX(updated) FROM job WHERE {PROBLEM} "
             "GROUP BY last_error ORDER BY COUNT(*) DESC, MAX(updated) DESC, 1 LIMIT ? OFFSET ?",
             (limit, offset),
         ).fetchall()
@@ -374,7 +281,7 @@ class SqliteJobStore(_BaseStore):
         self._db.execute(
             "INSERT INTO outcome (path, inbox, state, at, duration, language, excerpt, alerts, sidecars, reason) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (_enc(o.path), _enc(o.inbox), o.state.value, o.at, o.duration, o.language, o.excerpt, alerts, sidecars,
+            (enc(o.path), enc(o.inbox), o.state.value, o.at, o.duration, o.language, o.excerpt, alerts, sidecars,
              None if o.reason is None else o.reason),
         )
 
@@ -385,7 +292,7 @@ class SqliteJobStore(_BaseStore):
         ).fetchall()
         return [
             Outcome(
-                Path(_dec(path)), _dec(inbox), JobState(state), at, duration, language, excerpt,
+                Path(dec(path)), dec(inbox), JobState(state), at, duration, language, excerpt,
                 tuple(AlertMatch(*a) for a in json.loads(alerts)), tuple(Path(p) for p in json.loads(sidecars)),
                 reason,
             )

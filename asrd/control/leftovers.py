@@ -6,7 +6,7 @@ import logging
 from collections.abc import Mapping
 from pathlib import Path
 
-from asrd.control.dispatch import InboxView
+from asrd.control.inboxviews import InboxView
 from asrd.control.jobs import Job
 from asrd.media import TEMP_PREFIX
 

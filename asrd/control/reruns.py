@@ -38,7 +38,7 @@ from asrd.records import Transcript
 from asrd.worker.protocol import Done, EngineSpec, Failed, Worker
 
 if TYPE_CHECKING:
-    from asrd.control.dispatch import InboxView
+    from asrd.control.inboxviews import InboxView
 
 log = logging.getLogger("asrd.reruns")
 

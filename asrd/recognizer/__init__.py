@@ -2,7 +2,8 @@
 
 Spans in one batch may come from different files; results come back in the same order.
 Implementations: ``funasr.FunASRRecognizer`` (the real engine, imported only where the model
-runs) and ``fake.FakeRecognizer`` (an in-memory twin for tests: the daemon and worker logic without a model).
+runs; ``funasr_output`` reads what it returns) and ``fake.FakeRecognizer`` (an in-memory twin for
+tests: the daemon and worker logic without a model).
 """
 
 from __future__ import annotations

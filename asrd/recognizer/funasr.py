@@ -5,28 +5,23 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
-import re
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from asrd.config import LANGUAGES
 from asrd.output.text import join_text
 from asrd.recognizer import PATCH_UNUSED, ModelError, RecognizeOptions, describe_patches
+from asrd.recognizer.funasr_output import parse_tags, span_tokens
 from asrd.recognizer.modeldir import check_model_dir
 from asrd.recognizer.precision import NonFinite, auto_precision, check_autocast, native_bf16
-from asrd.records import Recognized, SpeechSpan, Token, ms_to_samples
+from asrd.records import Recognized, SpeechSpan
 
 if TYPE_CHECKING:
     from asrd.recognizer.ctc_align import SharedLogSoftmax
 
 log = logging.getLogger(__name__)
 
-_TAG = re.compile(r"<\|([^|<>]*)\|>")
-_LANGUAGES = {*LANGUAGES, "nospeech"} - {"auto"}  # the language tags SenseVoice writes
-_EMOTIONS = {"HAPPY", "SAD", "ANGRY", "NEUTRAL", "FEARFUL", "DISGUSTED", "SURPRISED", "EMO_UNKNOWN"}
-_TEXTNORM = {"withitn", "woitn"}
 # Only these model classes use `hotword`; SenseVoice and plain Paraformer ignore it silently.
 _HOTWORD_MODELS = {"SeacoParaformer", "FunASRNano", "ContextualParaformer"}
 
@@ -77,23 +72,6 @@ def resolve_device(requested: str) -> str:
             raise ModelError(f"device {requested!r} requested but only {torch.cuda.device_count()} CUDA GPU(s) exist")
         return requested
     raise ModelError(f"unknown device {requested!r}")
-
-
-def parse_tags(text: str) -> tuple[str, str | None, str | None, tuple[str, ...]]:
-    """Split SenseVoice's ``<|en|><|NEUTRAL|><|Speech|><|woitn|>text`` into text, language, emotion, events."""
-    language = emotion = None
-    events: list[str] = []
-    for tag in _TAG.findall(text):
-        if tag in _LANGUAGES:
-            language = language or tag
-        elif tag in _EMOTIONS:
-            emotion = emotion or tag
-        elif tag in _TEXTNORM:
-            continue
-        elif tag and tag not in events:
-            events.append(tag)
-    clean = re.sub(r"\s+", " ", _TAG.sub("", text)).strip()
-    return clean, language, emotion, tuple(events)
 
 
 def _model_class(model_dir: Path) -> str:
@@ -361,7 +339,7 @@ class FunASRRecognizer:
 
     def _result(self, span: SpeechSpan, item: dict[str, Any]) -> Recognized:
         text, language, emotion, events = parse_tags(str(item.get("text", "")))
-        tokens = _tokens(span, text, item)
+        tokens = span_tokens(span, text, item)
         if tokens and self._class != "SenseVoiceSmall":
             # With timestamps Paraformer separates every token by a space, CJK included; rejoin.
             # (SenseVoice's text is already right: rejoining its words would space out punctuation.)
@@ -382,21 +360,3 @@ class FunASRRecognizer:
 
     def close(self) -> None:
         self._model = None
-
-
-def _tokens(span: SpeechSpan, text: str, item: dict[str, Any]) -> tuple[Token, ...]:
-    stamps = item.get("timestamp")
-    if not stamps:
-        return ()
-    words = item.get("words")
-    if not isinstance(words, list):
-        words = text.split()
-    words = [str(w).lstrip("▁") for w in words]  # SenseVoice may keep sentencepiece's word marker
-    if len(words) != len(stamps):
-        return ()  # cannot pair them safely; the cue builder falls back to character timing
-    tokens = []
-    for word, pair in zip(words, stamps, strict=False):
-        start = min(span.end, span.start + ms_to_samples(float(pair[0])))
-        end = min(span.end, max(start, span.start + ms_to_samples(float(pair[1]))))
-        tokens.append(Token(str(word), start, end))
-    return tuple(tokens)

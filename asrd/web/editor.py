@@ -25,6 +25,7 @@ from asrd.output.edits import MAX_BODY_BYTES, MS, DiffRow, EditError, cues_doc, 
 from asrd.output.edits import machine_cues as kept_cues
 from asrd.records import Cue
 from asrd.web.api import act
+from asrd.web.i18n import rule_label
 from asrd.web.port import DaemonPort
 
 
@@ -128,7 +129,7 @@ async def cuecheck(request: Request) -> Response:
         return JSONResponse({"ok": False, "error": str(err), "cue": err.index, "warnings": {}})
     warnings: dict[int, list[dict[str, str]]] = {}
     for v in check(cues, CueRules.from_settings(_port(request).settings.subtitles)):
-        warnings.setdefault(v.index, []).append({"rule": v.rule, "detail": v.detail})
+        warnings.setdefault(v.index, []).append({"rule": v.rule, "label": rule_label(v.rule), "detail": v.detail})
     return JSONResponse({"ok": True, "warnings": warnings, "count": sum(map(len, warnings.values()))})
 
 

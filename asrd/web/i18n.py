@@ -188,8 +188,18 @@ ZH: dict[str, str] = {
     "Read-only: change the config file or the environment, then reload (SIGHUP).":
         "只读：修改配置文件或环境变量后重新加载（SIGHUP）。",
     "No log lines yet.": "还没有日志。",
+    # subtitle-rule warnings (RULE_LABELS)
+    "empty": "空白", "too many lines": "行数过多", "line too wide": "行太宽", "ends before it starts": "结束早于开始",
+    "too long": "太长", "too short": "太短", "too fast to read": "读速过快",
+    "no gap before the next cue": "与下一条之间没有间隔", "starts early": "开始过早", "ends late": "结束过晚",
 }
 CATALOGUES = {"zh": ZH}
+# What a person reads for each rule code of ``asrd.output.cuerules.check`` (Violation.rule); keys of ZH.
+RULE_LABELS = {
+    "empty": "empty", "lines": "too many lines", "line_chars": "line too wide", "order": "ends before it starts",
+    "max_duration": "too long", "min_duration": "too short", "reading_speed": "too fast to read",
+    "gap": "no gap before the next cue", "early": "starts early", "hangover": "ends late",
+}
 # What the page scripts ask for with t("..."): sent along with a page in another language (<script id="i18n">).
 JS_STRINGS = (
     "waiting", "sending", "Cancel", "cancelled", "cancelled; nothing was kept", "larger than the limit of {n} MiB",
@@ -197,7 +207,8 @@ JS_STRINGS = (
     "the connection broke off; nothing was kept", "no microphone: {why}", "Copied", "Copy text",
     # editor.js
     "start", "end", "play from here", "split at the cursor (Ctrl+Enter)", "split", "merge with the next cue (Ctrl+M)",
-    "merge", "delete this cue", "text", "put the cursor inside the text where the cue should be split",
+    "merge", "delete this cue", "text", *RULE_LABELS.values(),
+    "put the cursor inside the text where the cue should be split",
     "the last cue has nothing after it to merge with",
     "a transcript needs one cue at least; discard your edits instead",
     "enter the milliseconds to shift by (negative: earlier)", "that would move cue {n} before 0:00",
@@ -208,6 +219,11 @@ JS_STRINGS = (
     "These sidecars were edited since asrd wrote them: {files}.\nReplace them with run {run} and discard your edits?",
     "refused",
 )
+
+
+def rule_label(rule: str) -> str:
+    """The English label of a subtitle-rule code (translated like any string); an unknown code as it is."""
+    return RULE_LABELS.get(rule, rule)
 
 
 def script_strings(lang: str) -> dict[str, str]:

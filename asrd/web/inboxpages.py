@@ -20,7 +20,7 @@ from starlette.routing import Route
 
 from asrd.config.sources import effective
 from asrd.control.actions import Action, ActionKind
-from asrd.control.dispatch import inbox_views
+from asrd.control.inboxviews import inbox_views
 from asrd.control.statedir import DB_NAME
 from asrd.web.api import act
 from asrd.web.eta import settling

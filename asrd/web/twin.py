@@ -13,10 +13,10 @@ from pathlib import Path
 from asrd import __version__
 from asrd.config import Settings
 from asrd.control.actions import Action, ActionQueue, Controls, apply_all
-from asrd.control.dispatch import engine_spec, inbox_views
 from asrd.control.fingerprint import fingerprint
 from asrd.control.ignore import IgnoreRules
 from asrd.control.inboxctl import InboxControls
+from asrd.control.inboxviews import engine_spec, inbox_views
 from asrd.control.jobs import JobState, JobStore
 from asrd.control.jobs_memory import MemoryJobStore
 from asrd.control.reruns import Reruns

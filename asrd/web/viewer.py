@@ -26,6 +26,7 @@ from asrd.output.cuerules import CueRules, check
 from asrd.records import SAMPLE_RATE, Cue
 from asrd.web.api import BadRequest
 from asrd.web.editor import state as edit_state
+from asrd.web.i18n import rule_label
 from asrd.web.library import library_query, seconds
 from asrd.web.pages import page
 from asrd.web.port import DaemonPort
@@ -95,7 +96,7 @@ def transcript_doc(port: DaemonPort, job: Job) -> dict[str, Any] | None:
         language = entry.summary.language or None
     warnings: dict[int, list[dict[str, str]]] = {}
     for v in check(cues, CueRules.from_settings(port.settings.subtitles)):
-        warnings.setdefault(v.index, []).append({"rule": v.rule, "detail": v.detail})
+        warnings.setdefault(v.index, []).append({"rule": v.rule, "label": rule_label(v.rule), "detail": v.detail})
     out = []
     for i, cue in enumerate(cues):
         start, end = seconds(cue.start), seconds(cue.end)

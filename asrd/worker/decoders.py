@@ -1,4 +1,5 @@
-"""The decoding backends behind ``asrd.worker.audio``: file opening, header inspection and readers.
+"""The decoding backends behind ``asrd.worker.audio``: file opening and readers (``rawfile``: the guarded
+file under them and the header facts read from the bytes).
 
 ``opened`` picks libsndfile (``soundfile``) or FFmpeg (``PyAV``) from a file's first bytes and
 yields a reader with ``info()`` (header facts as ``AudioInfo``) and ``blocks()`` (mono float32 at
@@ -13,7 +14,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 import av
 import av.audio.stream
@@ -22,6 +23,7 @@ import numpy as np
 import soundfile as sf
 
 from asrd.records import SAMPLE_RATE
+from asrd.worker.rawfile import GuardedFile, has_mp4_index, has_vbr_header, wav_extent
 
 __all__ = ["AudioInfo", "DecodeError", "NotAudioError", "opened"]
 
@@ -78,46 +80,10 @@ class AudioInfo:
     backend: str  # "soundfile" or "pyav"
 
 
-class _GuardedFile:
-    """The file as the decoder libraries read it, keeping the OS errors they would hide.
-
-    libsndfile's callbacks swallow Python exceptions and FFmpeg may take an I/O error for the
-    end of the file, so either would report EIO as truncation. The first ``OSError`` is kept
-    here and raised in place of whatever the library made of it.
-    """
-
-    def __init__(self, raw: BinaryIO) -> None:
-        self._raw = raw
-        self.error: OSError | None = None
-        self.at_eof = False  # the last read came back short: the library has reached the end
-
-    def read(self, size: int = -1) -> bytes:
-        if self.error is not None:
-            return b""
-        try:
-            data = self._raw.read(size)
-        except OSError as exc:
-            self.error = exc
-            return b""
-        self.at_eof = size < 0 or len(data) < size
-        return data
-
-    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
-        self.at_eof = False
-        try:
-            return self._raw.seek(offset, whence) if self.error is None else 0
-        except OSError as exc:
-            self.error = exc
-            return 0
-
-    def tell(self) -> int:
-        return self._raw.tell()  # the kernel's offset: no I/O that could fail
-
-
 class _Reader:
     """An opened file: header facts, then mono float32 blocks at the native rate."""
 
-    def __init__(self, path: Path, file: _GuardedFile) -> None:
+    def __init__(self, path: Path, file: GuardedFile) -> None:
         self.path = path
         self.file = file
         self.rate = 0
@@ -149,7 +115,7 @@ class _Reader:
 
 
 class _SoundfileReader(_Reader):
-    def __init__(self, path: Path, file: _GuardedFile, wav_extent: tuple[int | None, int] | None) -> None:
+    def __init__(self, path: Path, file: GuardedFile, wav_extent: tuple[int | None, int] | None) -> None:
         super().__init__(path, file)
         self._sf = sf.SoundFile(file)
         self.rate = self._sf.samplerate
@@ -198,13 +164,13 @@ class _SoundfileReader(_Reader):
 
 
 class _PyAVReader(_Reader):
-    def __init__(self, path: Path, file: _GuardedFile, head: bytes) -> None:
+    def __init__(self, path: Path, file: GuardedFile, head: bytes) -> None:
         super().__init__(path, file)
         try:
             self._container = av.open(file, "r", metadata_errors="ignore")
         except av.error.FFmpegError as exc:
             _reraise_os(exc)
-            if head[4:8] == b"ftyp" and not _has_mp4_index(file):
+            if head[4:8] == b"ftyp" and not has_mp4_index(file):
                 reason = "truncated: MP4/M4A index (moov atom) missing, the recording or copy was interrupted"
                 raise DecodeError(path, reason) from exc
             raise NotAudioError(path, f"not an audio file: format not recognised ({_ffmpeg_message(exc)})") from exc
@@ -224,7 +190,7 @@ class _PyAVReader(_Reader):
             seconds = self._container.duration / av.time_base
         if seconds and seconds > 0 and self.rate:  # 0 or negative: the muxer could not say
             names = set(self._container.format.name.split(","))
-            if names & _DECLARING_FORMATS or ("mp3" in names and _has_vbr_header(file, head)):
+            if names & _DECLARING_FORMATS or ("mp3" in names and has_vbr_header(file, head)):
                 self.declared = round(seconds * self.rate)
             else:
                 self._estimated = round(seconds * self.rate)
@@ -290,61 +256,6 @@ def _mix(planes: list[list[np.ndarray]], channels: int) -> np.ndarray:
     return out
 
 
-def _has_vbr_header(file: _GuardedFile, head: bytes) -> bool:
-    """Whether an MP3 states its length (a Xing/Info/VBRI frame); without one FFmpeg guesses."""
-    offset = 0
-    if head[:3] == b"ID3" and len(head) >= 10:  # skip the ID3v2 tag; its size is "syncsafe"
-        offset = 10 + sum((b & 0x7F) << (7 * (3 - i)) for i, b in enumerate(head[6:10]))
-    pos = file.tell()
-    file.seek(offset)
-    frame = file.read(4096)
-    file.seek(pos)  # FFmpeg's buffered reader expects the position it left
-    return any(tag in frame for tag in (b"Xing", b"Info", b"VBRI"))
-
-
-def _has_mp4_index(file: _GuardedFile) -> bool:
-    """Whether an MP4's top-level boxes include the index ("moov"), which phones write last."""
-    pos = 0
-    while True:
-        file.seek(pos)
-        header = file.read(16)
-        if len(header) < 8:
-            return False
-        if header[4:8] == b"moov":
-            return True
-        size = int.from_bytes(header[:4], "big")
-        if size == 1 and len(header) == 16:  # a 64-bit size follows the type
-            size = int.from_bytes(header[8:16], "big")
-        if size < 8:  # 0 means "up to the end of the file"; smaller ones are damage
-            return False
-        pos += size
-
-
-def _wav_extent(file: _GuardedFile, size: int) -> tuple[int | None, int] | None:
-    """(frames the data chunk declares, frames the file holds) of a RIFF/WAVE file; the first is
-    None when the writer could not say (streamed to a pipe); None when no data chunk is found."""
-    file.seek(0)
-    if (head := file.read(12))[:4] != b"RIFF" or head[8:12] != b"WAVE":
-        return None
-    pos, block_align = 12, 0
-    for _ in range(64):  # the data chunk follows a handful of metadata chunks at most
-        file.seek(pos)
-        chunk = file.read(24)
-        if len(chunk) < 8:
-            return None
-        length = int.from_bytes(chunk[4:8], "little")
-        if chunk[:4] == b"fmt " and len(chunk) >= 22:
-            block_align = int.from_bytes(chunk[20:22], "little")
-        elif chunk[:4] == b"data":
-            if not block_align:
-                return None
-            available = (size - pos - 8) // block_align
-            # 0 and 0xFFFFFFFF are what streaming writers leave when they cannot seek back.
-            return (None if length in (0, 0xFFFFFFFF) else length // block_align), available
-        pos += 8 + length + (length & 1)
-    return None
-
-
 def _reraise_os(exc: Exception) -> None:
     """PyAV's errors for errno codes subclass ``OSError`` or ``MemoryError``: not content errors."""
     if isinstance(exc, (OSError, MemoryError)):
@@ -360,12 +271,12 @@ def _to_16k(frames: int | None, rate: int) -> int | None:
     return round(frames * SAMPLE_RATE / rate) if frames is not None and rate else None
 
 
-def _open_reader(path: Path, file: _GuardedFile, size: int) -> _SoundfileReader | _PyAVReader:
+def _open_reader(path: Path, file: GuardedFile, size: int) -> _SoundfileReader | _PyAVReader:
     if size == 0:
         raise NotAudioError(path, "file is empty (0 bytes)")
     head = file.read(16)
     if head[:4] in _SF_MAGIC:
-        wav = _wav_extent(file, size)
+        wav = wav_extent(file, size)
         file.seek(0)
         try:
             reader = _SoundfileReader(path, file, wav)
@@ -389,7 +300,7 @@ def opened(path: Path) -> Iterator[_SoundfileReader | _PyAVReader]:
         status = os.fstat(raw.fileno())
         if not stat.S_ISREG(status.st_mode):
             raise NotAudioError(path, "not a regular file")
-        file = _GuardedFile(raw)
+        file = GuardedFile(raw)
         try:
             reader = _open_reader(path, file, status.st_size)
             try:

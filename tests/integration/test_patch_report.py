@@ -9,7 +9,7 @@ from pathlib import Path
 
 from asrd.config import load_settings
 from asrd.control.daemon import Daemon
-from asrd.control.dispatch import engine_spec
+from asrd.control.inboxviews import engine_spec
 from asrd.control.jobs_sqlite import SqliteJobStore
 from asrd.control.service import MemoryNotifier, ServiceState
 from asrd.control.status import read_live, render

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from asrd.config import ConfigError, load_settings
-from asrd.control.dispatch import Dispatcher, engine_spec, inbox_views
+from asrd.control.dispatch import Dispatcher
+from asrd.control.inboxviews import engine_spec, inbox_views
 from asrd.control.jobs_memory import MemoryJobStore
 from asrd.energy.records import SessionEnergy
 from asrd.energy.unload import AUTO_MAX, AUTO_MIN, FALLBACK, AutoUnload, break_even

@@ -12,8 +12,9 @@ from asrd.cluster.handshake import local_hello, refusal
 from asrd.cluster.pathmap import PathMap
 from asrd.config import ConfigError, load_settings
 from asrd.control.actions import Action, ActionKind, Controls, apply
-from asrd.control.dispatch import Dispatcher, engine_spec, inbox_views
+from asrd.control.dispatch import Dispatcher
 from asrd.control.fingerprint import fingerprint
+from asrd.control.inboxviews import engine_spec, inbox_views
 from asrd.control.jobs import JobState
 from asrd.control.jobs_memory import MemoryJobStore
 from asrd.control.pool import CLUSTER, slot_specs

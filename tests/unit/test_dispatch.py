@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 
 from asrd.config import load_settings
-from asrd.control.dispatch import Dispatcher, engine_spec, inbox_views
+from asrd.control.dispatch import Dispatcher
 from asrd.control.fingerprint import fingerprint
+from asrd.control.inboxviews import engine_spec, inbox_views
 from asrd.control.jobs import JobState
 from asrd.control.jobs_memory import MemoryJobStore
 from asrd.control.pool import RESTART_BACKOFF

@@ -8,9 +8,10 @@ import shutil
 from pathlib import Path
 
 from asrd.config import load_settings
-from asrd.control.dispatch import Dispatcher, engine_spec, inbox_views
+from asrd.control.dispatch import Dispatcher
 from asrd.control.energy_log import SqliteEnergyLog
 from asrd.control.fingerprint import fingerprint
+from asrd.control.inboxviews import engine_spec, inbox_views
 from asrd.control.jobs import JobState
 from asrd.control.jobs_memory import MemoryJobStore
 from asrd.energy.report import summarize

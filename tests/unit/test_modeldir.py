@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from asrd.recognizer import ModelError
-from asrd.recognizer.funasr import parse_tags
+from asrd.recognizer.funasr_output import parse_tags
 from asrd.recognizer.modeldir import check_model_dir, resolve
 from asrd.testing.hub import silent_proxy as proxy_that_never_answers
 

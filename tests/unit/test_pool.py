@@ -11,9 +11,10 @@ from pathlib import Path
 import pytest
 
 from asrd.config import ConfigError, load_settings
-from asrd.control.dispatch import Dispatcher, engine_spec, inbox_views
+from asrd.control.dispatch import Dispatcher
 from asrd.control.fingerprint import fingerprint
 from asrd.control.gpus import parse_smi_list, visible_gpus
+from asrd.control.inboxviews import engine_spec, inbox_views
 from asrd.control.jobs import JobState
 from asrd.control.jobs_memory import MemoryJobStore
 from asrd.control.pool import RESTART_BACKOFF, SINGLE, slot_specs

@@ -43,8 +43,9 @@ def test_hotword_models_are_told_apart_by_name() -> None:
 
 def test_the_dispatcher_sends_a_files_own_options_to_the_worker(tmp_path: Path) -> None:
     from asrd.config import load_settings
-    from asrd.control.dispatch import Dispatcher, engine_spec, inbox_views
+    from asrd.control.dispatch import Dispatcher
     from asrd.control.fingerprint import fingerprint
+    from asrd.control.inboxviews import engine_spec, inbox_views
     from asrd.control.jobs_memory import MemoryJobStore
     from asrd.testing.scripted_worker import WorkerScript
 

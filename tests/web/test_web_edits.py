@@ -163,6 +163,8 @@ def test_cuecheck_uses_asrds_rules(client: TestClient) -> None:
     fast = client.post("/api/cuecheck", json={"cues": [cue(0, 300, "Far too much text for a third of a second.")]})
     rules = {w["rule"] for w in fast.json()["warnings"]["0"]}
     assert {"min_duration", "reading_speed"} <= rules
+    labels = {w["rule"]: w["label"] for w in fast.json()["warnings"]["0"]}
+    assert labels["min_duration"] == "too short" and labels["reading_speed"] == "too fast to read"
     bad = client.post("/api/cuecheck", json={"cues": [cue(0, 1000), cue(500, 2000)]}).json()
     assert not bad["ok"] and bad["cue"] == 1 and "before cue 1 ends" in bad["error"]
 

@@ -89,8 +89,9 @@ def test_correct_a_cue_and_see_it_in_the_srt(chromium: Any, daemon: tuple[str, P
     start = page.input_value("#edit-cues li:nth-child(2) .t-start")
     minutes, seconds = start.split(":")
     page.fill(second_end, f"{minutes}:{float(seconds) + 0.2:06.3f}")
-    page.wait_for_function("() => /min_duration/.test(document.querySelector('#edit-cues li:nth-child(2) .warn')"
-                           ".textContent)", timeout=10_000)
+    warn = "#edit-cues li:nth-child(2) .warn"
+    page.wait_for_function(f"() => /too short/.test(document.querySelector('{warn}').textContent)", timeout=10_000)
+    assert "min_duration" not in page.text_content(warn) and "0.200 s" in page.get_attribute(warn, "title")
     # playback from the keyboard while editing
     page.focus(first)
     page.keyboard.press("Control+Space")

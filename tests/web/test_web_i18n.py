@@ -111,6 +111,14 @@ def test_script_strings_have_translations() -> None:
     assert set(i18n.JS_STRINGS) <= set(i18n.ZH)
 
 
+def test_every_rule_code_has_a_translated_label() -> None:
+    """Each rule code ``cuerules.check`` can report has a label (shown by the viewer and the editor) in Chinese."""
+    source = (WEB.parent / "output" / "cuerules.py").read_text(encoding="utf-8")
+    codes = set(re.findall(r'Violation\(i, "(\w+)"', source))
+    assert len(codes) == 10 and codes == set(i18n.RULE_LABELS), codes ^ set(i18n.RULE_LABELS)
+    assert set(i18n.RULE_LABELS.values()) <= set(i18n.ZH) and set(i18n.RULE_LABELS.values()) <= set(i18n.JS_STRINGS)
+
+
 def test_scripts_get_the_catalogue(client: Any) -> None:
     page = client.get("/upload", headers=ZH).text
     found = re.search(r'<script id="i18n" type="application/json">(.*?)</script>', page)

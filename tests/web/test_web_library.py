@@ -108,6 +108,22 @@ def test_rule_warnings_come_from_the_checker(client: Any, port: Any) -> None:
     assert "⚠ " in client.get("/viewer/1").text
 
 
+def test_viewer_shows_rule_warnings_as_labels_with_their_detail(client: Any, port: Any) -> None:
+    side = port.store.by_id(1).path.with_suffix(".json")
+    data = json.loads(side.read_text(encoding="utf-8"))
+    data["cues"][0]["end"] = data["cues"][0]["start"] + 0.2  # too short and too fast to read
+    side.write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
+    doc = client.get("/api/jobs/1/transcript").json()
+    assert {w["label"] for w in doc["cues"][0]["warnings"]} >= {"too short", "too fast to read"}
+    page = client.get("/viewer/1").text
+    warn = page.split('<span class="warn"', 1)[1].split("</span>", 1)[0]
+    assert "too short" in warn and "too fast to read" in warn and "chars/s" in warn and "0.200 s" in warn
+    assert "min_duration" not in warn and "reading_speed" not in warn
+    zh = client.get("/viewer/1", headers={"accept-language": "zh-CN"}).text
+    warn = zh.split('<span class="warn"', 1)[1].split("</span>", 1)[0]
+    assert "太短" in warn and "读速过快" in warn and "too short" not in warn
+
+
 def test_sidecars_by_job_id_and_format(client: Any, port: Any) -> None:
     srt = client.get("/api/jobs/1/sidecars/srt")
     assert srt.status_code == 200 and "今天我们去公园散步" in srt.text

@@ -179,8 +179,9 @@
   function mark() {
     Array.prototype.forEach.call(list.children, function (li, i) {
       var w = warnings[i] || [], span = li.querySelector(".warn");
-      span.textContent = w.length ? "⚠ " + w.map(function (x) { return x.rule; }).join(", ") : "";
-      span.title = w.map(function (x) { return x.rule + ": " + x.detail; }).join("\n");
+      // the label (English from the server, translated here), the detail in the tooltip
+      span.textContent = w.length ? "⚠ " + w.map(function (x) { return t(x.label || x.rule); }).join(", ") : "";
+      span.title = w.map(function (x) { return t(x.label || x.rule) + ": " + x.detail; }).join("\n");
       li.classList.toggle("invalid", !!problem && problem.cue === i);
       li.classList.toggle("current", i === current);
     });
