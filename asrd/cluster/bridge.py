@@ -13,7 +13,8 @@ Failures: a node that dies (its actor unreachable) or hangs (no word about its f
 and queues it again at once, and the node gets no more work from this bridge. An actor that dies while
 its node lives crashed on a file: each of its files fails (an attempt), and files that shared it run
 alone from then on until each has come back (poison isolation per actor). Actors no file needs for
-``actor_idle_seconds`` are killed; when the bridge exits, Ray ends every actor it owns.
+``actor_idle_seconds`` are killed; when the bridge exits, Ray ends every actor it owns. A ``Cancel``
+from the daemon ends only the actor holding that file; its other files go back as ``LOST`` (no attempt).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from asrd.cluster.actorbook import ActorSlot, node_spec
 from asrd.cluster.handshake import Hello, local_hello, refusal
 from asrd.cluster.pathmap import PathMap
 from asrd.worker.protocol import (
+    Cancel,
     ClusterState,
     Done,
     Downloading,
@@ -105,7 +107,10 @@ class Bridge:
                 task = self.conn.recv()
                 if task is None:
                     return False
-                self.pending.append(task)
+                if isinstance(task, Cancel):
+                    self._cancel(task)
+                else:
+                    self.pending.append(task)
         except (EOFError, OSError):  # the daemon is gone
             return False
         return True
@@ -272,6 +277,23 @@ class Bridge:
         self.restart_at[actor.node_id] = self.clock() + _BACKOFF[min(count, len(_BACKOFF) - 1)]
         self.crashes[actor.node_id] = count + 1
         self._drop(actor, "crashed")
+
+    def _cancel(self, cancel: Cancel) -> None:
+        """The daemon stopped one file. Still waiting here, it is dropped; on an actor, that actor is ended
+        (the worker loop has no per-file stop) and its other files go back to the daemon as ``LOST`` (queued
+        again at once, no attempt: not their fault). The bridge, the other actors and the node go on."""
+        self.pending = deque(t for t in self.pending if t.job_id != cancel.job_id)
+        actor = next((a for a in self.actors if cancel.job_id in a.tasks), None)
+        if actor is None or actor.tasks[cancel.job_id].lease != cancel.lease:
+            return
+        del actor.tasks[cancel.job_id]
+        self.suspects.discard(cancel.job_id)
+        if not actor.lost:  # (a lost actor's files were sent back already)
+            for job_id, task in actor.tasks.items():
+                self.conn.send(Failed(job_id, FailureKind.LOST, f"its model actor {actor.name} was ended to cancel "
+                                      "another file; queued again", task.lease))
+        actor.tasks.clear()
+        self._drop(actor, f"job {cancel.job_id} on it was cancelled")
 
     def _lose_node(self, node_id: str, why: str) -> None:
         """Give up on a node: its files go back to the daemon, which queues them again at once, no attempt."""

@@ -3,10 +3,11 @@ same pipe protocol, so the pool drives it as one more slot. Ray is imported only
 
 from __future__ import annotations
 
+import contextlib
 from multiprocessing.connection import Connection
 
 from asrd.worker.handle import WorkerHandle
-from asrd.worker.protocol import EngineSpec
+from asrd.worker.protocol import Cancel, EngineSpec
 
 
 def bridge_main(conn: Connection, spec: EngineSpec) -> None:
@@ -22,3 +23,12 @@ class ClusterHandle(WorkerHandle):
 
     target = staticmethod(bridge_main)
     process_name = "asrd-bridge"
+
+    def cancel(self, job_id: int) -> bool:
+        """The bridge stops the file (it ends only the actor holding it): the bridge and the other files
+        on the cluster go on."""
+        task = self.in_flight.pop(job_id, None)
+        if task is not None:
+            with contextlib.suppress(OSError):  # a bridge that died: the pool learns it on its next poll
+                self._conn.send(Cancel(job_id, task.lease))
+        return True

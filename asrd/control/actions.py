@@ -233,8 +233,8 @@ def apply(action: Action, controls: Controls, now: float, *, draining: bool = Fa
         raise ActionRefused(f"job {job.id} is {job.state.value}: nothing to cancel")
     reason = f"cancelled by the {action.who}"
     if job.id in dispatcher.jobs:
-        # The worker protocol has no per-file cancel: only the worker holding it ends; the other files
-        # on that worker go back to the queue without costing an attempt, other workers go on.
+        # A local worker has no per-file stop: only the worker holding it ends, its other files go back to
+        # the queue without costing an attempt, other workers go on. The Ray bridge stops the one file itself.
         dispatcher.cancel(now, job.id)
     store.fail(job.id, now, reason, Failure.PERMANENT)
     log.info("%s: %s", job.path, reason)

@@ -198,8 +198,9 @@ class Dispatcher:
         self.progress.clear()
 
     def cancel(self, now: float, job_id: int) -> None:
-        """Stop one file in flight: only the worker holding it ends (the protocol has no per-file stop);
-        the other files it held go back to the queue without costing an attempt, other workers go on."""
+        """Stop one file in flight: only the worker holding it ends (a local worker has no per-file stop;
+        the Ray bridge stops the file and goes on); the other files an ended worker held go back to the
+        queue without costing an attempt, other workers go on."""
         self._now = now
         self.jobs.pop(job_id, None)
         self.progress.pop(job_id, None)

@@ -332,12 +332,16 @@ class WorkerPool:
         return tuple(held)
 
     def end_slot_of(self, job_id: int, why: str) -> tuple[int, ...]:
-        """End only the worker holding ``job_id`` (a cancel: the protocol has no per-file stop); the other
-        files it held, which the caller queues again. The other slots go on untouched."""
+        """Stop ``job_id`` (a cancel). A worker that can stop one file (the Ray bridge) does so and goes on;
+        any other is ended, as the worker loop has no per-file stop: the other files it held are returned,
+        which the caller queues again. The other slots go on untouched."""
         owner = self._owner.get(job_id)
         if owner is None:
             return ()
         slot = owner[0]
+        if slot.worker is not None and slot.worker.cancel(job_id):
+            self.release(job_id)
+            return ()
         held = tuple(j for j in self._take(slot) if j != job_id)
         self._end(slot, why)
         return held

@@ -46,6 +46,9 @@ class InlineWorker:
             return
         self._runner.submit(task)
 
+    def cancel(self, job_id: int) -> bool:
+        return False  # as the worker process: ended by the pool instead
+
     def poll(self, timeout: float = 0.0) -> list[Message]:
         if not self._alive and not self._outbox:
             raise EOFError(f"worker exited with code {self.exitcode}")

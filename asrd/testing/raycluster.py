@@ -67,7 +67,7 @@ class RayNode:
 
     def raylet(self) -> int:
         """Its raylet's pid (StopIteration when it is gone)."""
-        return next(p for p in self.pids() if _name(p) == "raylet" and _exists(p))
+        return next(p for p in self.pids() if _name(p) == "raylet" and process_alive(p))
 
     def signal_all(self, sig: signal.Signals) -> None:
         """``sig`` to this node's processes (the ``ray start`` itself, its raylet, its workers and actors)."""
@@ -167,10 +167,10 @@ class LocalRayCluster:
         return found
 
     def alive_pids(self) -> list[int]:
-        return [p for n in self.nodes for p in [n.process.pid, *n.seen] if _exists(p)] + self._holding_files()
+        return [p for n in self.nodes for p in [n.process.pid, *n.seen] if process_alive(p)] + self._holding_files()
 
 
-def _exists(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
     """Alive and not a zombie (a dead child not yet reaped by its parent)."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()

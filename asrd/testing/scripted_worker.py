@@ -73,6 +73,7 @@ class WorkerScript:
     load_failures: int = 0
     load_error: str = "model not found (scripted)"
     replies: dict[str, tuple[Reply, ...]] = field(default_factory=dict)
+    cancels: bool = False  # a worker that stops one file and goes on (the Ray bridge); else it is ended
     workers: list[ScriptedWorker] = field(default_factory=list)
 
     def on(self, name_part: str, *replies: Reply) -> WorkerScript:
@@ -103,6 +104,7 @@ class ScriptedWorker:
         self.in_flight: dict[int, Task] = {}
         self.final: list[Message] = []
         self.sent: list[Task] = []
+        self.cancelled: list[int] = []
         self.exitcode: int | None = None
         self.stopped = False
         self._outbox: list[Message] = []
@@ -140,6 +142,13 @@ class ScriptedWorker:
                 self._outbox.append(Failed(task.job_id, reply.kind, reply.message, task.lease))
             elif isinstance(reply, Report):
                 self._outbox.append(Progress(task.job_id, reply.done, reply.total, task.lease))
+
+    def cancel(self, job_id: int) -> bool:
+        if not self.script.cancels:
+            return False
+        self.in_flight.pop(job_id, None)
+        self.cancelled.append(job_id)
+        return True
 
     def poll(self, timeout: float = 0.0) -> list[Message]:
         if not self._outbox and not self.alive():

@@ -50,6 +50,9 @@ class WorkerHandle:
         with contextlib.suppress(OSError):
             self._conn.send(task)
 
+    def cancel(self, job_id: int) -> bool:
+        return False  # the worker loop has no per-file stop: the pool ends this process instead
+
     def poll(self, timeout: float = 0.0) -> list[Message]:
         """Messages waiting from the worker; raises EOFError once it is gone and nothing is left."""
         messages: list[Message] = []

@@ -56,6 +56,15 @@ class Task:
 
 
 @dataclass(frozen=True)
+class Cancel:
+    """The daemon to the Ray bridge: stop this one file (``Worker.cancel``). Only the bridge reads it; a
+    local worker process has no per-file stop and is ended instead."""
+
+    job_id: int
+    lease: int
+
+
+@dataclass(frozen=True)
 class Loaded:
     pid: int
     device: str
@@ -155,6 +164,11 @@ class Worker(Protocol):
     def alive(self) -> bool: ...
 
     def send(self, task: Task) -> None: ...
+
+    def cancel(self, job_id: int) -> bool:
+        """Stop one file in flight and keep the worker running; False where this worker cannot (then the
+        pool ends it). Whatever it still says about that file is stale."""
+        ...
 
     def poll(self, timeout: float = 0.0) -> list[Message]:
         """Messages waiting from the worker; raises EOFError once it is gone and nothing is left."""

@@ -21,13 +21,14 @@ pytest.importorskip("ray", reason="cluster mode needs Ray: pip install 'asrd[clu
 
 from asrd.cluster.handle import ClusterHandle
 from asrd.config import load_settings
+from asrd.control.actions import Action, ActionKind, Controls, apply
 from asrd.control.daemon import Daemon
 from asrd.control.jobs import JobState
 from asrd.control.jobs_sqlite import SqliteJobStore
 from asrd.control.pool import spawn_worker
 from asrd.control.service import MemoryNotifier, ServiceState
 from asrd.control.timers import ManualTimers
-from asrd.testing.raycluster import LocalRayCluster, RayNode
+from asrd.testing.raycluster import LocalRayCluster, RayNode, process_alive
 from asrd.worker.handle import pid_exists
 from asrd.worker.protocol import EngineSpec, Worker
 
@@ -35,6 +36,7 @@ pytestmark = pytest.mark.slow
 
 JFK = Path(__file__).resolve().parents[1] / "data" / "audio" / "jfk.flac"
 PROGRESS_TIMEOUT = 8.0  # seconds without word from an actor with files: its node is taken as hung
+ACTOR_IDLE = 6.0  # [cluster] actor_idle_seconds where a test watches actors end one by one
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +71,7 @@ def _has_raylet(node: RayNode) -> bool:
 
 class ClusterDaemon:
     def __init__(self, tmp_path: Path, address: str, model: Path | None,
-                 spawn: Callable[[EngineSpec], Worker] = spawn_worker) -> None:
+                 spawn: Callable[[EngineSpec], Worker] = spawn_worker, **cluster: object) -> None:
         self.inbox = tmp_path / "inbox"
         self.inbox.mkdir()
         settings = load_settings(None, {
@@ -77,7 +79,7 @@ class ClusterDaemon:
             "daemon": {"state_dir": str(tmp_path / "state"), "max_attempts": 3},
             "inbox": [{"path": str(self.inbox), "settle_seconds": 0.3}],
             "cluster": {"enabled": True, "address": address, "device": "cpu",
-                        "progress_timeout_seconds": PROGRESS_TIMEOUT},
+                        "progress_timeout_seconds": PROGRESS_TIMEOUT, **cluster},
         })
         self.store = SqliteJobStore(tmp_path / "state" / "jobs.sqlite3", max_attempts=3)
         self.daemon = Daemon(settings, self.store, ServiceState(MemoryNotifier()), ManualTimers(),
@@ -116,6 +118,17 @@ class ClusterDaemon:
                 if found:
                     return int(found.group(1))
         return None
+
+    def actors(self) -> dict[int, str]:
+        """Actor pid -> its phase (starting, loading, busy, idle), from the bridge's status lines."""
+        lines = [line for slot in self.daemon.dispatcher.pool.slots for line in (slot.cluster.actors if slot.cluster
+                                                                                 else ())]
+        return {int(m.group(1)): m.group(2) for line in lines if (m := re.search(r"\(pid (\d+)\): (\w+)", line))}
+
+    def in_flight_on_actors(self) -> int:
+        lines = [line for slot in self.daemon.dispatcher.pool.slots for line in (slot.cluster.actors if slot.cluster
+                                                                                 else ())]
+        return sum(int(m.group(1)) for line in lines if (m := re.search(r"(\d+) in flight", line)))
 
     def close(self) -> None:
         self.daemon.stop(time.time() + self.offset)
@@ -215,3 +228,83 @@ def test_an_actor_crash_costs_its_files_an_attempt_and_the_killer_ends_alone_in_
         assert any("died while transcribing" in r.getMessage() for r in caplog.records)
     finally:
         h.close()
+
+
+
+def _long_files(h: ClusterDaemon, count: int, repeat: int = 12) -> list[Path]:
+    """``count`` files of jfk said ``repeat`` times (~130 s: seconds each for the tiny model, so both
+    actors are loaded while files are still waiting)."""
+    import numpy as np
+    import soundfile as sf
+
+    audio, rate = sf.read(JFK, dtype="int16")
+    staging = h.inbox.parent / "staging"
+    staging.mkdir(exist_ok=True)
+    paths = []
+    for n in range(count):
+        src = staging / f"long{n:02d}.wav"
+        sf.write(src, np.concatenate([audio] * repeat), rate)
+        paths.append(h.inbox / src.name)
+    for src, path in zip(sorted(staging.iterdir()), paths, strict=True):
+        src.rename(path)
+    return paths
+
+
+def test_a_cancel_ends_only_its_actor_and_idle_actors_end_one_by_one_then_all_with_the_bridge(
+    tmp_path: Path, cluster: LocalRayCluster, tiny_sensevoice_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    _restart_dead_nodes(cluster)
+    h = ClusterDaemon(tmp_path, cluster.address, tiny_sensevoice_dir, actor_idle_seconds=ACTOR_IDLE,
+                      progress_timeout_seconds=120.0)
+    seen: set[int] = set()  # every actor pid the bridge has reported
+
+    def gone() -> list[int]:
+        seen.update(h.actors())
+        return [p for p in seen if not process_alive(p)]
+
+    try:
+        paths = _long_files(h, 12)
+
+        def running() -> list[int]:
+            return sorted(j.id for p in paths if (j := h.store.get(p)) is not None and j.state is JobState.RUNNING)
+
+        # Two actors with files, and every running file on one of them (none waiting in the bridge).
+        h.run_until(lambda: list(h.actors().values()) == ["busy", "busy"] and h.in_flight_on_actors() == len(running()),
+                    120, "two busy actors holding every running file")
+        (bridge,) = h.daemon.dispatcher.pool.workers
+        first, second = h.actors()
+        victim = running()[0]  # the longest running: placed on an actor for sure
+        apply(Action(ActionKind.CANCEL, victim), Controls(h.store, h.daemon.dispatcher), time.time() + h.offset)
+        h.run_until(lambda: bool(gone()), 30, "the cancelled file's actor gone")
+        assert process_alive(first) != process_alive(second)  # the other actor goes on
+        assert h.daemon.dispatcher.pool.workers == [bridge] and bridge.alive()  # and so does the bridge
+        others = [p for p in paths if (j := h.store.get(p)) is not None and j.id != victim]
+        h.run_until(h.all_done(others), 300, "the other 11 files")
+        done_at = time.monotonic()
+        cancelled = next(j for p in paths if (j := h.store.get(p)) is not None and j.id == victim)
+        assert cancelled.state is JobState.QUARANTINED
+        attempts = [j.attempts for p in others if (j := h.store.get(p)) is not None]
+        assert attempts == [0] * 11  # its batch mates were queued again at no cost
+        assert len(_done_lines(caplog)) == 11 == len(set(_done_lines(caplog)))
+        assert any("ended to cancel another file" in r.getMessage() for r in caplog.records)
+        assert len(h.bridge_pids) == 1  # never restarted
+
+        # Idle unload per actor. With two loaded actors idle since the batch ended, one more file restarts
+        # one's idle clock: the other is ended first. Either way one actor ends while another stays.
+        if len(gone()) == 1:  # (else one was ended already, idle while the other finished the batch)
+            if list(h.actors().values()) == ["idle", "idle"]:
+                shutil.copy(JFK, h.inbox / "late.flac")
+            h.run_until(lambda: len(gone()) >= 2, ACTOR_IDLE + 60, "an idle actor ended")
+            assert time.monotonic() - done_at >= ACTOR_IDLE - 1  # not before it had been idle that long
+        survivors = [p for p in seen if process_alive(p)]
+        assert survivors, "every actor ended at once: idle unload is not per actor"
+        h.run_until(lambda: set(h.actors()) <= set(survivors), 10, "the status without the ended actor")
+        assert all(process_alive(p) for p in survivors) and bridge.alive()
+    finally:
+        h.close()
+    # The bridge has exited (close checks it): every actor it owned is gone with it.
+    end = time.monotonic() + 30
+    while time.monotonic() < end and any(process_alive(p) for p in seen):
+        time.sleep(0.2)
+    assert not [p for p in seen if process_alive(p)]

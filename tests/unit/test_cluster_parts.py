@@ -18,8 +18,9 @@ from asrd.control.inboxviews import engine_spec, inbox_views
 from asrd.control.jobs import JobState
 from asrd.control.jobs_memory import MemoryJobStore
 from asrd.control.pool import CLUSTER, slot_specs
+from asrd.records import Transcript
 from asrd.testing.scripted_worker import Fail, Hang, WorkerScript
-from asrd.worker.protocol import FailureKind
+from asrd.worker.protocol import Done, Failed, FailureKind
 
 T0 = 1_000_000.0
 
@@ -104,3 +105,30 @@ def test_cancel_ends_only_the_worker_holding_the_file(tmp_path: Path) -> None:
     assert jobs[victim].state is JobState.QUARANTINED
     assert jobs[neighbour].state is JobState.QUEUED and jobs[neighbour].attempts == 0  # its batch mate: requeued
     assert sum(j.state is JobState.RUNNING for j in jobs.values()) == 2
+
+
+def test_cancel_on_the_cluster_bridge_keeps_it_and_every_other_file_running(tmp_path: Path) -> None:
+    """The bridge stops one file itself (it ends only the actor holding it): the pool keeps the bridge and
+    requeues nothing; the actor's other files come back as LOST from the bridge, costing no attempt."""
+    script = WorkerScript(capacity=4, cancels=True).on("memo", Hang())
+    rig = Rig(tmp_path, script, [])
+    paths = [rig.add(f"memo{n}.wav") for n in range(4)]
+    for _ in range(3):
+        rig.dispatcher.step(T0)
+    (slot,) = rig.pool.slots
+    (bridge,) = script.workers
+    victim, mate, *others = list(slot.leases)
+    victim_lease = slot.leases[victim]
+    apply(Action(ActionKind.CANCEL, victim), Controls(rig.store, rig.dispatcher), T0 + 1)
+    assert bridge.alive() and not bridge.stopped and slot.worker is bridge and bridge.cancelled == [victim]
+    jobs = {j.id: j for j in (rig.store.get(p) for p in paths) if j is not None}
+    assert jobs[victim].state is JobState.QUARANTINED
+    assert all(jobs[j].state is JobState.RUNNING for j in (mate, *others))  # nothing requeued by the cancel
+    bridge.push(Failed(mate, FailureKind.LOST, "its model actor was ended to cancel another file",
+                       slot.leases[mate]))
+    bridge.push(Done(victim, Transcript(jobs[victim].path, 16000), 1.0, lease=victim_lease))  # a late answer
+    rig.dispatcher.step(T0 + 2)
+    again = rig.store.get(jobs[mate].path)
+    assert again is not None and again.attempts == 0 and again.state is JobState.RUNNING  # sent again at once
+    assert (j := rig.store.get(jobs[victim].path)) is not None and j.state is JobState.QUARANTINED  # dropped
+    assert len(script.workers) == 1
