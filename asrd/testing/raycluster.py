@@ -5,7 +5,7 @@ Everything listens on 127.0.0.1 on free ports, under its own ``--temp-dir``, wit
 usage reports. Each ``ray start --block`` stays in the foreground, so the cluster is ended by the PIDs
 this started and their children - never ``ray stop``, which would end every Ray on the machine.
 
-    python -m asrd.testing.raycluster DIR    # starts head + 2 nodes, prints the address, Ctrl-C ends it
+    python -m asrd.testing.raycluster DIR    # starts head + 2 nodes, prints the address; Ctrl-C or SIGTERM ends it
 """
 
 from __future__ import annotations
@@ -181,11 +181,13 @@ def process_alive(pid: int) -> bool:
 
 def main(argv: list[str]) -> int:
     cluster = LocalRayCluster(Path(argv[0]) if argv else Path("ray-cluster"))
+    stop = {signal.SIGINT, signal.SIGTERM}
     try:
         print(cluster.start(), flush=True)
-        while True:
-            time.sleep(3600)
-    except KeyboardInterrupt:
+        # Ended by Ctrl-C or SIGTERM, waited for without a handler (a shell's background job ignores SIGINT).
+        # Blocked only now: the Ray processes started above must not inherit the mask.
+        signal.pthread_sigmask(signal.SIG_BLOCK, stop)
+        signal.sigwait(stop)
         return 0
     finally:
         cluster.stop()
